@@ -1,0 +1,102 @@
+//! Store configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::StoreError;
+
+/// The largest request the store accepts, as etcd's default `--max-request-bytes` (1.5 MiB).
+/// Bounds the size of one Raft entry, and so the memory a single client can pin.
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// The most operations one Txn may carry, as etcd's default `--max-txn-ops`.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// The largest lease TTL etcd accepts, in seconds.
+pub const MAX_LEASE_TTL_SECS: i64 = 9_000_000_000;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This replica's name.
+    pub name: String,
+    /// Where the Raft log (`raft/`), state machine (`sm/`) and snapshots live.
+    pub data_dir: PathBuf,
+    /// Leader heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// A follower starts an election after this long without a heartbeat (randomised up to 2x).
+    pub election_timeout: Duration,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_logs: u64,
+    /// Log entries kept behind a snapshot, so slightly lagging followers need no snapshot.
+    pub logs_to_keep: u64,
+    /// How long a client request waits for Raft before answering `Timeout`.
+    pub request_timeout: Duration,
+    /// The cluster token mixed into member and cluster IDs.
+    pub cluster_token: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            data_dir: PathBuf::from("default.flotilla"),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            snapshot_logs: 10_000,
+            logs_to_keep: 5_000,
+            request_timeout: Duration::from_secs(5),
+            cluster_token: "flotilla-cluster".into(),
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let bad = |m: &str| Err(StoreError::InvalidArgument(m.to_string()));
+        if self.name.is_empty() {
+            return bad("--name must not be empty");
+        }
+        if self.heartbeat_interval.is_zero() {
+            return bad("--heartbeat-interval must be positive");
+        }
+        if self.election_timeout < self.heartbeat_interval * 5 {
+            return bad("--election-timeout must be at least 5 times --heartbeat-interval");
+        }
+        if self.snapshot_logs == 0 {
+            return bad("snapshot threshold must be positive");
+        }
+        Ok(())
+    }
+
+    /// The openraft configuration derived from this one.
+    pub fn raft_config(&self) -> openraft::Config {
+        let election_ms = self.election_timeout.as_millis() as u64;
+        openraft::Config {
+            cluster_name: self.cluster_token.clone(),
+            heartbeat_interval: self.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            // Per-chunk timeout for snapshot transfer: chunks are up to 3 MiB, so allow seconds.
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            max_in_snapshot_log_to_keep: self.logs_to_keep,
+            purge_batch_size: 256,
+            max_payload_entries: 256,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_election_must_exceed_heartbeat() {
+        Config::default().validate().unwrap();
+        let c = Config { election_timeout: Duration::from_millis(200), ..Config::default() };
+        assert!(matches!(c.validate(), Err(StoreError::InvalidArgument(_))));
+        c.raft_config().validate().ok();
+        Config::default().raft_config().validate().unwrap();
+    }
+}
