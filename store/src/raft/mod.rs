@@ -4,4 +4,5 @@ pub mod forward;
 pub mod log_store;
 pub mod network;
 pub mod service;
+pub mod snapshot;
 pub mod state_machine;

@@ -1,1 +1,287 @@
-//! (in progress)
+//! The openraft state machine: drives [`Mvcc`] with committed entries and keeps snapshots.
+//!
+//! Invariants:
+//! - One apply call = one RocksDB `WriteBatch` holding every MVCC change plus `last_applied`
+//!   and the membership, so the persisted state is always exactly "the log up to
+//!   `last_applied`" (etcd's consistent index). The batch is not fsynced: after a machine
+//!   crash the state may be older, never torn, and Raft re-applies the rest from its synced
+//!   log; a persisted snapshot newer than the state is installed at open.
+//! - Readers never see a half-applied batch: apply holds the MVCC write lock from the first
+//!   entry until the batch is written. Watch notices go out only after that.
+//! - Installing a snapshot replaces the whole state or nothing (see [`super::snapshot`]).
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use rocksdb::{checkpoint::Checkpoint, ColumnFamilyDescriptor, Options, WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+
+use super::snapshot::{self as snap, current_sm_dir, pack_dir, set_current_sm_dir, unpack_to};
+use crate::error::StoreError;
+use crate::mvcc::{Mvcc, CF_META};
+use crate::types::{CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::watch::{Notice, WatchHub};
+
+const META_APPLIED: &[u8] = b"applied";
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+/// What the state machine has applied: persisted with every batch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppliedState {
+    pub last: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// State shared by the state machine, its snapshot builder, and the node's read paths.
+pub struct SmShared {
+    pub mvcc: Arc<RwLock<Mvcc>>,
+    pub hub: WatchHub,
+    pub applied: RwLock<AppliedState>,
+    data_dir: PathBuf,
+    seq: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<SmShared>,
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+}
+
+fn snap_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_snapshot(None, AnyError::error(e.to_string())).into()
+}
+
+fn open_db(dir: &Path) -> Result<Arc<DB>, StoreError> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = Mvcc::column_families().map(|cf| ColumnFamilyDescriptor::new(cf, Options::default()));
+    DB::open_cf_descriptors(&opts, dir, cfs).map(Arc::new).map_err(StoreError::storage)
+}
+
+fn read_applied(db: &DB) -> Result<AppliedState, StoreError> {
+    let cf = db.cf_handle(CF_META).ok_or_else(|| StoreError::storage("missing cf meta"))?;
+    match db.get_cf(cf, META_APPLIED).map_err(StoreError::storage)? {
+        None => Ok(AppliedState::default()),
+        Some(v) => bincode::deserialize(&v).map_err(StoreError::storage),
+    }
+}
+
+/// The number in an `sm-N` directory name.
+fn sm_number(dir: &Path) -> u64 {
+    dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("sm-")).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+impl StateMachine {
+    /// Open (or create) the state machine under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(StoreError::storage)?;
+        let sm_dir = match current_sm_dir(data_dir)? {
+            Some(d) => d,
+            None => {
+                let d = data_dir.join("sm-1");
+                set_current_sm_dir(data_dir, &d)?;
+                d
+            }
+        };
+        remove_strays(data_dir, &sm_dir)?;
+        let db = open_db(&sm_dir)?;
+        let applied = read_applied(&db)?;
+        let mvcc = Arc::new(RwLock::new(Mvcc::open(db)?));
+        let shared = Arc::new(SmShared {
+            hub: WatchHub::new(mvcc.clone()),
+            mvcc,
+            applied: RwLock::new(applied),
+            data_dir: data_dir.to_path_buf(),
+            seq: AtomicU64::new(sm_number(&sm_dir)),
+        });
+        let sm = Self { shared };
+        sm.restore_newer_snapshot()?;
+        Ok(sm)
+    }
+
+    pub fn shared(&self) -> &Arc<SmShared> {
+        &self.shared
+    }
+
+    /// After a machine crash the unsynced state may be older than the last persisted
+    /// snapshot, whose logs may be purged: install that snapshot.
+    fn restore_newer_snapshot(&self) -> Result<(), StoreError> {
+        let Some((meta, data)) = load_snapshot(&self.shared.data_dir)? else { return Ok(()) };
+        let applied = self.shared.applied.read().expect("lock poisoned").last;
+        if meta.last_log_id > applied {
+            tracing::warn!(?applied, snapshot = ?meta.last_log_id, "state is behind the last snapshot; restoring it");
+            self.replace_state(&data)?;
+        }
+        Ok(())
+    }
+
+    /// Swap in the state contained in a snapshot archive.
+    fn replace_state(&self, archive: &[u8]) -> Result<(), StoreError> {
+        let n = self.shared.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let new_dir = self.shared.data_dir.join(format!("sm-{n}"));
+        if new_dir.exists() {
+            std::fs::remove_dir_all(&new_dir).map_err(StoreError::storage)?;
+        }
+        unpack_to(archive, &new_dir)?;
+        let db = open_db(&new_dir)?;
+        let applied = read_applied(&db)?;
+        let mvcc = Mvcc::open(db)?;
+        set_current_sm_dir(&self.shared.data_dir, &new_dir)?;
+        let old = {
+            let mut guard = self.shared.mvcc.write().expect("lock poisoned");
+            *self.shared.applied.write().expect("lock poisoned") = applied;
+            std::mem::replace(&mut *guard, mvcc)
+        };
+        drop(old);
+        remove_strays(&self.shared.data_dir, &new_dir)?;
+        self.shared.hub.publish(Notice::Reset);
+        Ok(())
+    }
+}
+
+/// Remove every `sm-*` directory but `keep`, and the scratch directory.
+fn remove_strays(data_dir: &Path, keep: &Path) -> Result<(), StoreError> {
+    for e in std::fs::read_dir(data_dir).map_err(StoreError::storage)? {
+        let path = e.map_err(StoreError::storage)?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if (name.starts_with("sm-") && path != keep) || name == "tmp" {
+            std::fs::remove_dir_all(&path).map_err(StoreError::storage)?;
+        }
+    }
+    Ok(())
+}
+
+/// The persisted snapshot: `u64 meta length, bincode(meta), archive`.
+fn load_snapshot(data_dir: &Path) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StoreError> {
+    let Some(raw) = snap::read_optional(&data_dir.join(SNAPSHOT_FILE))? else { return Ok(None) };
+    let len = raw.get(..8).map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")) as usize);
+    let len = len.filter(|l| 8 + l <= raw.len()).ok_or_else(|| StoreError::storage("corrupt snapshot file"))?;
+    let meta = bincode::deserialize(&raw[8..8 + len]).map_err(StoreError::storage)?;
+    Ok(Some((meta, raw[8 + len..].to_vec())))
+}
+
+fn save_snapshot(data_dir: &Path, meta: &SnapshotMeta, archive: &[u8]) -> Result<(), StoreError> {
+    let m = bincode::serialize(meta).map_err(StoreError::storage)?;
+    let mut raw = Vec::with_capacity(8 + m.len() + archive.len());
+    raw.extend_from_slice(&(m.len() as u64).to_be_bytes());
+    raw.extend_from_slice(&m);
+    raw.extend_from_slice(archive);
+    snap::write_atomic(&data_dir.join(SNAPSHOT_FILE), &raw)
+}
+
+impl SmShared {
+    /// Checkpoint the live database and pack it; returns the applied state it holds.
+    fn checkpoint(&self) -> Result<(AppliedState, Vec<u8>), StoreError> {
+        let n = self.seq.load(Ordering::SeqCst);
+        let tmp = self.data_dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(StoreError::storage)?;
+        let dir = tmp.join(format!("checkpoint-{n}-{}", rand::random::<u32>()));
+        let applied = {
+            // The read lock keeps apply out, so `applied` matches the checkpoint.
+            let mvcc = self.mvcc.read().expect("lock poisoned");
+            Checkpoint::new(mvcc.db()).and_then(|c| c.create_checkpoint(&dir)).map_err(StoreError::storage)?;
+            self.applied.read().expect("lock poisoned").clone()
+        };
+        let archive = pack_dir(&dir);
+        std::fs::remove_dir_all(&dir).map_err(StoreError::storage)?;
+        Ok((applied, archive?))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let shared = self.shared.clone();
+        let (applied, archive) = tokio::task::spawn_blocking(move || shared.checkpoint())
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        let snapshot_id = match applied.last {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
+            None => format!("0-0-{}", rand::random::<u32>()),
+        };
+        let meta = SnapshotMeta { last_log_id: applied.last, last_membership: applied.membership, snapshot_id };
+        save_snapshot(&self.shared.data_dir, &meta, &archive).map_err(snap_err)?;
+        tracing::info!(last = ?meta.last_log_id, bytes = archive.len(), "snapshot built");
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(archive)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let a = self.shared.applied.read().expect("lock poisoned").clone();
+        Ok((a.last, a.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut results = Vec::new();
+        let mut notices = Vec::new();
+        {
+            let mut mvcc = self.shared.mvcc.write().expect("lock poisoned");
+            let mut applied = self.shared.applied.read().expect("lock poisoned").clone();
+            let mut batch = WriteBatch::default();
+            for entry in entries {
+                applied.last = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => results.push(CommandResult::None),
+                    EntryPayload::Membership(m) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                        results.push(CommandResult::None);
+                    }
+                    EntryPayload::Normal(cmd) => {
+                        let (result, events) = mvcc.apply(&cmd, &mut batch).map_err(sm_err)?;
+                        if let Some(revision) = events.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) {
+                            notices.push(Notice::Events { revision, events });
+                        }
+                        results.push(result);
+                    }
+                }
+            }
+            let cf = mvcc.db().cf_handle(CF_META).expect("column families are created at open");
+            batch.put_cf(cf, META_APPLIED, bincode::serialize(&applied).map_err(sm_err)?);
+            mvcc.db().write(batch).map_err(sm_err)?;
+            mvcc.batch_written();
+            *self.shared.applied.write().expect("lock poisoned") = applied;
+        }
+        for n in notices {
+            self.shared.hub.publish(n);
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+        let archive = snapshot.into_inner();
+        let this = self.clone();
+        let a = archive.clone();
+        tokio::task::spawn_blocking(move || this.replace_state(&a)).await.map_err(snap_err)?.map_err(snap_err)?;
+        save_snapshot(&self.shared.data_dir, meta, &archive).map_err(snap_err)?;
+        tracing::info!(last = ?meta.last_log_id, bytes = archive.len(), "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let loaded = load_snapshot(&self.shared.data_dir).map_err(snap_err)?;
+        Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
