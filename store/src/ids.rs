@@ -25,12 +25,9 @@ pub fn member_id(peer_url: &str, token: &str) -> u64 {
     }
 }
 
-/// The cluster ID: a hash of the token and the sorted initial member IDs.
-pub fn cluster_id(token: &str, members: &[u64]) -> u64 {
-    let mut sorted = members.to_vec();
-    sorted.sort_unstable();
-    let bytes: Vec<u8> = sorted.iter().flat_map(|m| m.to_be_bytes()).collect();
-    match fnv1a(&[token.as_bytes(), &bytes]) {
+/// The cluster ID: a hash of the cluster token, so members added later agree on it.
+pub fn cluster_id(token: &str) -> u64 {
+    match fnv1a(&[b"cluster", token.as_bytes()]) {
         0 => 1,
         id => id,
     }
@@ -49,8 +46,9 @@ mod tests {
     }
 
     #[test]
-    fn cluster_id_ignores_member_order() {
-        assert_eq!(cluster_id("t", &[3, 1, 2]), cluster_id("t", &[1, 2, 3]));
-        assert_ne!(cluster_id("t", &[1, 2]), cluster_id("t", &[1, 2, 3]));
+    fn cluster_id_depends_on_token_only() {
+        assert_eq!(cluster_id("t"), cluster_id("t"));
+        assert_ne!(cluster_id("t"), cluster_id("u"));
+        assert_ne!(cluster_id("t"), member_id("t", ""));
     }
 }

@@ -26,7 +26,7 @@ pub mod wire;
 
 pub use config::Config;
 pub use error::StoreError;
-// pub use node::StoreNode;
+pub use node::StoreNode;
 pub use types::{Command, CommandResult, Node, NodeId, TypeConfig};
 
 /// Re-export of the etcd v3 protobuf types the store speaks, so dependants need not name the
