@@ -1,18 +1,51 @@
-// TEMPORARY local wiring by the bench helper; reverted to `fn main() {}` when done.
+//! The `flotilla` binary: thin subcommands over the library crates.
+
 mod bench;
-use clap::Parser;
-#[derive(clap::Parser)]
+mod member;
+mod server;
+mod up;
+mod urls;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "flotilla", version, about = "A highly available container orchestrator with an embedded Raft store")]
 struct Cli {
     #[command(subcommand)]
-    cmd: Cmd,
+    command: Command,
 }
-#[derive(clap::Subcommand)]
-enum Cmd {
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one control-plane replica (the replicated store and its etcd v3 API).
+    Server(server::ServerArgs),
+    /// Run a local cluster of replicas as child processes, for trying flotilla out.
+    Up(up::UpArgs),
+    /// List and change the store's members (etcd's Cluster API).
+    Member(member::MemberArgs),
+    /// Drive put / range / txn load through the etcd v3 API and report latency.
     Bench(bench::BenchArgs),
 }
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
-        Cmd::Bench(a) => bench::run(a).await,
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Up(args) => up::run(args).await,
+            Command::Member(args) => member::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("flotilla: error: {e:#}");
+        std::process::exit(1);
     }
 }

@@ -20,6 +20,7 @@ pub mod lease;
 pub mod mvcc;
 pub mod node;
 pub mod raft;
+pub mod replica;
 pub mod types;
 pub mod watch;
 pub mod wire;

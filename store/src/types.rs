@@ -63,6 +63,10 @@ pub enum Rejection {
     KeyNotFound,
     #[error("duplicate key given in txn request")]
     DuplicateKey,
+    /// A malformed request that reached the log (callers validate first; apply must still
+    /// refuse it the same way everywhere rather than fail).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The result of applying one log entry.

@@ -70,7 +70,7 @@ impl WatchHub {
         } else {
             self.mvcc.read().expect("mvcc lock poisoned").current_revision() + 1
         };
-        Watcher { range, next_rev, rx, mvcc: self.mvcc.clone(), catching_up: true, ready: Vec::new() }
+        Watcher { range, next_rev, rx, mvcc: self.mvcc.clone(), catching_up: true, ready: Vec::new(), finished: false }
     }
 }
 
@@ -82,6 +82,8 @@ pub struct Watcher {
     catching_up: bool,
     /// History already read but not yet yielded, in reverse order (pop from the end).
     ready: Vec<WatchItem>,
+    /// Set once `Compacted` was yielded: the watcher yields nothing more.
+    finished: bool,
 }
 
 impl Watcher {
@@ -90,10 +92,15 @@ impl Watcher {
         self.next_rev
     }
 
-    /// The next matching revision, waiting for one if needed. Cancel-safe.
+    /// The next matching revision, waiting for one if needed; `None` once finished (after
+    /// `Compacted`, or when the store shuts down). Cancel-safe.
     pub async fn next(&mut self) -> Option<WatchItem> {
         loop {
+            if self.finished {
+                return None;
+            }
             if let Some(item) = self.ready.pop() {
+                self.finished = matches!(item, WatchItem::Compacted { .. });
                 return Some(item);
             }
             if self.catching_up {

@@ -156,6 +156,10 @@ impl Mvcc {
                 assert!(w.events.is_empty(), "a refused command must change nothing");
                 return Ok((CommandResult::Rejected(rej), Vec::new()));
             }
+            Err(StoreError::InvalidArgument(m)) => {
+                assert!(w.events.is_empty(), "a refused command must change nothing");
+                return Ok((CommandResult::Rejected(Rejection::Invalid(m)), Vec::new()));
+            }
             Err(e) => return Err(e),
         };
         if !w.events.is_empty() {

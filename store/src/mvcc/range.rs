@@ -14,7 +14,6 @@ use crate::error::StoreError;
 use crate::pb::{PbKeyValue, PbRangeRequest, PbRangeResponse};
 
 /// `RangeRequest.SortOrder`.
-const SORT_NONE: i32 = 0;
 const SORT_DESCEND: i32 = 2;
 /// `RangeRequest.SortTarget`.
 const TARGET_KEY: i32 = 0;
@@ -26,7 +25,13 @@ const TARGET_VALUE: i32 = 4;
 impl Mvcc {
     /// Serve a Range request from local state.
     pub fn range(&self, req: &PbRangeRequest) -> Result<PbRangeResponse, StoreError> {
-        let rev = self.check_read_revision(req.revision)?;
+        self.range_with_latest(req, self.current_rev)
+    }
+
+    /// Range where "latest" means `latest`: inside a Txn that has written, its own in-progress
+    /// revision, so that later reads of the Txn see its earlier writes.
+    pub(super) fn range_with_latest(&self, req: &PbRangeRequest, latest: i64) -> Result<PbRangeResponse, StoreError> {
+        let rev = if req.revision <= 0 { latest } else { self.check_read_revision(req.revision)? };
         let range = KeyRange::new(&req.key, &req.range_end);
         let mut found: Vec<(&[u8], Version)> = match range.bounds() {
             None => Vec::new(),
@@ -42,7 +47,8 @@ impl Mvcc {
             return Ok(resp);
         }
         found.retain(|(_, v)| passes_filters(req, v));
-        let mut kvs = if req.sort_target == TARGET_VALUE && req.sort_order != SORT_NONE {
+        // As etcd, "no order" with a target other than KEY sorts ascending.
+        let mut kvs = if req.sort_target == TARGET_VALUE {
             // Value sorting needs every value before the cut.
             let mut kvs = self.fetch(&found, true)?;
             kvs.sort_by(|a, b| a.value.cmp(&b.value));

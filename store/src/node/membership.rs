@@ -17,9 +17,9 @@ use crate::ids;
 use crate::raft::forward::{ForwardRequest, ForwardResponse};
 use crate::types::{Node, NodeId};
 
-/// A learner may be promoted only when its log is at most this many entries behind the
-/// leader's (etcd refuses to promote a learner that is not in sync).
-pub const PROMOTE_MAX_LAG: u64 = 1000;
+/// A learner may be promoted only once it has replicated at least this share of the leader's
+/// log (etcd's `readyPercent`), so promoting it cannot stall the quorum.
+pub const PROMOTE_READY_PERCENT: u64 = 90;
 
 /// How often a started member checks that the cluster knows its name and client URLs.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
@@ -103,15 +103,12 @@ impl StoreNode {
     pub(super) fn check_promotable(&self, id: NodeId) -> Result<(), StoreError> {
         let metrics = self.raft.metrics().borrow().clone();
         let last = metrics.last_log_index.unwrap_or(0);
-        let matched = metrics
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&id).cloned().flatten())
-            .map_or(0, |l| l.index);
+        let matched = metrics.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index);
         if metrics.membership_config.membership().get_node(&id).is_none() {
             return Err(StoreError::MemberNotFound);
         }
-        if last.saturating_sub(matched) > PROMOTE_MAX_LAG {
+        // A learner the leader has never heard from is not ready, however short the log.
+        if matched.is_none_or(|m| m * 100 < last * PROMOTE_READY_PERCENT) {
             return Err(StoreError::Membership("can only promote a learner member which is in sync with leader".into()));
         }
         Ok(())

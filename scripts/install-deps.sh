@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system packages flotilla builds and tests with, when they are missing.
+# Debian/Ubuntu only; needs root (or sudo). Sourced by run-cluster.sh and test.sh.
+set -euo pipefail
+
+need=()
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+dpkg -s protobuf-compiler >/dev/null 2>&1 || need+=(protobuf-compiler)
+dpkg -s libprotobuf-dev >/dev/null 2>&1 || need+=(libprotobuf-dev)
+if [ -z "${ROCKSDB_COMPILE:-}" ]; then
+  dpkg -s librocksdb-dev >/dev/null 2>&1 || need+=(librocksdb-dev)
+fi
+for pkg in "$@"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi

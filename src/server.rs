@@ -1,0 +1,141 @@
+//! `flotilla server`: one control-plane replica. Flags are named as etcd's.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use flotilla_store::node::Bootstrap;
+use flotilla_store::raft::network::LinkControl;
+use flotilla_store::replica::Replica;
+use flotilla_store::{ids, Config, Node};
+use tokio::net::TcpListener;
+
+use crate::urls;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Human-readable name of this member.
+    #[arg(long, env = "FLOTILLA_NAME", default_value = "default")]
+    name: String,
+    /// Where the Raft log, state and snapshots live [default: <name>.flotilla].
+    #[arg(long, env = "FLOTILLA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// URLs to serve the etcd v3 API on (comma-separated).
+    #[arg(long, env = "FLOTILLA_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    listen_client_urls: String,
+    /// Client URLs to advertise to the cluster [default: --listen-client-urls].
+    #[arg(long, env = "FLOTILLA_ADVERTISE_CLIENT_URLS")]
+    advertise_client_urls: Option<String>,
+    /// URL to serve Raft and forwarding to other members on.
+    #[arg(long, env = "FLOTILLA_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    listen_peer_urls: String,
+    /// Peer URL to advertise to the cluster [default: --listen-peer-urls].
+    #[arg(long, env = "FLOTILLA_INITIAL_ADVERTISE_PEER_URLS")]
+    initial_advertise_peer_urls: Option<String>,
+    /// Founding members, `name=peer-url,...` [default: this member alone].
+    #[arg(long, env = "FLOTILLA_INITIAL_CLUSTER")]
+    initial_cluster: Option<String>,
+    /// `new` to found a cluster, `existing` to join one that already lists this member.
+    #[arg(long, env = "FLOTILLA_INITIAL_CLUSTER_STATE", value_enum, default_value = "new")]
+    initial_cluster_state: ClusterState,
+    /// Cluster token: members of one cluster must share it.
+    #[arg(long, env = "FLOTILLA_INITIAL_CLUSTER_TOKEN", default_value = "flotilla-cluster")]
+    initial_cluster_token: String,
+    /// Leader heartbeat interval in milliseconds.
+    #[arg(long, env = "FLOTILLA_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Election timeout in milliseconds.
+    #[arg(long, env = "FLOTILLA_ELECTION_TIMEOUT", default_value_t = 1000)]
+    election_timeout: u64,
+    /// Log entries between snapshots.
+    #[arg(long, env = "FLOTILLA_SNAPSHOT_COUNT", default_value_t = 10_000)]
+    snapshot_count: u64,
+}
+
+/// How long SIGTERM waits for the replica to stop before the process exits anyway.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let peer_url = args.initial_advertise_peer_urls.clone().unwrap_or_else(|| args.listen_peer_urls.clone());
+    if urls::list(&peer_url).len() != 1 || urls::list(&args.listen_peer_urls).len() != 1 {
+        bail!("exactly one peer URL is supported");
+    }
+    let client_listen = urls::list(&args.listen_client_urls);
+    if client_listen.is_empty() {
+        bail!("--listen-client-urls is empty");
+    }
+    let advertise = args.advertise_client_urls.as_deref().map(urls::list).unwrap_or_else(|| client_listen.clone());
+    for u in advertise.iter().chain([&peer_url]) {
+        urls::socket_addr(u)?;
+    }
+    let token = args.initial_cluster_token.clone();
+    let cfg = Config {
+        name: args.name.clone(),
+        data_dir: args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.flotilla", args.name))),
+        heartbeat_interval: Duration::from_millis(args.heartbeat_interval),
+        election_timeout: Duration::from_millis(args.election_timeout),
+        snapshot_logs: args.snapshot_count,
+        cluster_token: token.clone(),
+        ..Config::default()
+    };
+    cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let me = Node { name: args.name.clone(), peer_url: peer_url.clone(), client_urls: advertise };
+    let bootstrap = match args.initial_cluster_state {
+        ClusterState::Existing => Bootstrap::Existing,
+        ClusterState::New => {
+            let listed = match &args.initial_cluster {
+                Some(s) => urls::cluster(s)?,
+                None => BTreeMap::from([(args.name.clone(), peer_url.clone())]),
+            };
+            if listed.get(&args.name) != Some(&peer_url) {
+                bail!("--initial-cluster must list this member as {}={peer_url}", args.name);
+            }
+            let members = listed
+                .into_iter()
+                .map(|(name, url)| {
+                    let node = Node { client_urls: if name == args.name { me.client_urls.clone() } else { Vec::new() }, name, peer_url: url.clone() };
+                    (ids::member_id(&url, &token), node)
+                })
+                .collect();
+            Bootstrap::New(members)
+        }
+    };
+    let peer = bind(&args.listen_peer_urls).await?;
+    let mut clients = Vec::new();
+    for u in &client_listen {
+        clients.push(bind(u).await?);
+    }
+    let replica = Replica::start(cfg, me, bootstrap, peer, clients, LinkControl::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(name = %args.name, peer = %replica.peer_addr, clients = ?replica.client_addrs, "serving");
+    wait_for_signal().await?;
+    tracing::info!("stopping");
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, replica.stop()).await.is_err() {
+        tracing::warn!("replica did not stop in time; exiting anyway");
+    }
+    Ok(())
+}
+
+async fn bind(url: &str) -> anyhow::Result<TcpListener> {
+    let addr = urls::socket_addr(url)?;
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {url}"))
+}
+
+/// Resolve on SIGINT or SIGTERM.
+pub async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT"),
+        _ = term.recv() => Ok(()),
+    }
+}

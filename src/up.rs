@@ -1,0 +1,203 @@
+//! `flotilla up`: a local cluster of replicas as child processes on free loopback ports.
+//!
+//! `DIR/cluster.json` is written only once every replica answers and they agree on a
+//! leader. It lists each replica's exact command line, so a test can kill one replica and
+//! restart it with the same argv; run again on the same DIR, `up` resumes the same cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use crate::server::wait_for_signal;
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Directory for the replicas' data, logs and cluster.json.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Number of replicas (an odd number from 1 to 7).
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    pub name: String,
+    pub pid: u32,
+    pub argv: Vec<String>,
+    pub client_url: String,
+    pub peer_url: String,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterFile {
+    pub replicas: Vec<ReplicaInfo>,
+}
+
+/// How long the cluster may take to elect a leader and answer on every replica.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long children get to exit after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Pause between readiness probes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.replicas == 0 || args.replicas > 7 || args.replicas % 2 == 0 {
+        bail!("--replicas must be 1, 3, 5 or 7 (got {})", args.replicas);
+    }
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    let cluster_file = dir.join("cluster.json");
+    let mut plan = match std::fs::read(&cluster_file) {
+        Ok(raw) => {
+            let previous: ClusterFile = serde_json::from_slice(&raw).context("reading the existing cluster.json")?;
+            println!("flotilla: resuming the cluster in {}", dir.display());
+            previous.replicas
+        }
+        Err(_) => fresh_plan(&dir, args.replicas)?,
+    };
+    let mut children = Vec::new();
+    for r in plan.iter_mut() {
+        let child = spawn(r, &dir).await?;
+        r.pid = child.id().context("child exited at once")?;
+        children.push(child);
+    }
+    let ready = wait_ready(&plan, &mut children).await;
+    if let Err(e) = ready {
+        stop(children).await;
+        return Err(e);
+    }
+    let leader = ready?;
+    let json = serde_json::to_vec_pretty(&ClusterFile { replicas: plan.clone() })?;
+    let tmp = dir.join("cluster.json.tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, &cluster_file)?;
+    print_next_steps(&plan, &leader, &cluster_file);
+    wait_for_signal().await?;
+    println!("flotilla: stopping {} replicas", children.len());
+    stop(children).await;
+    Ok(())
+}
+
+fn fresh_plan(dir: &Path, n: usize) -> anyhow::Result<Vec<ReplicaInfo>> {
+    // Hold every listener until all ports are chosen so no two replicas get the same one.
+    let listeners: Vec<std::net::TcpListener> =
+        (0..2 * n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
+    drop(listeners);
+    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
+    let names: Vec<String> = (1..=n).map(|i| format!("r{i}")).collect();
+    let peer_urls: Vec<String> = (0..n).map(|i| format!("http://127.0.0.1:{}", ports[2 * i + 1])).collect();
+    let initial: Vec<String> = names.iter().zip(&peer_urls).map(|(n, u)| format!("{n}={u}")).collect();
+    Ok((0..n)
+        .map(|i| {
+            let client_url = format!("http://127.0.0.1:{}", ports[2 * i]);
+            let data_dir = dir.join(&names[i]);
+            let argv = vec![
+                exe.clone(),
+                "server".into(),
+                "--name".into(),
+                names[i].clone(),
+                "--data-dir".into(),
+                data_dir.to_string_lossy().into_owned(),
+                "--listen-client-urls".into(),
+                client_url.clone(),
+                "--advertise-client-urls".into(),
+                client_url.clone(),
+                "--listen-peer-urls".into(),
+                peer_urls[i].clone(),
+                "--initial-advertise-peer-urls".into(),
+                peer_urls[i].clone(),
+                "--initial-cluster".into(),
+                initial.join(","),
+                "--initial-cluster-token".into(),
+                format!("flotilla-up-{}", std::process::id()),
+            ];
+            ReplicaInfo { name: names[i].clone(), pid: 0, argv, client_url, peer_url: peer_urls[i].clone(), data_dir }
+        })
+        .collect())
+}
+
+async fn spawn(r: &ReplicaInfo, dir: &Path) -> anyhow::Result<Child> {
+    let log_path = dir.join(format!("{}.log", r.name));
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    Command::new(&r.argv[0])
+        .args(&r.argv[1..])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting replica {}", r.name))
+}
+
+/// Wait until every replica answers Status and all name the same leader; returns its name.
+async fn wait_ready(plan: &[ReplicaInfo], children: &mut [Child]) -> anyhow::Result<String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        for (r, c) in plan.iter().zip(children.iter_mut()) {
+            if let Some(status) = c.try_wait()? {
+                bail!("replica {} exited ({status}); see {}.log", r.name, r.data_dir.with_extension("log").display());
+            }
+        }
+        if let Some(leader) = agreed_leader(plan).await {
+            return Ok(leader);
+        }
+        if Instant::now() > deadline {
+            bail!("the cluster did not elect a leader within {READY_TIMEOUT:?}; see the replicas' logs");
+        }
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+}
+
+async fn agreed_leader(plan: &[ReplicaInfo]) -> Option<String> {
+    let mut leader = None;
+    let mut id_to_name = std::collections::HashMap::new();
+    for r in plan {
+        let opts = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(1)).with_timeout(Duration::from_secs(2));
+        let mut c = etcd_client::Client::connect([r.client_url.as_str()], Some(opts)).await.ok()?;
+        let s = c.status().await.ok()?;
+        let this = s.header()?.member_id();
+        id_to_name.insert(this, r.name.clone());
+        if s.leader() == 0 || leader.is_some_and(|l| l != s.leader()) {
+            return None;
+        }
+        leader = Some(s.leader());
+    }
+    id_to_name.get(&leader?).cloned()
+}
+
+fn print_next_steps(plan: &[ReplicaInfo], leader: &str, file: &Path) {
+    let endpoints: Vec<&str> = plan.iter().map(|r| r.client_url.as_str()).collect();
+    let endpoints = endpoints.join(",");
+    println!("flotilla: {} replicas ready, leader {leader}; cluster described in {}", plan.len(), file.display());
+    println!();
+    println!("Try it with etcdctl (Debian package etcd-client):");
+    println!("  export ETCDCTL_API=3 ENDPOINTS={endpoints}");
+    println!("  etcdctl --endpoints=$ENDPOINTS put greeting hello");
+    println!("  etcdctl --endpoints=$ENDPOINTS get greeting");
+    println!("  etcdctl --endpoints=$ENDPOINTS endpoint status --cluster -w table");
+    println!("  etcdctl --endpoints=$ENDPOINTS member list -w table");
+    println!();
+    println!("Press Ctrl-C to stop the cluster; run the same command again to resume it.");
+}
+
+async fn stop(children: Vec<Child>) {
+    for c in &children {
+        if let Some(pid) = c.id() {
+            // SAFETY: kill(2) with a pid we spawned and a valid signal has no memory effects.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+    for mut c in children {
+        if tokio::time::timeout(STOP_GRACE, c.wait()).await.is_err() {
+            let _ = c.kill().await;
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! URL flags (`http://host:port`, comma-separated lists, `name=url` cluster lists).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use anyhow::{bail, Context};
+
+/// The socket address of an `http://host:port` URL.
+pub fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = match url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => bail!("{url}: https is not supported yet; use http://"),
+        _ => bail!("{url}: expected a URL like http://127.0.0.1:2379"),
+    };
+    let hostport = rest.trim_end_matches('/');
+    if hostport.contains('/') {
+        bail!("{url}: a listen URL has no path");
+    }
+    hostport
+        .to_socket_addrs()
+        .with_context(|| format!("{url}: cannot resolve host and port"))?
+        .next()
+        .with_context(|| format!("{url}: host resolves to no address"))
+}
+
+/// Split a comma-separated list, dropping empty items.
+pub fn list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect()
+}
+
+/// Parse `n1=http://a:2380,n2=http://b:2380`.
+pub fn cluster(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for item in list(s) {
+        let (name, url) = item.split_once('=').with_context(|| format!("--initial-cluster: {item:?} is not name=url"))?;
+        socket_addr(url).with_context(|| format!("--initial-cluster member {name}"))?;
+        if out.insert(name.to_string(), url.to_string()).is_some() {
+            bail!("--initial-cluster lists {name} twice");
+        }
+    }
+    if out.is_empty() {
+        bail!("--initial-cluster is empty");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_refuses() {
+        assert_eq!(socket_addr("http://127.0.0.1:2379").unwrap().port(), 2379);
+        assert!(socket_addr("127.0.0.1:2379").is_err());
+        assert!(socket_addr("https://127.0.0.1:2379").is_err());
+        assert!(socket_addr("http://127.0.0.1").is_err());
+        let c = cluster("a=http://127.0.0.1:1,b=http://127.0.0.1:2").unwrap();
+        assert_eq!(c["b"], "http://127.0.0.1:2");
+        assert!(cluster("a=http://127.0.0.1:1,a=http://127.0.0.1:2").is_err());
+        assert!(cluster("a").is_err());
+        assert!(cluster("").is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! The `Maintenance.Snapshot` stream: a consistent copy of the state, framed the way etcd
+//! frames its own so that `etcdctl snapshot save` accepts it.
+//!
+//! Stream format (etcd 3.4 `maintenanceServer.Snapshot`): the data in chunks of
+//! [`CHUNK_BYTES`] with `remaining_bytes` counting down to 0, then one last message whose
+//! blob is the SHA-256 of all the data. `etcdctl snapshot save` refuses a file whose length
+//! is not a multiple of 512 plus 32 (bbolt files are whole pages), so the data is the state
+//! archive (see [`crate::raft::snapshot`]) padded with zero bytes to a multiple of
+//! [`SECTOR_BYTES`]; the archive format never starts an entry with a zero length, so a
+//! reader can tell the padding apart. The file is a Flotilla archive, not a bbolt database:
+//! `etcdctl snapshot status/restore` cannot read it.
+//!
+//! The copy is the Raft snapshot, built fresh: the state as of at least the applied index at
+//! the time of the request.
+
+use std::time::Duration;
+
+use openraft::LogId;
+use tokio::time::Instant;
+use tonic::Status;
+
+use super::sha256::Sha256;
+use crate::error::StoreError;
+use crate::node::StoreNode;
+use crate::pb::{PbResponseHeader, PbSnapshotResponse};
+use crate::types::NodeId;
+
+/// Data bytes per message, as etcd (`snapshotSendBufferSize`): several pages per message
+/// while keeping each far below gRPC message limits.
+pub const CHUNK_BYTES: usize = 32 * 1024;
+
+/// The streamed data is padded to a multiple of this (see the module doc).
+pub const SECTOR_BYTES: usize = 512;
+
+/// How long a snapshot may take to be built before the request fails: building packs the
+/// whole state machine, which takes seconds for a large store.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long one build attempt is awaited before triggering again: a trigger that arrives
+/// while an older build is running is ignored by openraft, and that build may predate the
+/// request.
+const BUILD_RETRY: Duration = Duration::from_secs(2);
+
+/// A state archive at least as new as everything applied when this is called.
+pub(super) async fn fresh_archive(node: &StoreNode) -> Result<Vec<u8>, StoreError> {
+    let raft = node.raft();
+    let want: Option<LogId<NodeId>> = raft.metrics().borrow().last_applied;
+    let deadline = Instant::now() + BUILD_TIMEOUT;
+    loop {
+        raft.trigger().snapshot().await.map_err(|_| StoreError::Stopped)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let built = raft
+            .wait(Some(BUILD_RETRY.min(left)))
+            .metrics(|m| m.snapshot.is_some() && m.snapshot >= want, "snapshot for a client")
+            .await;
+        if built.is_ok() {
+            let snapshot = raft.get_snapshot().await.map_err(|_| StoreError::Stopped)?;
+            if let Some(s) = snapshot.filter(|s| s.meta.last_log_id >= want) {
+                return Ok(s.snapshot.into_inner());
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(StoreError::Timeout);
+        }
+    }
+}
+
+/// The messages of one snapshot stream, produced lazily so the data is held once.
+pub(super) struct Frames {
+    data: Vec<u8>,
+    sent: usize,
+    hasher: Option<Sha256>,
+    header: PbResponseHeader,
+}
+
+impl Frames {
+    pub(super) fn new(mut archive: Vec<u8>, header: PbResponseHeader) -> Self {
+        let padded = archive.len().div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+        archive.resize(padded, 0);
+        Self { data: archive, sent: 0, hasher: Some(Sha256::default()), header }
+    }
+}
+
+impl Iterator for Frames {
+    type Item = Result<PbSnapshotResponse, Status>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let header = Some(self.header);
+        if self.sent < self.data.len() {
+            let end = (self.sent + CHUNK_BYTES).min(self.data.len());
+            let blob = self.data[self.sent..end].to_vec();
+            self.hasher.as_mut().expect("hasher is taken only after the data").update(&blob);
+            self.sent = end;
+            let remaining_bytes = (self.data.len() - end) as u64;
+            return Some(Ok(PbSnapshotResponse { header, remaining_bytes, blob, version: String::new() }));
+        }
+        let digest = self.hasher.take()?.finish();
+        Some(Ok(PbSnapshotResponse { header, remaining_bytes: 0, blob: digest.to_vec(), version: String::new() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_pad_count_down_and_end_with_the_digest() {
+        let archive = vec![7u8; CHUNK_BYTES + 100];
+        let frames: Vec<PbSnapshotResponse> =
+            Frames::new(archive.clone(), PbResponseHeader::default()).map(|f| f.unwrap()).collect();
+        assert_eq!(frames.len(), 3);
+        let data: Vec<u8> = frames[..2].iter().flat_map(|f| f.blob.clone()).collect();
+        assert_eq!(data.len() % SECTOR_BYTES, 0);
+        assert_eq!(&data[..archive.len()], &archive[..]);
+        assert!(data[archive.len()..].iter().all(|b| *b == 0));
+        assert_eq!(frames[0].remaining_bytes as usize, data.len() - CHUNK_BYTES);
+        assert_eq!(frames[1].remaining_bytes, 0);
+        let mut h = Sha256::default();
+        h.update(&data);
+        assert_eq!(frames[2].blob, h.finish().to_vec());
+        // What `etcdctl snapshot save` checks: length mod 512 == sha256 size.
+        assert_eq!((data.len() + frames[2].blob.len()) % SECTOR_BYTES, 32);
+    }
+}

@@ -1,0 +1,162 @@
+//! Harness for end-to-end tests: runs `flotilla up` as a child process, reads its
+//! `cluster.json`, and drives the cluster with the real `etcdctl`.
+//!
+//! The binary is found next to the test executable (`target/<profile>/flotilla`), or at
+//! `$FLOTILLA_BIN`; the test command builds it first (see the README).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Replica {
+    pub name: String,
+    pub pid: u32,
+    pub argv: Vec<String>,
+    pub client_url: String,
+    pub peer_url: String,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClusterFile {
+    replicas: Vec<Replica>,
+}
+
+/// The `flotilla` binary under test.
+pub fn flotilla_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FLOTILLA_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("flotilla");
+    assert!(bin.exists(), "{} not built: run `cargo build --bin flotilla` first (or set FLOTILLA_BIN)", bin.display());
+    bin
+}
+
+/// Whether `etcdctl` is installed (Debian package etcd-client).
+pub fn have_etcdctl() -> bool {
+    Command::new("etcdctl").arg("version").env("ETCDCTL_API", "3").output().is_ok_and(|o| o.status.success())
+}
+
+/// A cluster started by `flotilla up`; stopped (SIGTERM to `up`) on drop.
+pub struct UpCluster {
+    pub dir: tempfile::TempDir,
+    pub replicas: Vec<Replica>,
+    up: Child,
+    /// Replicas restarted by the test, which `up` does not own.
+    restarted: Vec<Child>,
+}
+
+/// How long `flotilla up` may take to report a ready cluster.
+const UP_TIMEOUT: Duration = Duration::from_secs(90);
+
+impl UpCluster {
+    pub fn start(replicas: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut up = Command::new(flotilla_bin())
+            .args(["up", "--dir"])
+            .arg(dir.path())
+            .args(["--replicas", &replicas.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning flotilla up")?;
+        // `up` prints its next steps once cluster.json is written.
+        let stdout = up.stdout.take().context("stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + UP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("replicas ready") => break,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = up.kill();
+                    bail!("flotilla up did not report a ready cluster within {UP_TIMEOUT:?}");
+                }
+            }
+        }
+        let raw = std::fs::read(dir.path().join("cluster.json")).context("cluster.json")?;
+        let file: ClusterFile = serde_json::from_slice(&raw)?;
+        Ok(Self { dir, replicas: file.replicas, up, restarted: Vec::new() })
+    }
+
+    pub fn endpoints(&self) -> String {
+        self.replicas.iter().map(|r| r.client_url.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    /// `kill -9` one replica.
+    pub fn kill9(&self, i: usize) {
+        // SAFETY: kill(2) on a pid from cluster.json; no memory effects.
+        unsafe { libc::kill(self.replicas[i].pid as libc::pid_t, libc::SIGKILL) };
+    }
+
+    /// Restart a replica with its recorded argv.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let r = &self.replicas[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join(format!("{}.restart.log", r.name)))?;
+        let child = Command::new(&r.argv[0]).args(&r.argv[1..]).stdout(log.try_clone()?).stderr(log).spawn()?;
+        self.replicas[i].pid = child.id();
+        self.restarted.push(child);
+        Ok(())
+    }
+}
+
+impl Drop for UpCluster {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.up.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.up.wait();
+        for c in &mut self.restarted {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Run `etcdctl` (API v3) against `endpoints`, feeding `stdin` if given.
+pub fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<Output> {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("running etcdctl")?;
+    if let Some(input) = stdin {
+        child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// `etcdctl` that must succeed; returns its stdout.
+pub fn etcdctl_ok(endpoints: &str, args: &[&str]) -> String {
+    let out = etcdctl(endpoints, args, None).expect("etcdctl runs");
+    assert!(out.status.success(), "etcdctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Poll until `probe` returns `Some`, panicking with `what` after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
