@@ -53,12 +53,13 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
             }
         }
         Action::Add { name, peer_urls, learner } => {
-            let opts = etcd_client::MemberAddOptions::new().with_is_learner(learner);
+            let opts = etcd_client::MemberAddOptions::new();
+            let opts = if learner { opts.with_is_learner() } else { opts };
             let resp = client.member_add(urls::list(&peer_urls), Some(opts)).await?;
             let m = resp.member().context("the server returned no member")?;
             println!("Member {:x} added{}.", m.id(), if learner { " as a learner" } else { "" });
             let mut cluster: Vec<String> = resp
-                .members()
+                .member_list()
                 .iter()
                 .filter(|x| !x.name().is_empty() || x.id() == m.id())
                 .map(|x| format!("{}={}", if x.id() == m.id() { name.as_str() } else { x.name() }, x.peer_urls().join(",")))

@@ -80,7 +80,8 @@ impl Config {
             install_snapshot_timeout: 10_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
             max_in_snapshot_log_to_keep: self.logs_to_keep,
-            purge_batch_size: 256,
+            // Purge in batches: one RocksDB range delete per 64 entries rather than per entry.
+            purge_batch_size: 64,
             max_payload_entries: 256,
             ..Default::default()
         }

@@ -99,7 +99,7 @@ async fn lagging_follower_catches_up_by_snapshot() {
     let leader = c.leader().await;
     let lagger = (leader + 1) % 3;
     c.isolate(lagger);
-    for n in 0..200 {
+    for n in 0..300 {
         c.node(leader).put(put(&format!("s{n:03}"), &"x".repeat(100))).await.expect("majority write");
     }
     let lagger_last = c.node(lagger).raft().metrics().borrow().last_log_index.unwrap_or(0);
@@ -196,7 +196,9 @@ async fn lease_expiry_deletes_its_keys_exactly_once_across_a_leader_change() {
     let (id, ttl) = c.node(survivor).lease_grant(0, 3).await.expect("grant");
     assert!(ttl >= c.node(survivor).min_lease_ttl());
     c.node(survivor).put(PbPutRequest { key: "l/a".into(), value: "1".into(), lease: id, ..Default::default() }).await.expect("put a");
-    c.node(survivor).put(PbPutRequest { key: "l/b".into(), value: "1".into(), lease: id, ..Default::default() }).await.expect("put b");
+    let b = c.node(survivor).put(PbPutRequest { key: "l/b".into(), value: "1".into(), lease: id, ..Default::default() }).await.expect("put b");
+    // Read-your-writes on the replica that forwarded the write: its state already has it.
+    assert_eq!(c.node(survivor).current_revision(), b.header.expect("header").revision);
     let from = c.node(survivor).current_revision() + 1;
     let mut watcher = c.node(survivor).watch(KeyRange::new(b"l/", &prefix_end(b"l/")), from);
     c.kill(leader).await;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::snapshot::{fresh_archive, Frames};
+use super::snapshot::Frames;
 use super::status;
 use crate::node::StoreNode;
 use crate::pb::{
@@ -84,7 +84,7 @@ impl PbMaintenanceService for MaintenanceService {
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<PbSnapshotResponse, Status>> + Send>>;
 
     async fn snapshot(&self, _req: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        let archive = fresh_archive(&self.node).await.map_err(status)?;
+        let archive = self.node.snapshot_archive().await.map_err(status)?;
         tracing::info!(bytes = archive.len(), "sending snapshot to a client");
         let frames = Frames::new(archive, self.node.header());
         Ok(Response::new(Box::pin(tokio_stream::iter(frames))))

@@ -24,7 +24,6 @@ mod cluster;
 mod kv;
 mod lease;
 mod maintenance;
-mod sha256;
 mod snapshot;
 mod watch;
 

@@ -10,20 +10,12 @@
 //! reader can tell the padding apart. The file is a Flotilla archive, not a bbolt database:
 //! `etcdctl snapshot status/restore` cannot read it.
 //!
-//! The copy is the Raft snapshot, built fresh: the state as of at least the applied index at
-//! the time of the request.
+//! The copy is a fresh checkpoint of the state machine ([`crate::StoreNode::snapshot_archive`]).
 
-use std::time::Duration;
-
-use openraft::LogId;
-use tokio::time::Instant;
+use sha2::{Digest, Sha256};
 use tonic::Status;
 
-use super::sha256::Sha256;
-use crate::error::StoreError;
-use crate::node::StoreNode;
 use crate::pb::{PbResponseHeader, PbSnapshotResponse};
-use crate::types::NodeId;
 
 /// Data bytes per message, as etcd (`snapshotSendBufferSize`): several pages per message
 /// while keeping each far below gRPC message limits.
@@ -31,39 +23,6 @@ pub const CHUNK_BYTES: usize = 32 * 1024;
 
 /// The streamed data is padded to a multiple of this (see the module doc).
 pub const SECTOR_BYTES: usize = 512;
-
-/// How long a snapshot may take to be built before the request fails: building packs the
-/// whole state machine, which takes seconds for a large store.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How long one build attempt is awaited before triggering again: a trigger that arrives
-/// while an older build is running is ignored by openraft, and that build may predate the
-/// request.
-const BUILD_RETRY: Duration = Duration::from_secs(2);
-
-/// A state archive at least as new as everything applied when this is called.
-pub(super) async fn fresh_archive(node: &StoreNode) -> Result<Vec<u8>, StoreError> {
-    let raft = node.raft();
-    let want: Option<LogId<NodeId>> = raft.metrics().borrow().last_applied;
-    let deadline = Instant::now() + BUILD_TIMEOUT;
-    loop {
-        raft.trigger().snapshot().await.map_err(|_| StoreError::Stopped)?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        let built = raft
-            .wait(Some(BUILD_RETRY.min(left)))
-            .metrics(|m| m.snapshot.is_some() && m.snapshot >= want, "snapshot for a client")
-            .await;
-        if built.is_ok() {
-            let snapshot = raft.get_snapshot().await.map_err(|_| StoreError::Stopped)?;
-            if let Some(s) = snapshot.filter(|s| s.meta.last_log_id >= want) {
-                return Ok(s.snapshot.into_inner());
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(StoreError::Timeout);
-        }
-    }
-}
 
 /// The messages of one snapshot stream, produced lazily so the data is held once.
 pub(super) struct Frames {
@@ -77,7 +36,7 @@ impl Frames {
     pub(super) fn new(mut archive: Vec<u8>, header: PbResponseHeader) -> Self {
         let padded = archive.len().div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
         archive.resize(padded, 0);
-        Self { data: archive, sent: 0, hasher: Some(Sha256::default()), header }
+        Self { data: archive, sent: 0, hasher: Some(Sha256::new()), header }
     }
 }
 
@@ -94,7 +53,7 @@ impl Iterator for Frames {
             let remaining_bytes = (self.data.len() - end) as u64;
             return Some(Ok(PbSnapshotResponse { header, remaining_bytes, blob, version: String::new() }));
         }
-        let digest = self.hasher.take()?.finish();
+        let digest = self.hasher.take()?.finalize();
         Some(Ok(PbSnapshotResponse { header, remaining_bytes: 0, blob: digest.to_vec(), version: String::new() }))
     }
 }
@@ -115,9 +74,7 @@ mod tests {
         assert!(data[archive.len()..].iter().all(|b| *b == 0));
         assert_eq!(frames[0].remaining_bytes as usize, data.len() - CHUNK_BYTES);
         assert_eq!(frames[1].remaining_bytes, 0);
-        let mut h = Sha256::default();
-        h.update(&data);
-        assert_eq!(frames[2].blob, h.finish().to_vec());
+        assert_eq!(frames[2].blob, Sha256::digest(&data).to_vec());
         // What `etcdctl snapshot save` checks: length mod 512 == sha256 size.
         assert_eq!((data.len() + frames[2].blob.len()) % SECTOR_BYTES, 32);
     }

@@ -20,7 +20,7 @@ impl StoreNode {
         match req {
             ForwardRequest::Write(cmd) => {
                 let resp = self.raft.client_write(cmd).await.map_err(from_write_error)?;
-                Ok(ForwardResponse::Applied(resp.data))
+                Ok(ForwardResponse::Applied { result: resp.data, index: resp.log_id.index })
             }
             ForwardRequest::ReadIndex => {
                 let (read, _applied) = self.raft.get_read_log_id().await.map_err(from_read_error)?;

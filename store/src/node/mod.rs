@@ -238,6 +238,13 @@ impl StoreNode {
         self.sm.hub.watch(range, start_revision)
     }
 
+    /// A consistent copy of the whole state (a packed checkpoint), for `etcdctl snapshot save`.
+    pub async fn snapshot_archive(&self) -> Result<Vec<u8>, StoreError> {
+        let sm = self.sm.clone();
+        let packed = tokio::task::spawn_blocking(move || sm.checkpoint()).await.map_err(StoreError::storage)?;
+        packed.map(|(_, archive)| archive)
+    }
+
     pub fn current_revision(&self) -> i64 {
         self.sm.mvcc.read().expect("lock poisoned").current_revision()
     }
@@ -256,11 +263,15 @@ impl StoreNode {
             return Err(StoreError::TooLarge);
         }
         let deadline = Instant::now() + self.cfg.request_timeout;
-        let result = self.on_leader(deadline, ForwardRequest::Write(cmd), |resp| match resp {
-            ForwardResponse::Applied(r) => Some(r),
+        let applied = self.on_leader(deadline, ForwardRequest::Write(cmd), |resp| match resp {
+            ForwardResponse::Applied { result, index } => Some((result, index)),
             _ => None,
         });
-        match result.await? {
+        let (result, index) = applied.await?;
+        // As in etcd, a write answered by a follower is visible on that follower when the
+        // answer arrives: clients of one replica read their own writes.
+        self.wait_applied(index, deadline).await?;
+        match result {
             CommandResult::Rejected(r) => Err(r.into()),
             r => Ok(r),
         }
@@ -275,10 +286,18 @@ impl StoreNode {
                 _ => None,
             })
             .await?;
+        self.wait_applied(index, deadline).await
+    }
+
+    /// Wait until the local state machine has applied `index`.
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), StoreError> {
+        if self.raft.metrics().borrow().last_applied.is_some_and(|l| l.index >= index) {
+            return Ok(());
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         self.raft
             .wait(Some(left))
-            .applied_index_at_least(Some(index), "read index")
+            .applied_index_at_least(Some(index), "applied index")
             .await
             .map(|_| ())
             .map_err(|_| StoreError::Timeout)

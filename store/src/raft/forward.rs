@@ -30,7 +30,8 @@ pub enum ForwardRequest {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ForwardResponse {
-    Applied(CommandResult),
+    /// The command's result and the log index it was applied at.
+    Applied { result: CommandResult, index: u64 },
     ReadIndex(u64),
     /// Remaining (for keep-alive: granted) TTL in seconds and the granted TTL.
     Lease { ttl: i64, granted_ttl: i64 },

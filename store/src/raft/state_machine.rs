@@ -179,7 +179,8 @@ fn save_snapshot(data_dir: &Path, meta: &SnapshotMeta, archive: &[u8]) -> Result
 
 impl SmShared {
     /// Checkpoint the live database and pack it; returns the applied state it holds.
-    fn checkpoint(&self) -> Result<(AppliedState, Vec<u8>), StoreError> {
+    /// Blocking: disk I/O proportional to the state's size.
+    pub fn checkpoint(&self) -> Result<(AppliedState, Vec<u8>), StoreError> {
         let n = self.seq.load(Ordering::SeqCst);
         let tmp = self.data_dir.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(StoreError::storage)?;
