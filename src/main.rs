@@ -1,6 +1,7 @@
 //! The `flotilla` binary: thin subcommands over the library crates.
 
 mod bench;
+mod failover;
 mod member;
 mod server;
 mod up;
@@ -25,6 +26,8 @@ enum Command {
     Member(member::MemberArgs),
     /// Drive put / range / txn load through the etcd v3 API and report latency.
     Bench(bench::BenchArgs),
+    /// Kill -9 the leader of a `flotilla up` cluster under load; time until writes resume.
+    BenchFailover(failover::FailoverArgs),
 }
 
 fn main() {
@@ -42,6 +45,7 @@ fn main() {
             Command::Up(args) => up::run(args).await,
             Command::Member(args) => member::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::BenchFailover(args) => failover::run(args).await,
         }
     });
     if let Err(e) = result {

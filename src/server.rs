@@ -98,12 +98,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             if listed.get(&args.name) != Some(&peer_url) {
                 bail!("--initial-cluster must list this member as {}={peer_url}", args.name);
             }
+            // Every founding member must propose the very same initial membership, so client
+            // URLs are left out here; each member publishes its own once it has joined.
             let members = listed
                 .into_iter()
-                .map(|(name, url)| {
-                    let node = Node { client_urls: if name == args.name { me.client_urls.clone() } else { Vec::new() }, name, peer_url: url.clone() };
-                    (ids::member_id(&url, &token), node)
-                })
+                .map(|(name, url)| (ids::member_id(&url, &token), Node { name, peer_url: url, client_urls: Vec::new() }))
                 .collect();
             Bootstrap::New(members)
         }

@@ -81,9 +81,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::rename(&tmp, &cluster_file)?;
     print_next_steps(&plan, &leader, &cluster_file);
     wait_for_signal().await?;
-    println!("flotilla: stopping {} replicas", children.len());
+    println!("flotilla: stopping {} replicas", plan.len());
+    stop_restarted(&cluster_file, &children);
     stop(children).await;
     Ok(())
+}
+
+/// SIGTERM replicas that were restarted by someone else (`bench-failover` writes their new
+/// pids to cluster.json); our own children are stopped by [`stop`].
+fn stop_restarted(cluster_file: &Path, children: &[Child]) {
+    let Ok(raw) = std::fs::read(cluster_file) else { return };
+    let Ok(file) = serde_json::from_slice::<ClusterFile>(&raw) else { return };
+    let ours: Vec<u32> = children.iter().filter_map(Child::id).collect();
+    for r in file.replicas.iter().filter(|r| r.pid != 0 && !ours.contains(&r.pid)) {
+        // SAFETY: kill(2) with a pid from our cluster file and a valid signal.
+        unsafe { libc::kill(r.pid as libc::pid_t, libc::SIGTERM) };
+    }
 }
 
 fn fresh_plan(dir: &Path, n: usize) -> anyhow::Result<Vec<ReplicaInfo>> {

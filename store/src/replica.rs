@@ -2,6 +2,8 @@
 //! (Raft and forwarding) and the etcd v3 client API — on listeners the caller bound.
 //!
 //! The binary runs one replica per process; the in-process cluster tests run three in one.
+//! Client connections go through [`AuthorityFix`] (etcdctl 3.4 sends URLs as `:authority`);
+//! the peer port, spoken only by Flotilla itself, does not.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,10 +11,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::StoreError;
+use crate::etcd::authority::AuthorityFix;
 use crate::node::{Bootstrap, StoreNode};
 use crate::raft::network::LinkControl;
 use crate::types::Node;
@@ -45,16 +49,17 @@ impl Replica {
         servers.spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(peer_service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(peer), c.cancelled_owned())
+                .serve_with_incoming_shutdown(TcpListenerStream::new(peer).map(|c| c.map(no_delay)), c.cancelled_owned())
                 .await
         });
         for listener in clients {
             let routes = crate::etcd::routes(node.clone());
             let c = cancel.clone();
+            let incoming = TcpListenerStream::new(listener).map(|conn| conn.map(no_delay).map(AuthorityFix::new));
             servers.spawn(async move {
                 tonic::transport::Server::builder()
                     .add_routes(routes)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), c.cancelled_owned())
+                    .serve_with_incoming_shutdown(incoming, c.cancelled_owned())
                     .await
             });
         }
@@ -77,6 +82,16 @@ impl Replica {
             while self.servers.join_next().await.is_some() {}
         }
     }
+}
+
+/// Disable Nagle's algorithm on an accepted connection: small gRPC responses must not wait
+/// for the peer's delayed ACK (a 40 ms stall per request otherwise). tonic sets this only for
+/// listeners it binds itself.
+fn no_delay(stream: tokio::net::TcpStream) -> tokio::net::TcpStream {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    stream
 }
 
 /// How long stopping servers may wait for open calls to finish.

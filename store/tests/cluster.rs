@@ -67,6 +67,18 @@ async fn leader_failover_loses_no_acknowledged_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn founding_members_publish_their_client_urls() {
+    let c = Cluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    wait_for(Duration::from_secs(10), "every member listed with its client URL", || async {
+        let list = c.node(leader).member_list();
+        (list.len() == 3 && list.iter().all(|m| m.client_urls.len() == 1 && !m.name.is_empty())).then_some(())
+    })
+    .await;
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarted_follower_resumes_from_disk() {
     let mut c = Cluster::start(3, |_| {}).await;
     let leader = c.leader().await;

@@ -20,7 +20,9 @@
 //! there as malformed (grpc-go does not check), so those commands need scheme-less
 //! endpoints (`--endpoints=host:port`); every other command works either way.
 
+pub mod authority;
 mod cluster;
+mod hpack;
 mod kv;
 mod lease;
 mod maintenance;

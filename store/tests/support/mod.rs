@@ -90,8 +90,9 @@ impl Cluster {
 
     async fn launch(&mut self, i: usize, peer: TcpListener, bootstrap: Bootstrap) {
         let m = &mut self.members[i];
-        let me = Node { name: m.name.clone(), peer_url: peer_url(m.peer_addr), client_urls: vec![] };
         let client = TcpListener::bind("127.0.0.1:0").await.expect("bind client");
+        let client_url = format!("http://{}", client.local_addr().expect("client addr"));
+        let me = Node { name: m.name.clone(), peer_url: peer_url(m.peer_addr), client_urls: vec![client_url] };
         let replica = Replica::start(m.cfg.clone(), me, bootstrap, peer, vec![client], m.links.clone())
             .await
             .expect("replica starts");
