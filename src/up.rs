@@ -150,7 +150,8 @@ async fn spawn(r: &ReplicaInfo, dir: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("starting replica {}", r.name))
 }
 
-/// Wait until every replica answers Status and all name the same leader; returns its name.
+/// Wait until every replica answers Status, all name the same leader, and the membership
+/// lists every replica's client URL; returns the leader's name.
 async fn wait_ready(plan: &[ReplicaInfo], children: &mut [Child]) -> anyhow::Result<String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
@@ -182,6 +183,12 @@ async fn agreed_leader(plan: &[ReplicaInfo]) -> Option<String> {
             return None;
         }
         leader = Some(s.leader());
+        // Ready also means every member has published its client URLs, so that
+        // `endpoint status --cluster` finds them all.
+        let members = c.member_list().await.ok()?;
+        if members.members().len() != plan.len() || members.members().iter().any(|m| m.client_urls().is_empty()) {
+            return None;
+        }
     }
     id_to_name.get(&leader?).cloned()
 }

@@ -33,8 +33,10 @@ fn kv_commands() {
     );
     assert_eq!(etcdctl_ok(&ep, &["get", "--rev", &first_rev.to_string(), "fruit/cherry"]), "fruit/cherry\ndark\n");
     assert_eq!(etcdctl_ok(&ep, &["get", "--prefix", "--limit", "2", "--keys-only", "fruit/"]), "fruit/apple\n\nfruit/banana\n\n");
-    let count = etcdctl_ok(&ep, &["get", "--prefix", "--count-only", "-w", "json", "fruit/"]);
-    assert!(count.contains("\"count\":3"), "count-only: {count}");
+    // etcdctl 3.4.23 has no --count-only flag; the server's count_only is covered by the
+    // store's etcd_api tests. The count of a JSON get is the total in range.
+    let count = etcdctl_ok(&ep, &["get", "--prefix", "--limit", "1", "-w", "json", "fruit/"]);
+    assert!(count.contains("\"count\":3") && count.contains("\"more\":true"), "count: {count}");
     assert_eq!(etcdctl_ok(&ep, &["get", "--consistency=s", "fruit/banana"]), "fruit/banana\nyellow\n");
     assert_eq!(etcdctl_ok(&ep, &["del", "--prev-kv", "fruit/banana"]), "1\nfruit/banana\nyellow\n");
     assert_eq!(etcdctl_ok(&ep, &["del", "--prefix", "fruit/"]), "2\n");
@@ -129,7 +131,10 @@ fn endpoints_and_snapshot() {
     let c = UpCluster::start(3).expect("cluster");
     let ep = c.endpoints();
     etcdctl_ok(&ep, &["put", "snap", "shot"]);
-    let health = etcdctl_ok(&ep, &["endpoint", "health"]);
+    // etcdctl 3.4 prints health to stderr.
+    let health = etcdctl(&ep, &["endpoint", "health"], None).expect("health");
+    assert!(health.status.success());
+    let health = String::from_utf8_lossy(&health.stderr);
     assert_eq!(health.matches("is healthy").count(), 3, "{health}");
     let status: serde_json::Value =
         serde_json::from_str(&etcdctl_ok(&c.replicas[0].client_url, &["endpoint", "status", "--cluster", "-w", "json"])).expect("json");
