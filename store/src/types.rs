@@ -46,6 +46,9 @@ pub enum Command {
     LeaseGrant { id: i64, ttl: i64 },
     /// Delete a lease and every key attached to it, in one revision.
     LeaseRevoke { id: i64 },
+    /// Several client commands proposed as one log entry (group commit); applied in order,
+    /// each with its own revision, exactly as if they were consecutive entries. Never nested.
+    Batch(Vec<Command>),
 }
 
 /// Why an apply refused a command. Deterministic: every replica refuses the same way.
@@ -82,6 +85,8 @@ pub enum CommandResult {
     LeaseGrant { id: i64, ttl: i64, revision: i64 },
     LeaseRevoke { revision: i64 },
     Rejected(Rejection),
+    /// One result per command of a [`Command::Batch`], in order.
+    Batch(Vec<CommandResult>),
 }
 
 openraft::declare_raft_types!(

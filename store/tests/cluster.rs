@@ -67,6 +67,32 @@ async fn leader_failover_loses_no_acknowledged_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_log_entries_but_keep_their_own_revisions() {
+    let c = Cluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    let rev0 = c.node(leader).current_revision();
+    let log0 = c.node(leader).raft().metrics().borrow().last_log_index.unwrap_or(0);
+    const WRITES: usize = 256;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..WRITES {
+        let node = c.node(n % 3).clone();
+        tasks.spawn(async move { node.put(put(&format!("c{n:03}"), "v")).await.map(|r| r.header.expect("header").revision) });
+    }
+    let mut revisions = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        revisions.push(r.expect("task").expect("every write succeeds"));
+    }
+    revisions.sort();
+    revisions.dedup();
+    assert_eq!(revisions.len(), WRITES, "each write has its own revision");
+    assert_eq!(c.node(leader).current_revision(), rev0 + WRITES as i64);
+    let log1 = c.node(leader).raft().metrics().borrow().last_log_index.unwrap_or(0);
+    assert!(log1 - log0 < WRITES as u64, "concurrent writes were grouped: {} entries for {WRITES} writes", log1 - log0);
+    assert_eq!(dump(c.node(leader), "c", false).await.expect("read").len(), WRITES);
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn founding_members_publish_their_client_urls() {
     let c = Cluster::start(3, |_| {}).await;
     let leader = c.leader().await;

@@ -39,9 +39,11 @@ pub fn flotilla_bin() -> PathBuf {
     bin
 }
 
-/// Whether `etcdctl` is installed (Debian package etcd-client).
-pub fn have_etcdctl() -> bool {
-    Command::new("etcdctl").arg("version").env("ETCDCTL_API", "3").output().is_ok_and(|o| o.status.success())
+/// Fail the test unless `etcdctl` (Debian package etcd-client) is installed; the test
+/// command installs it, so a missing one is a broken set-up, not a reason to skip.
+pub fn require_etcdctl() {
+    let ok = Command::new("etcdctl").arg("version").env("ETCDCTL_API", "3").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "etcdctl is not installed: apt-get install etcd-client (scripts/test.sh does this)");
 }
 
 /// A cluster started by `flotilla up`; stopped (SIGTERM to `up`) on drop.

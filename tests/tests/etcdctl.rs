@@ -4,21 +4,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use flotilla_tests::{etcdctl, etcdctl_ok, have_etcdctl, UpCluster};
-
-fn skip() -> bool {
-    if !have_etcdctl() {
-        eprintln!("skipping: etcdctl is not installed (apt-get install etcd-client)");
-        return true;
-    }
-    false
-}
+use flotilla_tests::{etcdctl, etcdctl_ok, require_etcdctl, UpCluster};
 
 #[test]
 fn kv_commands() {
-    if skip() {
-        return;
-    }
+    require_etcdctl();
     let c = UpCluster::start(3).expect("cluster");
     let ep = c.endpoints();
     assert_eq!(etcdctl_ok(&ep, &["put", "fruit/apple", "red"]), "OK\n");
@@ -61,9 +51,7 @@ fn kv_commands() {
 
 #[test]
 fn watch_sees_history_and_live_events() {
-    if skip() {
-        return;
-    }
+    require_etcdctl();
     let c = UpCluster::start(3).expect("cluster");
     let ep = c.endpoints();
     etcdctl_ok(&ep, &["put", "w/a", "1"]);
@@ -101,9 +89,7 @@ fn watch_sees_history_and_live_events() {
 
 #[test]
 fn leases() {
-    if skip() {
-        return;
-    }
+    require_etcdctl();
     let c = UpCluster::start(3).expect("cluster");
     let ep = c.endpoints();
     let granted = etcdctl_ok(&ep, &["lease", "grant", "30"]);
@@ -125,9 +111,7 @@ fn leases() {
 
 #[test]
 fn endpoints_and_snapshot() {
-    if skip() {
-        return;
-    }
+    require_etcdctl();
     let c = UpCluster::start(3).expect("cluster");
     let ep = c.endpoints();
     etcdctl_ok(&ep, &["put", "snap", "shot"]);

@@ -1,14 +1,11 @@
 //! etcdctl 3.4 commands that send the endpoint URL verbatim as `:authority`
 //! (`http://127.0.0.1:PORT`) over a fresh connection: the client port accepts them.
 
-use flotilla_tests::{etcdctl_ok, have_etcdctl, UpCluster};
+use flotilla_tests::{etcdctl_ok, require_etcdctl, UpCluster};
 
 #[test]
 fn url_endpoints_work_for_per_endpoint_commands() {
-    if !have_etcdctl() {
-        eprintln!("skipping: etcdctl is not installed (apt-get install etcd-client)");
-        return;
-    }
+    require_etcdctl();
     let c = UpCluster::start(3).expect("cluster");
     let ep = c.endpoints();
     assert!(ep.split(',').all(|e| e.starts_with("http://")), "{ep}");

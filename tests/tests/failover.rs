@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flotilla_tests::{etcdctl, etcdctl_ok, have_etcdctl, wait_for, UpCluster};
+use flotilla_tests::{etcdctl, etcdctl_ok, require_etcdctl, wait_for, UpCluster};
 
 /// Index of the replica that is leader, as `endpoint status` reports it.
 fn leader(c: &UpCluster) -> usize {
@@ -18,10 +18,7 @@ fn leader(c: &UpCluster) -> usize {
 
 #[test]
 fn kill9_leader_keep_writing_restart_catches_up() {
-    if !have_etcdctl() {
-        eprintln!("skipping: etcdctl is not installed (apt-get install etcd-client)");
-        return;
-    }
+    require_etcdctl();
     let mut c = UpCluster::start(3).expect("cluster");
     let ep = c.endpoints();
     let mut acked = Vec::new();

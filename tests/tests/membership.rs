@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use flotilla_tests::{etcdctl, etcdctl_ok, flotilla_bin, have_etcdctl, wait_for, UpCluster};
+use flotilla_tests::{etcdctl, etcdctl_ok, flotilla_bin, require_etcdctl, wait_for, UpCluster};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
@@ -13,10 +13,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn learner_add_start_promote_remove() {
-    if !have_etcdctl() {
-        eprintln!("skipping: etcdctl is not installed (apt-get install etcd-client)");
-        return;
-    }
+    require_etcdctl();
     let c = UpCluster::start(3).expect("cluster");
     let ep = c.endpoints();
     etcdctl_ok(&ep, &["put", "before", "join"]);

@@ -194,6 +194,10 @@ impl Mvcc {
                 batch.put_cf(self.cf(CF_LEASE), id.to_be_bytes(), ttl.to_be_bytes());
                 CommandResult::LeaseGrant { id: *id, ttl: *ttl, revision: 0 }
             }
+            Command::Batch(_) => {
+                // The state machine unpacks batches; one reaching here is malformed (nested).
+                return Err(StoreError::InvalidArgument("nested command batch".into()));
+            }
             Command::LeaseRevoke { id } => {
                 let lease = self.leases.remove(id).ok_or(Rejection::LeaseNotFound)?;
                 for key in &lease.keys {

@@ -19,8 +19,9 @@ impl StoreNode {
     pub(super) async fn handle_forward(&self, req: ForwardRequest) -> Result<ForwardResponse, StoreError> {
         match req {
             ForwardRequest::Write(cmd) => {
-                let resp = self.raft.client_write(cmd).await.map_err(from_write_error)?;
-                Ok(ForwardResponse::Applied { result: resp.data, index: resp.log_id.index })
+                let bytes = bincode::serialized_size(&cmd).map_err(StoreError::storage)? as usize;
+                let (result, index) = self.batcher.submit(cmd, bytes).await?;
+                Ok(ForwardResponse::Applied { result, index })
             }
             ForwardRequest::ReadIndex => {
                 let (read, _applied) = self.raft.get_read_log_id().await.map_err(from_read_error)?;

@@ -7,6 +7,7 @@
 //! `Config::request_timeout`: a replica cut off in a minority answers `NoLeader` or `Timeout`,
 //! never a stale linearizable read and never a hang.
 
+mod batcher;
 mod forwarding;
 mod leases;
 mod membership;
@@ -62,6 +63,7 @@ pub struct StoreNode {
     sm: Arc<SmShared>,
     network: PeerNetwork,
     lessor: Lessor,
+    batcher: batcher::Batcher,
     cancel: CancellationToken,
 }
 
@@ -88,7 +90,9 @@ impl StoreNode {
                 Err(e) => return Err(StoreError::storage(e)),
             }
         }
+        let cancel = CancellationToken::new();
         let node = Arc::new(Self {
+            batcher: batcher::Batcher::start(raft.clone(), cancel.clone()),
             id,
             cluster_id: ids::cluster_id(&cfg.cluster_token),
             me,
@@ -97,7 +101,7 @@ impl StoreNode {
             sm: shared,
             network,
             lessor: Lessor::default(),
-            cancel: CancellationToken::new(),
+            cancel,
         });
         tokio::spawn(leases::run_lessor(Arc::downgrade(&node), node.cancel.clone()));
         tokio::spawn(membership::publish_self(Arc::downgrade(&node), node.cancel.clone()));

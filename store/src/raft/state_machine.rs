@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::snapshot::{self as snap, current_sm_dir, pack_dir, set_current_sm_dir, unpack_to};
 use crate::error::StoreError;
 use crate::mvcc::{Mvcc, CF_META};
-use crate::types::{CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{Command, CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::watch::{Notice, WatchHub};
 
 const META_APPLIED: &[u8] = b"applied";
@@ -215,6 +215,15 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     }
 }
 
+/// Apply one command, collecting the watch notice of the revision it made (if any).
+fn apply_one(mvcc: &mut Mvcc, cmd: &Command, batch: &mut WriteBatch, notices: &mut Vec<Notice>) -> Result<CommandResult, StorageError> {
+    let (result, events) = mvcc.apply(cmd, batch).map_err(sm_err)?;
+    if let Some(revision) = events.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) {
+        notices.push(Notice::Events { revision, events });
+    }
+    Ok(result)
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
@@ -242,13 +251,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m);
                         results.push(CommandResult::None);
                     }
-                    EntryPayload::Normal(cmd) => {
-                        let (result, events) = mvcc.apply(&cmd, &mut batch).map_err(sm_err)?;
-                        if let Some(revision) = events.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) {
-                            notices.push(Notice::Events { revision, events });
+                    EntryPayload::Normal(Command::Batch(cmds)) => {
+                        let mut batch_results = Vec::with_capacity(cmds.len());
+                        for cmd in &cmds {
+                            batch_results.push(apply_one(&mut mvcc, cmd, &mut batch, &mut notices)?);
                         }
-                        results.push(result);
+                        results.push(CommandResult::Batch(batch_results));
                     }
+                    EntryPayload::Normal(cmd) => results.push(apply_one(&mut mvcc, &cmd, &mut batch, &mut notices)?),
                 }
             }
             let cf = mvcc.db().cf_handle(CF_META).expect("column families are created at open");
@@ -284,5 +294,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let loaded = load_snapshot(&self.shared.data_dir).map_err(snap_err)?;
         Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+    use super::*;
+    use crate::pb::PbPutRequest;
+    use crate::types::Rejection;
+    use crate::watch::WatchItem;
+
+    fn put(key: &str, lease: i64) -> Command {
+        Command::Put(PbPutRequest { key: key.into(), value: b"v".to_vec(), lease, ..Default::default() })
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_like_consecutive_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let range = crate::mvcc::key_range::KeyRange::new(b"a", b"\0");
+        let mut watcher = sm.shared().hub.watch(range, 0);
+        let batch = Command::Batch(vec![put("a", 0), put("b", 7), put("c", 0)]);
+        let log_id = LogId::new(CommittedLeaderId::new(1, 1), 1);
+        let entry = Entry::<TypeConfig> { log_id, payload: EntryPayload::Normal(batch) };
+        let results = sm.apply([entry]).await.unwrap();
+        let CommandResult::Batch(r) = &results[0] else { panic!("batch result, got {results:?}") };
+        assert!(matches!(&r[0], CommandResult::Put(p) if p.header.unwrap().revision == 2));
+        assert_eq!(r[1], CommandResult::Rejected(Rejection::LeaseNotFound));
+        assert!(matches!(&r[2], CommandResult::Put(p) if p.header.unwrap().revision == 3));
+        // Each write is its own revision for watchers too.
+        for (want_rev, want_key) in [(2, b"a"), (3, b"c")] {
+            let Some(WatchItem::Events { revision, events }) = watcher.next().await else { panic!("events") };
+            assert_eq!((revision, events[0].kv.as_ref().unwrap().key.as_slice()), (want_rev, &want_key[..]));
+        }
+        assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id));
     }
 }

@@ -125,6 +125,8 @@ impl Model {
             Command::DeleteRange(req) => Ok(CommandResult::DeleteRange(self.delete_range(&mut w, req))),
             Command::Txn(req) => self.txn(&mut w, req).map(CommandResult::Txn),
             Command::Compact { revision } => self.compaction(*revision),
+            // The state machine unpacks batches; the MVCC layer refuses one that reaches it.
+            Command::Batch(_) => Err(Rejection::Invalid("nested command batch".into())),
             Command::LeaseGrant { id, ttl } => {
                 if *id <= 0 || self.leases.contains_key(id) {
                     Err(Rejection::LeaseExists)
