@@ -11,6 +11,7 @@ mod batcher;
 mod forwarding;
 mod leases;
 mod membership;
+mod reads;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,6 +65,9 @@ pub struct StoreNode {
     network: PeerNetwork,
     lessor: Lessor,
     batcher: batcher::Batcher,
+    reads: reads::ReadCoalescer,
+    /// This node, for tasks it spawns (they must not keep it alive).
+    weak: std::sync::Weak<StoreNode>,
     cancel: CancellationToken,
 }
 
@@ -91,8 +95,10 @@ impl StoreNode {
             }
         }
         let cancel = CancellationToken::new();
-        let node = Arc::new(Self {
+        let node = Arc::new_cyclic(|weak| Self {
             batcher: batcher::Batcher::start(raft.clone(), cancel.clone()),
+            reads: reads::ReadCoalescer::default(),
+            weak: weak.clone(),
             id,
             cluster_id: ids::cluster_id(&cfg.cluster_token),
             me,
@@ -284,12 +290,10 @@ impl StoreNode {
     /// Wait until this replica may serve a linearizable read.
     pub async fn read_barrier(&self) -> Result<(), StoreError> {
         let deadline = Instant::now() + self.cfg.request_timeout;
-        let index = self
-            .on_leader(deadline, ForwardRequest::ReadIndex, |resp| match resp {
-                ForwardResponse::ReadIndex(i) => Some(i),
-                _ => None,
-            })
-            .await?;
+        let index = match tokio::time::timeout_at(deadline, self.read_index()).await {
+            Ok(index) => index?,
+            Err(_) => return Err(self.no_leader_or_timeout()),
+        };
         self.wait_applied(index, deadline).await
     }
 
