@@ -23,7 +23,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Leader heartbeat period.
     pub heartbeat_interval: Duration,
-    /// A follower starts an election after this long without a heartbeat (randomised up to 2x).
+    /// A follower starts an election after this long without a heartbeat (randomised between
+    /// 0.75x and 1x of it).
     pub election_timeout: Duration,
     /// Build a snapshot after this many log entries since the last one.
     pub snapshot_logs: u64,
@@ -74,8 +75,12 @@ impl Config {
         openraft::Config {
             cluster_name: self.cluster_token.clone(),
             heartbeat_interval: self.heartbeat_interval.as_millis() as u64,
-            election_timeout_min: election_ms,
-            election_timeout_max: election_ms * 2,
+            // openraft 0.9 has a follower wait `election_timeout_max` (its leader lease) plus
+            // a random timeout in [min, max) after the last heartbeat before it campaigns.
+            // Halving and quartering `--election-timeout` makes that wait 0.75x to 1x of it:
+            // a follower campaigns within one election timeout of losing its leader.
+            election_timeout_min: election_ms / 4,
+            election_timeout_max: election_ms / 2,
             // Per-chunk timeout for snapshot transfer: chunks are up to 3 MiB, so allow seconds.
             install_snapshot_timeout: 10_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_logs),

@@ -310,6 +310,26 @@ mod tests {
         Command::Put(PbPutRequest { key: key.into(), value: b"v".to_vec(), lease, ..Default::default() })
     }
 
+    /// A crash in the middle of installing a snapshot leaves a half-written `sm-N` directory
+    /// that the pointer file does not name: reopening keeps the previous state and removes it.
+    #[tokio::test]
+    async fn a_half_installed_snapshot_does_not_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let log_id = LogId::new(CommittedLeaderId::new(1, 1), 1);
+        sm.apply([Entry::<TypeConfig> { log_id, payload: EntryPayload::Normal(put("kept", 0)) }]).await.unwrap();
+        drop(sm);
+        let stray = dir.path().join("sm-2");
+        std::fs::create_dir(&stray).unwrap();
+        std::fs::write(stray.join("CURRENT"), b"garbage from an interrupted unpack").unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        assert!(!stray.exists(), "the stray directory is removed");
+        assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id));
+        let req = crate::pb::PbRangeRequest { key: b"kept".to_vec(), ..Default::default() };
+        let got = sm.shared().mvcc.read().unwrap().range(&req).unwrap();
+        assert_eq!(got.kvs.len(), 1);
+    }
+
     #[tokio::test]
     async fn a_batch_applies_like_consecutive_entries() {
         let dir = tempfile::tempdir().unwrap();
