@@ -1,41 +1,64 @@
-//! Group commit on the leader: concurrent client writes share one Raft log entry.
+//! Group commit: concurrent client writes share one Raft log entry, and a follower forwards
+//! them to the leader in one call.
 //!
 //! openraft 0.9 appends (and fsyncs) each proposed entry separately, in its core loop, so
-//! proposing every write on its own caps throughput at one write per fsync. The batcher
-//! takes writes from a bounded queue, proposes whatever has accumulated as one
-//! [`Command::Batch`] (a lone write is proposed as itself), and hands each caller its own
-//! result. At most [`MAX_INFLIGHT`] proposals are outstanding; while they are, new writes
-//! queue up and form the next batch, so batches grow with load and cost nothing when idle.
+//! proposing every write on its own caps throughput at one write per fsync; forwarding every
+//! write on its own costs a gRPC call each. A [`Batcher`] takes writes from a bounded queue
+//! and sends whatever has accumulated as one unit along its [`Route`]: proposed here as one
+//! [`Command::Batch`] entry (a lone write as itself), or forwarded to the leader as one
+//! `WriteBatch`, which the leader proposes as one entry. At most [`MAX_INFLIGHT`] units are
+//! outstanding; while they are, new writes queue up and form the next one, so batches grow
+//! with load and cost nothing when idle.
 //!
 //! Invariants:
-//! - Every submitted write gets exactly one answer: its result, or the proposal's error.
+//! - Every submitted write gets exactly one answer: its result, or its unit's error.
 //! - A batch is applied as consecutive commands in submission order; each keeps its own
 //!   revision, so a batch is indistinguishable from separate entries to readers and watchers.
-//! - Only the leader's node proposes through its batcher, and never forwards: a deposed
-//!   leader's batch fails with `NoLeader` and callers re-resolve the leader.
+//! - A forwarded batch is proposed by the receiving leader, never forwarded again: a replica
+//!   that is no longer leader answers `NoLeader`, and callers re-resolve the leader.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::from_write_error;
 use crate::error::StoreError;
-use crate::types::{Command, CommandResult, Raft};
+use crate::raft::forward::{ForwardRequest, ForwardResponse};
+use crate::raft::network::PeerNetwork;
+use crate::types::{Command, CommandResult, NodeId, Raft};
 
-/// Writes waiting for a proposal; bounds the memory queued writes pin (each is at most
+/// Writes waiting in one queue; bounds the memory queued writes pin (each is at most
 /// `MAX_REQUEST_BYTES`, but most are small). Submitters wait when it is full.
 pub const QUEUE_DEPTH: usize = 4096;
-/// Most writes in one entry.
+/// Most writes in one unit.
 pub const MAX_BATCH_WRITES: usize = 512;
-/// Most payload bytes in one entry, so a batch stays far below the peer message limit.
+/// Most payload bytes in one unit, so it stays far below the peer message limit.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// Proposals outstanding at once: enough to keep Raft's pipeline busy while the next batch
+/// Units outstanding at once: enough to keep Raft's pipeline busy while the next one
 /// accumulates.
 pub const MAX_INFLIGHT: usize = 4;
 
 /// A write's result and the log index of the entry that carried it.
 type Answer = Result<(CommandResult, u64), StoreError>;
+
+/// Where a batcher sends its units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Propose here (this replica leads).
+    Local,
+    /// Forward to the leader this replica knows.
+    ToLeader,
+}
+
+/// What a batcher needs to send a unit either way.
+pub struct Proposer {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub network: PeerNetwork,
+    pub timeout: Duration,
+}
 
 struct Pending {
     cmd: Command,
@@ -43,20 +66,19 @@ struct Pending {
     answer: oneshot::Sender<Answer>,
 }
 
-#[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Pending>,
 }
 
 impl Batcher {
-    /// Start the batching loop for `raft`; it ends when `cancel` fires.
-    pub fn start(raft: Raft, cancel: CancellationToken) -> Self {
+    /// Start a batching loop; it ends when `cancel` fires.
+    pub fn start(proposer: Arc<Proposer>, route: Route, cancel: CancellationToken) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(raft, rx, cancel));
+        tokio::spawn(run(proposer, route, rx, cancel));
         Self { tx }
     }
 
-    /// Propose `cmd` (of `bytes` serialized bytes) and wait for its result.
+    /// Send `cmd` (of `bytes` serialized bytes) and wait for its result.
     pub async fn submit(&self, cmd: Command, bytes: usize) -> Answer {
         let (answer, rx) = oneshot::channel();
         self.tx.send(Pending { cmd, bytes, answer }).await.map_err(|_| StoreError::Stopped)?;
@@ -64,7 +86,7 @@ impl Batcher {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, cancel: CancellationToken) {
+async fn run(proposer: Arc<Proposer>, route: Route, mut rx: mpsc::Receiver<Pending>, cancel: CancellationToken) {
     let permits = Arc::new(Semaphore::new(MAX_INFLIGHT));
     loop {
         let permit = tokio::select! {
@@ -75,50 +97,59 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, cancel: CancellationTo
             _ = cancel.cancelled() => return,
             p = rx.recv() => match p { Some(p) => p, None => return },
         };
-        let mut batch = vec![first];
-        let mut bytes = batch[0].bytes;
-        while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
+        let mut unit = vec![first];
+        let mut bytes = unit[0].bytes;
+        while unit.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(p) => {
                     bytes += p.bytes;
-                    batch.push(p);
+                    unit.push(p);
                 }
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
+        let proposer = proposer.clone();
         tokio::spawn(async move {
-            propose(&raft, batch).await;
+            let (cmds, answers): (Vec<Command>, Vec<oneshot::Sender<Answer>>) =
+                unit.into_iter().map(|p| (p.cmd, p.answer)).unzip();
+            let outcome = match route {
+                Route::Local => propose_here(&proposer.raft, cmds).await,
+                Route::ToLeader => forward(&proposer, cmds).await,
+            };
+            match outcome {
+                Ok((results, index)) => {
+                    assert_eq!(results.len(), answers.len(), "one result per write");
+                    for (a, r) in answers.into_iter().zip(results) {
+                        let _ = a.send(Ok((r, index)));
+                    }
+                }
+                Err(e) => answers.into_iter().for_each(|a| drop(a.send(Err(e.clone())))),
+            }
             drop(permit);
         });
     }
 }
 
-/// Propose one entry for `batch` and answer every submitter.
-async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
-    if batch.len() == 1 {
-        let p = batch.pop().expect("one element");
-        let answer = raft.client_write(p.cmd).await.map(|r| (r.data, r.log_id.index)).map_err(from_write_error);
-        let _ = p.answer.send(answer);
-        return;
+/// Propose `cmds` as one entry on this replica; one result per command.
+pub async fn propose_here(raft: &Raft, mut cmds: Vec<Command>) -> Result<(Vec<CommandResult>, u64), StoreError> {
+    let lone = cmds.len() == 1;
+    let cmd = if lone { cmds.pop().expect("one command") } else { Command::Batch(cmds) };
+    let resp = raft.client_write(cmd).await.map_err(from_write_error)?;
+    let index = resp.log_id.index;
+    match resp.data {
+        CommandResult::Batch(results) if !lone => Ok((results, index)),
+        result if lone => Ok((vec![result], index)),
+        other => Err(StoreError::storage(format!("a batch entry yielded {other:?}"))),
     }
-    let (cmds, answers): (Vec<Command>, Vec<oneshot::Sender<Answer>>) = batch.into_iter().map(|p| (p.cmd, p.answer)).unzip();
-    match raft.client_write(Command::Batch(cmds)).await {
-        Ok(resp) => {
-            let index = resp.log_id.index;
-            let CommandResult::Batch(results) = resp.data else {
-                let e = StoreError::storage("a batch entry did not yield batch results");
-                answers.into_iter().for_each(|a| drop(a.send(Err(e.clone()))));
-                return;
-            };
-            assert_eq!(results.len(), answers.len(), "one result per batched write");
-            for (a, r) in answers.into_iter().zip(results) {
-                let _ = a.send(Ok((r, index)));
-            }
-        }
-        Err(e) => {
-            let e = from_write_error(e);
-            answers.into_iter().for_each(|a| drop(a.send(Err(e.clone()))));
-        }
+}
+
+/// Forward `cmds` to the leader this replica knows.
+async fn forward(p: &Proposer, cmds: Vec<Command>) -> Result<(Vec<CommandResult>, u64), StoreError> {
+    let leader = p.raft.metrics().borrow().current_leader;
+    let Some(leader) = leader.filter(|l| *l != p.id) else { return Err(StoreError::NoLeader) };
+    let url = super::peer_url(&p.raft, leader).ok_or(StoreError::NoLeader)?;
+    match p.network.forward(leader, &url, ForwardRequest::WriteBatch(cmds), p.timeout).await? {
+        ForwardResponse::Applied { results, index } => Ok((results, index)),
+        other => Err(StoreError::storage(format!("mismatched forward response {other:?}"))),
     }
 }

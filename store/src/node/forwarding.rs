@@ -18,10 +18,9 @@ impl ForwardHandler for StoreNode {
 impl StoreNode {
     pub(super) async fn handle_forward(&self, req: ForwardRequest) -> Result<ForwardResponse, StoreError> {
         match req {
-            ForwardRequest::Write(cmd) => {
-                let bytes = bincode::serialized_size(&cmd).map_err(StoreError::storage)? as usize;
-                let (result, index) = self.batcher.submit(cmd, bytes).await?;
-                Ok(ForwardResponse::Applied { result, index })
+            ForwardRequest::WriteBatch(cmds) => {
+                let (results, index) = super::batcher::propose_here(&self.raft, cmds).await?;
+                Ok(ForwardResponse::Applied { results, index })
             }
             ForwardRequest::ReadIndex => {
                 let (read, _applied) = self.raft.get_read_log_id().await.map_err(from_read_error)?;

@@ -65,6 +65,7 @@ pub struct StoreNode {
     network: PeerNetwork,
     lessor: Lessor,
     batcher: batcher::Batcher,
+    forwarder: batcher::Batcher,
     reads: reads::ReadCoalescer,
     /// This node, for tasks it spawns (they must not keep it alive).
     weak: std::sync::Weak<StoreNode>,
@@ -95,8 +96,10 @@ impl StoreNode {
             }
         }
         let cancel = CancellationToken::new();
+        let proposer = Arc::new(batcher::Proposer { id, raft: raft.clone(), network: network.clone(), timeout: cfg.request_timeout });
         let node = Arc::new_cyclic(|weak| Self {
-            batcher: batcher::Batcher::start(raft.clone(), cancel.clone()),
+            batcher: batcher::Batcher::start(proposer.clone(), batcher::Route::Local, cancel.clone()),
+            forwarder: batcher::Batcher::start(proposer, batcher::Route::ToLeader, cancel.clone()),
             reads: reads::ReadCoalescer::default(),
             weak: weak.clone(),
             id,
@@ -273,9 +276,18 @@ impl StoreNode {
             return Err(StoreError::TooLarge);
         }
         let deadline = Instant::now() + self.cfg.request_timeout;
-        let applied = self.on_leader(deadline, ForwardRequest::Write(cmd), |resp| match resp {
-            ForwardResponse::Applied { result, index } => Some((result, index)),
-            _ => None,
+        // The leader groups its writes into log entries; a follower groups them into
+        // forwarded batches. Either way each write gets its own answer.
+        let applied = self.retry_until(deadline, |leader, left| {
+            let cmd = cmd.clone();
+            async move {
+                let queue = match leader {
+                    Some(l) if l == self.id => &self.batcher,
+                    Some(_) => &self.forwarder,
+                    None => return Err(StoreError::NoLeader),
+                };
+                tokio::time::timeout(left, queue.submit(cmd, size)).await.unwrap_or(Err(StoreError::Timeout))
+            }
         });
         let (result, index) = applied.await?;
         // As in etcd, a write answered by a follower is visible on that follower when the
@@ -312,39 +324,54 @@ impl StoreNode {
     }
 
     /// Run `req` on the leader: here if this replica leads, else over the peer service.
-    /// Retries only while it is certain the request was not executed (no leader known, or
-    /// the target said it is not leader), until `deadline`.
     async fn on_leader<T>(
         &self,
         deadline: Instant,
         req: ForwardRequest,
         pick: impl Fn(ForwardResponse) -> Option<T>,
     ) -> Result<T, StoreError> {
+        let resp = self
+            .retry_until(deadline, |leader, left| {
+                let req = req.clone();
+                async move {
+                    match leader {
+                        Some(l) if l == self.id => {
+                            tokio::time::timeout(left, self.handle_forward(req)).await.unwrap_or(Err(StoreError::Timeout))
+                        }
+                        Some(l) => match self.peer_url_of(l) {
+                            Some(url) => self.network.forward(l, &url, req, left).await,
+                            None => Err(StoreError::NoLeader),
+                        },
+                        None => Err(StoreError::NoLeader),
+                    }
+                }
+            })
+            .await?;
+        pick(resp).ok_or_else(|| StoreError::storage("mismatched forward response"))
+    }
+
+    /// Call `attempt` with the leader this replica knows (if any) and the time left, until it
+    /// succeeds, fails for a reason other than "no leader / leader unreachable", or
+    /// `deadline` passes. Retrying is safe only because those two errors mean the request
+    /// was not executed.
+    async fn retry_until<T, F, Fut>(&self, deadline: Instant, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Option<NodeId>, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(self.no_leader_or_timeout());
             }
             let leader = self.raft.metrics().borrow().current_leader;
-            let outcome = match leader {
-                Some(l) if l == self.id => tokio::time::timeout(left, self.handle_forward(req.clone()))
-                    .await
-                    .unwrap_or(Err(StoreError::Timeout)),
-                Some(l) => match self.peer_url_of(l) {
-                    Some(url) => self.network.forward(l, &url, req.clone(), left).await,
-                    None => Err(StoreError::NoLeader),
-                },
-                None => Err(StoreError::NoLeader),
-            };
-            match outcome {
-                Ok(resp) => return pick(resp).ok_or_else(|| StoreError::storage("mismatched forward response")),
+            match attempt(leader, left).await {
                 Err(StoreError::NoLeader) => tokio::time::sleep(LEADER_POLL.min(left)).await,
                 Err(e @ StoreError::LeaderUnreachable { .. }) => {
-                    // Not sent (or refused at connect): safe to retry once a leader is known.
                     tracing::debug!(error = %e, "leader unreachable; retrying");
                     tokio::time::sleep(LEADER_POLL.min(left)).await;
                 }
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
     }
@@ -358,13 +385,18 @@ impl StoreNode {
     }
 
     fn peer_url_of(&self, id: NodeId) -> Option<String> {
-        let m = self.raft.metrics().borrow().membership_config.clone();
-        m.membership().get_node(&id).map(|n| n.peer_url.clone())
+        peer_url(&self.raft, id)
     }
 
     fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
+}
+
+/// The peer URL of member `id` in the membership `raft` knows.
+fn peer_url(raft: &Raft, id: NodeId) -> Option<String> {
+    let m = raft.metrics().borrow().membership_config.clone();
+    m.membership().get_node(&id).map(|n| n.peer_url.clone())
 }
 
 fn is_read_op(op: &crate::pb::PbTxnRequestOp) -> bool {

@@ -10,8 +10,8 @@ use crate::types::{Command, CommandResult, Node, NodeId};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ForwardRequest {
-    /// Propose a command and wait until it is applied on the leader.
-    Write(Command),
+    /// Propose commands (grouped by the follower) as one log entry and wait until applied.
+    WriteBatch(Vec<Command>),
     /// Confirm leadership with a quorum and return the index a linearizable read must wait for.
     ReadIndex,
     /// Renew a lease; answers the TTL granted, or `LeaseNotFound`.
@@ -30,8 +30,8 @@ pub enum ForwardRequest {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ForwardResponse {
-    /// The command's result and the log index it was applied at.
-    Applied { result: CommandResult, index: u64 },
+    /// One result per command of a `WriteBatch`, and the log index they were applied at.
+    Applied { results: Vec<CommandResult>, index: u64 },
     ReadIndex(u64),
     /// Remaining (for keep-alive: granted) TTL in seconds and the granted TTL.
     Lease { ttl: i64, granted_ttl: i64 },
