@@ -24,9 +24,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
-};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -46,12 +44,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// etcd v3 endpoints, comma separated; connections are spread over them round-robin.
-    #[arg(
-        long,
-        env = "FLOTILLA_BENCH_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
-    )]
+    #[arg(long, env = "FLOTILLA_BENCH_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     pub endpoints: Vec<String>,
     /// Concurrent clients, each issuing its next request as soon as the last one returns.
     #[arg(long, default_value_t = 16)]
@@ -145,10 +138,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     match tokio::time::timeout_at(deadline, work).await {
         Ok(result) => result,
-        Err(_) => bail!(
-            "bench aborted: --timeout-secs {} exceeded",
-            args.timeout_secs
-        ),
+        Err(_) => bail!("bench aborted: --timeout-secs {} exceeded", args.timeout_secs),
     }
 }
 
@@ -158,9 +148,7 @@ fn validate(args: &BenchArgs) -> anyhow::Result<usize> {
     if args.endpoints.is_empty() || args.total == 0 || conns == 0 || conns > args.clients {
         bail!("need an endpoint, --total > 0 and 1 <= --conns <= --clients");
     }
-    let max_keys = 10u64
-        .checked_pow(u32::try_from(args.key_size)?)
-        .unwrap_or(u64::MAX);
+    let max_keys = 10u64.checked_pow(u32::try_from(args.key_size)?).unwrap_or(u64::MAX);
     if args.key_space == 0 || args.key_space > max_keys {
         bail!("--key-space must be in 1..={max_keys} to fit in --key-size bytes");
     }
@@ -173,9 +161,8 @@ async fn connect(endpoints: &[String], n: usize) -> anyhow::Result<Vec<Client>> 
     for i in 0..n {
         let endpoint = &endpoints[i % endpoints.len()];
         let options = ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
-        let client = Client::connect([endpoint], Some(options))
-            .await
-            .with_context(|| format!("connecting to {endpoint}"))?;
+        let client =
+            Client::connect([endpoint], Some(options)).await.with_context(|| format!("connecting to {endpoint}"))?;
         // Dial now, so connection setup is not billed to the first timed requests.
         client
             .kv_client()
@@ -204,13 +191,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(
-        args: &BenchArgs,
-        op: Op,
-        total: u64,
-        sequential: bool,
-        revs: &Arc<[AtomicI64]>,
-    ) -> Self {
+    fn new(args: &BenchArgs, op: Op, total: u64, sequential: bool, revs: &Arc<[AtomicI64]>) -> Self {
         Shared {
             op,
             next: AtomicU64::new(0),
@@ -241,10 +222,7 @@ async fn run_op(conns: &[Client], args: &BenchArgs, op: Op) -> anyhow::Result<Re
         let fill = Shared::new(args, Op::Put, args.key_space, true, &revs);
         let fill = drive(conns, fill, args.clients.max(FILL_CLIENTS)).await?;
         if let Some(e) = fill.first_error {
-            eprintln!(
-                "warning: {} of {} pre-population puts failed; first: {e}",
-                fill.errors, fill.total
-            );
+            eprintln!("warning: {} of {} pre-population puts failed; first: {e}", fill.errors, fill.total);
         }
     }
     let measured = Shared::new(args, op, args.total, false, &revs);
@@ -319,11 +297,7 @@ impl Worker {
             if ticket >= shared.total {
                 return (latencies, errors);
             }
-            let index = if shared.sequential {
-                ticket
-            } else {
-                self.rng.gen_range(0..shared.args.key_space)
-            };
+            let index = if shared.sequential { ticket } else { self.rng.gen_range(0..shared.args.key_space) };
             let start = Instant::now();
             match self.issue(&shared, index).await {
                 Ok(()) => latencies.push(start.elapsed()),
@@ -360,9 +334,7 @@ impl Worker {
                     resp.header().map_or(0, |h| h.revision())
                 } else {
                     match resp.op_responses().first() {
-                        Some(TxnOpResponse::Get(get)) => {
-                            get.kvs().first().map_or(0, |kv| kv.mod_revision())
-                        }
+                        Some(TxnOpResponse::Get(get)) => get.kvs().first().map_or(0, |kv| kv.mod_revision()),
                         _ => 0,
                     }
                 };
@@ -382,9 +354,7 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     let op = format!("{:?}", r.op).to_lowercase();
     let (c, n, t, e) = (r.clients, r.conns, r.total, r.errors);
     let (s, tp, p50, p99, max) = (r.elapsed_s, r.throughput, r.p50_ms, r.p99_ms, r.max_ms);
-    println!(
-        "{op:<6} {c:>7} {n:>5} {t:>7} {e:>6} {s:>9.2} {tp:>9.0} {p50:>8.2} {p99:>8.2} {max:>8.2}"
-    );
+    println!("{op:<6} {c:>7} {n:>5} {t:>7} {e:>6} {s:>9.2} {tp:>9.0} {p50:>8.2} {p99:>8.2} {max:>8.2}");
     if let Some(err) = &r.first_error {
         eprintln!("{op}: first error: {err}");
     }
@@ -444,10 +414,7 @@ mod tests {
 
     fn free_port() -> u16 {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        listener
-            .local_addr()
-            .expect("bound socket has an address")
-            .port()
+        listener.local_addr().expect("bound socket has an address").port()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,9 +440,7 @@ mod tests {
             .expect("spawn etcd");
         let _etcd = Etcd { child, _dir: dir };
 
-        let args = args(&format!(
-            "--endpoints {url} --clients 4 --total 300 --key-space 50"
-        ));
+        let args = args(&format!("--endpoints {url} --clients 4 --total 300 --key-space 50"));
         let deadline = Instant::now() + Duration::from_secs(20);
         let conns = loop {
             match connect(&args.endpoints, 2).await {

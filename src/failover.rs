@@ -53,7 +53,11 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     for round in 1..=args.rounds {
         let leader = find_leader(&cluster.replicas).await?;
         let elapsed = kill_and_time(&cluster.replicas, leader, args.writers).await?;
-        println!("round {round}: killed {} (leader); first successful write after {:.0} ms", cluster.replicas[leader].name, ms(elapsed));
+        println!(
+            "round {round}: killed {} (leader); first successful write after {:.0} ms",
+            cluster.replicas[leader].name,
+            ms(elapsed)
+        );
         times.push(elapsed);
         let pid = restart(&cluster.replicas[leader], args.cluster_file.parent().unwrap_or(std::path::Path::new(".")))?;
         cluster.replicas[leader].pid = pid;
@@ -125,7 +129,12 @@ async fn kill_and_time(replicas: &[ReplicaInfo], leader: usize, writers: usize) 
                     let ok = c.put(format!("failover/{i}/{w}"), n.to_string(), None).await.is_ok();
                     let after_kill = killed.borrow().is_some_and(|k| issued >= k);
                     if ok && after_kill {
-                        done.send_if_modified(|d| d.is_none() && { *d = Some(Instant::now()); true });
+                        done.send_if_modified(|d| {
+                            d.is_none() && {
+                                *d = Some(Instant::now());
+                                true
+                            }
+                        });
                         return;
                     }
                 }

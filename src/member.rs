@@ -49,7 +49,12 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
             for m in resp.members() {
                 let status = if m.is_learner() { "learner" } else { "voter" };
                 let name = if m.name().is_empty() { "(unstarted)" } else { m.name() };
-                println!("{:<16x}  {status:<8}  {name:<10}  {:<28}  {}", m.id(), m.peer_urls().join(","), m.client_urls().join(","));
+                println!(
+                    "{:<16x}  {status:<8}  {name:<10}  {:<28}  {}",
+                    m.id(),
+                    m.peer_urls().join(","),
+                    m.client_urls().join(",")
+                );
             }
         }
         Action::Add { name, peer_urls, learner } => {
@@ -62,7 +67,9 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
                 .member_list()
                 .iter()
                 .filter(|x| !x.name().is_empty() || x.id() == m.id())
-                .map(|x| format!("{}={}", if x.id() == m.id() { name.as_str() } else { x.name() }, x.peer_urls().join(",")))
+                .map(|x| {
+                    format!("{}={}", if x.id() == m.id() { name.as_str() } else { x.name() }, x.peer_urls().join(","))
+                })
                 .collect();
             cluster.sort();
             println!("Start it with:");

@@ -102,7 +102,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             // URLs are left out here; each member publishes its own once it has joined.
             let members = listed
                 .into_iter()
-                .map(|(name, url)| (ids::member_id(&url, &token), Node { name, peer_url: url, client_urls: Vec::new() }))
+                .map(|(name, url)| {
+                    (ids::member_id(&url, &token), Node { name, peer_url: url, client_urls: Vec::new() })
+                })
                 .collect();
             Bootstrap::New(members)
         }

@@ -174,7 +174,9 @@ async fn agreed_leader(plan: &[ReplicaInfo]) -> Option<String> {
     let mut leader = None;
     let mut id_to_name = std::collections::HashMap::new();
     for r in plan {
-        let opts = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(1)).with_timeout(Duration::from_secs(2));
+        let opts = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(2));
         let mut c = etcd_client::Client::connect([r.client_url.as_str()], Some(opts)).await.ok()?;
         let s = c.status().await.ok()?;
         let this = s.header()?.member_id();

@@ -32,7 +32,8 @@ pub fn list(s: &str) -> Vec<String> {
 pub fn cluster(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for item in list(s) {
-        let (name, url) = item.split_once('=').with_context(|| format!("--initial-cluster: {item:?} is not name=url"))?;
+        let (name, url) =
+            item.split_once('=').with_context(|| format!("--initial-cluster: {item:?} is not name=url"))?;
         socket_addr(url).with_context(|| format!("--initial-cluster member {name}"))?;
         if out.insert(name.to_string(), url.to_string()).is_some() {
             bail!("--initial-cluster lists {name} twice");

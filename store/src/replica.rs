@@ -40,7 +40,8 @@ impl Replica {
         links: LinkControl,
     ) -> Result<Self, StoreError> {
         let peer_addr = peer.local_addr().map_err(StoreError::storage)?;
-        let client_addrs = clients.iter().map(|l| l.local_addr()).collect::<Result<Vec<_>, _>>().map_err(StoreError::storage)?;
+        let client_addrs =
+            clients.iter().map(|l| l.local_addr()).collect::<Result<Vec<_>, _>>().map_err(StoreError::storage)?;
         let node = StoreNode::open(cfg, me, bootstrap, links).await?;
         let cancel = CancellationToken::new();
         let mut servers = JoinSet::new();
@@ -49,7 +50,10 @@ impl Replica {
         servers.spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(peer_service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(peer).map(|c| c.map(no_delay)), c.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(peer).map(|c| c.map(no_delay)),
+                    c.cancelled_owned(),
+                )
                 .await
         });
         for listener in clients {

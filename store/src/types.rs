@@ -10,9 +10,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pb::{
-    PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbTxnRequest, PbTxnResponse,
-};
+use crate::pb::{PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbTxnRequest, PbTxnResponse};
 
 /// A replica's Raft ID; also its etcd member ID (see [`crate::ids`]).
 pub type NodeId = u64;
@@ -41,11 +39,18 @@ pub enum Command {
     DeleteRange(#[serde(with = "crate::wire")] PbDeleteRequest),
     Txn(#[serde(with = "crate::wire")] PbTxnRequest),
     /// Drop history older than `revision`.
-    Compact { revision: i64 },
+    Compact {
+        revision: i64,
+    },
     /// Create a lease; the ID was chosen by the proposer.
-    LeaseGrant { id: i64, ttl: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
     /// Delete a lease and every key attached to it, in one revision.
-    LeaseRevoke { id: i64 },
+    LeaseRevoke {
+        id: i64,
+    },
     /// Several client commands proposed as one log entry (group commit); applied in order,
     /// each with its own revision, exactly as if they were consecutive entries. Never nested.
     Batch(Vec<Command>),
@@ -81,9 +86,17 @@ pub enum CommandResult {
     DeleteRange(#[serde(with = "crate::wire")] PbDeleteResponse),
     Txn(#[serde(with = "crate::wire")] PbTxnResponse),
     /// Compaction done; the store revision at that point.
-    Compact { revision: i64 },
-    LeaseGrant { id: i64, ttl: i64, revision: i64 },
-    LeaseRevoke { revision: i64 },
+    Compact {
+        revision: i64,
+    },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+        revision: i64,
+    },
+    LeaseRevoke {
+        revision: i64,
+    },
     Rejected(Rejection),
     /// One result per command of a [`Command::Batch`], in order.
     Batch(Vec<CommandResult>),

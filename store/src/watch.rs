@@ -148,11 +148,8 @@ impl Watcher {
     }
 
     fn matching(&self, revision: i64, events: &[PbEvent]) -> Option<WatchItem> {
-        let events: Vec<PbEvent> = events
-            .iter()
-            .filter(|e| e.kv.as_ref().is_some_and(|kv| self.range.contains(&kv.key)))
-            .cloned()
-            .collect();
+        let events: Vec<PbEvent> =
+            events.iter().filter(|e| e.kv.as_ref().is_some_and(|kv| self.range.contains(&kv.key))).cloned().collect();
         (!events.is_empty()).then_some(WatchItem::Events { revision, events })
     }
 }

@@ -76,7 +76,9 @@ async fn concurrent_writes_share_log_entries_but_keep_their_own_revisions() {
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..WRITES {
         let node = c.node(n % 3).clone();
-        tasks.spawn(async move { node.put(put(&format!("c{n:03}"), "v")).await.map(|r| r.header.expect("header").revision) });
+        tasks.spawn(async move {
+            node.put(put(&format!("c{n:03}"), "v")).await.map(|r| r.header.expect("header").revision)
+        });
     }
     let mut revisions = Vec::new();
     while let Some(r) = tasks.join_next().await {
@@ -178,7 +180,10 @@ async fn partitioned_minority_refuses_linearizable_reads_and_writes() {
     let write = old.put(put("p", "stale")).await;
     assert!(matches!(write, Err(StoreError::Timeout | StoreError::NoLeader)), "minority write refused, got {write:?}");
     let read = old.range(prefix("p", false)).await;
-    assert!(matches!(read, Err(StoreError::Timeout | StoreError::NoLeader)), "minority linearizable read refused, got {read:?}");
+    assert!(
+        matches!(read, Err(StoreError::Timeout | StoreError::NoLeader)),
+        "minority linearizable read refused, got {read:?}"
+    );
     // A serializable read is local and may be stale, by definition.
     let stale = dump(old, "p", true).await.expect("serializable read");
     assert_eq!(stale.get("p").map(String::as_str), Some("before"));
@@ -216,7 +221,10 @@ async fn learner_is_added_promoted_and_removed() {
     let voter = c.node(leader).member_promote(c.members[new].id).await;
     assert!(voter.is_ok(), "promote: {voter:?}");
     assert!(c.node(leader).member_list().iter().any(|m| m.id == added.id && !m.is_learner));
-    assert_eq!(c.node(leader).member_promote(c.members[new].id).await, Err(StoreError::InvalidArgument("can only promote a learner member".into())));
+    assert_eq!(
+        c.node(leader).member_promote(c.members[new].id).await,
+        Err(StoreError::InvalidArgument("can only promote a learner member".into()))
+    );
     c.node(leader).member_remove(c.members[new].id).await.expect("remove");
     wait_for(Duration::from_secs(10), "member gone from the list", || async {
         (!c.node(leader).member_list().iter().any(|m| m.id == added.id)).then_some(())
@@ -233,8 +241,15 @@ async fn lease_expiry_deletes_its_keys_exactly_once_across_a_leader_change() {
     let survivor = (leader + 1) % 3;
     let (id, ttl) = c.node(survivor).lease_grant(0, 3).await.expect("grant");
     assert!(ttl >= c.node(survivor).min_lease_ttl());
-    c.node(survivor).put(PbPutRequest { key: "l/a".into(), value: "1".into(), lease: id, ..Default::default() }).await.expect("put a");
-    let b = c.node(survivor).put(PbPutRequest { key: "l/b".into(), value: "1".into(), lease: id, ..Default::default() }).await.expect("put b");
+    c.node(survivor)
+        .put(PbPutRequest { key: "l/a".into(), value: "1".into(), lease: id, ..Default::default() })
+        .await
+        .expect("put a");
+    let b = c
+        .node(survivor)
+        .put(PbPutRequest { key: "l/b".into(), value: "1".into(), lease: id, ..Default::default() })
+        .await
+        .expect("put b");
     // Read-your-writes on the replica that forwarded the write: its state already has it.
     assert_eq!(c.node(survivor).current_revision(), b.header.expect("header").revision);
     let from = c.node(survivor).current_revision() + 1;
@@ -247,12 +262,16 @@ async fn lease_expiry_deletes_its_keys_exactly_once_across_a_leader_change() {
     c.node(survivor).put(put("l/zz-marker", "end")).await.expect("marker");
     let mut deletes = Vec::new();
     loop {
-        let item = tokio::time::timeout(Duration::from_secs(10), watcher.next()).await.expect("watch yields").expect("open");
+        let item =
+            tokio::time::timeout(Duration::from_secs(10), watcher.next()).await.expect("watch yields").expect("open");
         let WatchItem::Events { revision, events } = item else { panic!("unexpected {item:?}") };
         if events.iter().any(|e| e.kv.as_ref().is_some_and(|kv| kv.key == b"l/zz-marker")) {
             break;
         }
-        deletes.push((revision, events.iter().map(|e| (e.r#type, e.kv.clone().unwrap_or_default().key)).collect::<Vec<_>>()));
+        deletes.push((
+            revision,
+            events.iter().map(|e| (e.r#type, e.kv.clone().unwrap_or_default().key)).collect::<Vec<_>>(),
+        ));
     }
     assert_eq!(deletes.len(), 1, "one revoke revision, got {deletes:?}");
     assert_eq!(deletes[0].1, vec![(1, b"l/a".to_vec()), (1, b"l/b".to_vec())]);

@@ -40,8 +40,8 @@ use std::sync::{Arc, RwLock};
 use flotilla_store::mvcc::key_range::KeyRange;
 use flotilla_store::mvcc::{Mvcc, EVENT_DELETE};
 use flotilla_store::pb::{
-    PbCompare, PbDeleteRequest, PbEvent, PbKeyValue, PbPutRequest, PbRangeRequest, PbResponseOp,
-    PbTargetUnion, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
+    PbCompare, PbDeleteRequest, PbEvent, PbKeyValue, PbPutRequest, PbRangeRequest, PbResponseOp, PbTargetUnion,
+    PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
 };
 use flotilla_store::types::Rejection;
 use flotilla_store::watch::{Notice, WatchHub, WatchItem, Watcher};

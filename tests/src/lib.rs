@@ -107,7 +107,10 @@ impl UpCluster {
     /// Restart a replica with its recorded argv.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         let r = &self.replicas[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join(format!("{}.restart.log", r.name)))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.restart.log", r.name)))?;
         let child = Command::new(&r.argv[0]).args(&r.argv[1..]).stdout(log.try_clone()?).stderr(log).spawn()?;
         self.replicas[i].pid = child.id();
         self.restarted.push(child);

@@ -8,5 +8,9 @@ fn etcdctl_check_perf_passes() {
     let c = UpCluster::start(3).expect("cluster");
     let out = etcdctl(&c.endpoints(), &["check", "perf", "--load=s"], None).expect("check perf");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("PASS"), "check perf: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("PASS"),
+        "check perf: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -22,7 +22,10 @@ fn kv_commands() {
         "fruit/apple\nred\nfruit/banana\nyellow\nfruit/cherry\nred\n"
     );
     assert_eq!(etcdctl_ok(&ep, &["get", "--rev", &first_rev.to_string(), "fruit/cherry"]), "fruit/cherry\ndark\n");
-    assert_eq!(etcdctl_ok(&ep, &["get", "--prefix", "--limit", "2", "--keys-only", "fruit/"]), "fruit/apple\n\nfruit/banana\n\n");
+    assert_eq!(
+        etcdctl_ok(&ep, &["get", "--prefix", "--limit", "2", "--keys-only", "fruit/"]),
+        "fruit/apple\n\nfruit/banana\n\n"
+    );
     // etcdctl 3.4.23 has no --count-only flag; the server's count_only is covered by the
     // store's etcd_api tests. The count of a JSON get is the total in range.
     let count = etcdctl_ok(&ep, &["get", "--prefix", "--limit", "1", "-w", "json", "fruit/"]);
@@ -37,9 +40,17 @@ fn kv_commands() {
     let out = etcdctl(&ep, &["txn", "-i"], Some("value(\"k\") = \"v1\"\n\nput k v2\n\nput k never\n\n")).expect("txn");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Interactive mode echoes its prompts to stdout before the result.
-    assert!(String::from_utf8_lossy(&out.stdout).ends_with("SUCCESS\n\nOK\n"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("SUCCESS\n\nOK\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = etcdctl(&ep, &["txn", "-i"], Some("value(\"k\") = \"v1\"\n\nput k v3\n\nget k\n\n")).expect("txn");
-    assert!(String::from_utf8_lossy(&out.stdout).ends_with("FAILURE\n\nk\nv2\n"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("FAILURE\n\nk\nv2\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // Compaction, then a read below it fails with etcd's message.
     let rev = status_revision(&ep);
@@ -74,7 +85,8 @@ fn watch_sees_history_and_live_events() {
     });
     etcdctl_ok(&ep, &["put", "w/b", "live"]);
     // etcdctl prints the type, then prev_kv (when present), then the kv.
-    let want = ["PUT", "w/a", "1", "PUT", "w/a", "1", "w/a", "2", "DELETE", "w/a", "2", "w/a", "", "PUT", "w/b", "live"];
+    let want =
+        ["PUT", "w/a", "1", "PUT", "w/a", "1", "w/a", "2", "DELETE", "w/a", "2", "w/a", "", "PUT", "w/b", "live"];
     let mut got = Vec::new();
     while got.len() < want.len() {
         match rx.recv_timeout(Duration::from_secs(20)) {
@@ -120,8 +132,11 @@ fn endpoints_and_snapshot() {
     assert!(health.status.success());
     let health = String::from_utf8_lossy(&health.stderr);
     assert_eq!(health.matches("is healthy").count(), 3, "{health}");
-    let status: serde_json::Value =
-        serde_json::from_str(&etcdctl_ok(&c.replicas[0].client_url, &["endpoint", "status", "--cluster", "-w", "json"])).expect("json");
+    let status: serde_json::Value = serde_json::from_str(&etcdctl_ok(
+        &c.replicas[0].client_url,
+        &["endpoint", "status", "--cluster", "-w", "json"],
+    ))
+    .expect("json");
     let all = status.as_array().expect("array");
     assert_eq!(all.len(), 3);
     let leaders: Vec<u64> = all.iter().map(|s| s["Status"]["leader"].as_u64().expect("leader")).collect();
@@ -138,6 +153,7 @@ fn endpoints_and_snapshot() {
 
 fn status_revision(ep: &str) -> i64 {
     let first = ep.split(',').next().expect("endpoint");
-    let v: serde_json::Value = serde_json::from_str(&etcdctl_ok(first, &["endpoint", "status", "-w", "json"])).expect("json");
+    let v: serde_json::Value =
+        serde_json::from_str(&etcdctl_ok(first, &["endpoint", "status", "-w", "json"])).expect("json");
     v[0]["Status"]["header"]["revision"].as_i64().expect("revision")
 }

@@ -10,15 +10,18 @@ fn url_endpoints_work_for_per_endpoint_commands() {
     let ep = c.endpoints();
     assert!(ep.split(',').all(|e| e.starts_with("http://")), "{ep}");
 
-    let status: serde_json::Value = serde_json::from_str(&etcdctl_ok(&ep, &["endpoint", "status", "-w", "json"])).expect("json");
+    let status: serde_json::Value =
+        serde_json::from_str(&etcdctl_ok(&ep, &["endpoint", "status", "-w", "json"])).expect("json");
     let all = status.as_array().expect("array");
     assert_eq!(all.len(), 3, "{status}");
     assert!(all.iter().all(|s| s["Status"]["leader"].as_u64().is_some_and(|l| l != 0)), "{status}");
 
     // `--cluster` asks every member that advertises client URLs, over those URLs.
     let first = &c.replicas[0].client_url;
-    let members: serde_json::Value = serde_json::from_str(&etcdctl_ok(first, &["member", "list", "-w", "json"])).expect("json");
-    let advertised = members["members"].as_array().expect("members").iter().filter(|m| m["clientURLs"].is_array()).count();
+    let members: serde_json::Value =
+        serde_json::from_str(&etcdctl_ok(first, &["member", "list", "-w", "json"])).expect("json");
+    let advertised =
+        members["members"].as_array().expect("members").iter().filter(|m| m["clientURLs"].is_array()).count();
     assert!(advertised >= 1, "{members}");
     let cluster: serde_json::Value =
         serde_json::from_str(&etcdctl_ok(first, &["endpoint", "status", "--cluster", "-w", "json"])).expect("json");

@@ -28,9 +28,14 @@ fn learner_add_start_promote_remove() {
     // Promoting a learner that has not started is refused.
     let early = etcdctl(&ep, &["member", "promote", &id], None).expect("promote");
     assert!(!early.status.success());
-    assert!(String::from_utf8_lossy(&early.stderr).contains("in sync with leader"), "{}", String::from_utf8_lossy(&early.stderr));
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("in sync with leader"),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
 
-    let token = c.replicas[0].argv.iter().skip_while(|a| *a != "--initial-cluster-token").nth(1).expect("token").clone();
+    let token =
+        c.replicas[0].argv.iter().skip_while(|a| *a != "--initial-cluster-token").nth(1).expect("token").clone();
     let mut cluster: Vec<String> = c.replicas.iter().map(|r| format!("{}={}", r.name, r.peer_url)).collect();
     cluster.push(format!("r4={peer}"));
     let data = c.dir.path().join("r4");
@@ -48,19 +53,30 @@ fn learner_add_start_promote_remove() {
     wait_for(Duration::from_secs(30), "r4 replicates and publishes its name", || {
         let got = etcdctl(&client, &["get", "--consistency=s", "before"], None).ok()?;
         let list = etcdctl(&ep, &["member", "list"], None).ok()?;
-        let named = String::from_utf8_lossy(&list.stdout).contains(&format!("{id}, started, r4, {peer}, {client}, true"));
+        let named =
+            String::from_utf8_lossy(&list.stdout).contains(&format!("{id}, started, r4, {peer}, {client}, true"));
         (String::from_utf8_lossy(&got.stdout) == "before\njoin\n" && named).then_some(())
     });
     let promoted = wait_for(Duration::from_secs(20), "promote succeeds", || {
         etcdctl(&ep, &["member", "promote", &id], None).ok().filter(|o| o.status.success())
     });
-    assert!(String::from_utf8_lossy(&promoted.stdout).contains("promoted"), "{}", String::from_utf8_lossy(&promoted.stdout));
+    assert!(
+        String::from_utf8_lossy(&promoted.stdout).contains("promoted"),
+        "{}",
+        String::from_utf8_lossy(&promoted.stdout)
+    );
     assert!(etcdctl_ok(&ep, &["member", "list"]).contains(&format!("{id}, started, r4, {peer}, {client}, false")));
 
     // `flotilla member` sees the same and removes it.
-    let out = Command::new(flotilla_bin()).args(["member", "--endpoints", &ep, "list"]).output().expect("flotilla member list");
+    let out = Command::new(flotilla_bin())
+        .args(["member", "--endpoints", &ep, "list"])
+        .output()
+        .expect("flotilla member list");
     assert!(String::from_utf8_lossy(&out.stdout).contains("r4"), "{}", String::from_utf8_lossy(&out.stdout));
-    let out = Command::new(flotilla_bin()).args(["member", "--endpoints", &ep, "remove", &id]).output().expect("flotilla member remove");
+    let out = Command::new(flotilla_bin())
+        .args(["member", "--endpoints", &ep, "remove", &id])
+        .output()
+        .expect("flotilla member remove");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(etcdctl_ok(&ep, &["member", "list"]).lines().count(), 3);
     let missing = etcdctl(&ep, &["member", "remove", &id], None).expect("remove again");

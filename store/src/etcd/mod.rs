@@ -17,8 +17,8 @@
 //! Known client quirk: etcdctl 3.4 runs `endpoint status`, `defrag`, `alarm disarm`,
 //! `endpoint hashkv` and `move-leader` over a fresh connection per endpoint and sends the
 //! endpoint string verbatim as the HTTP/2 `:authority`. hyper refuses `http://host:port`
-//! there as malformed (grpc-go does not check), so those commands need scheme-less
-//! endpoints (`--endpoints=host:port`); every other command works either way.
+//! there as malformed (grpc-go does not check), so client connections pass through
+//! [`authority::AuthorityFix`], which strips the scheme before hyper sees the header.
 
 pub mod authority;
 mod cluster;

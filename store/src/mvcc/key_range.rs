@@ -35,9 +35,7 @@ impl KeyRange {
         match self {
             KeyRange::Single(key) => Some((Bound::Included(key), Bound::Included(key))),
             KeyRange::From(start) => Some((Bound::Included(start), Bound::Unbounded)),
-            KeyRange::Between(start, end) if end > start => {
-                Some((Bound::Included(start), Bound::Excluded(end)))
-            }
+            KeyRange::Between(start, end) if end > start => Some((Bound::Included(start), Bound::Excluded(end))),
             KeyRange::Between(..) => None,
         }
     }

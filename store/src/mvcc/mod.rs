@@ -18,8 +18,8 @@
 
 pub mod key_index;
 pub mod key_range;
-pub mod revision;
 mod range;
+pub mod revision;
 pub mod txn;
 mod write;
 
@@ -72,8 +72,7 @@ fn read_i64(db: &DB, cf: &str, key: &[u8]) -> Result<Option<i64>, StoreError> {
     match db.get_cf(cf, key).map_err(StoreError::storage)? {
         None => Ok(None),
         Some(v) => {
-            let bytes: [u8; 8] =
-                v.as_slice().try_into().map_err(|_| StoreError::storage("bad i64 in meta"))?;
+            let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| StoreError::storage("bad i64 in meta"))?;
             Ok(Some(i64::from_be_bytes(bytes)))
         }
     }
@@ -280,11 +279,7 @@ impl Mvcc {
     /// Keys in `range` that are live at the latest revision.
     fn live_keys(&self, range: &KeyRange) -> Vec<Vec<u8>> {
         let Some(bounds) = range.bounds() else { return Vec::new() };
-        self.index
-            .range::<[u8], _>(bounds)
-            .filter(|(_, h)| h.latest().is_some())
-            .map(|(k, _)| k.clone())
-            .collect()
+        self.index.range::<[u8], _>(bounds).filter(|(_, h)| h.latest().is_some()).map(|(k, _)| k.clone()).collect()
     }
 
     /// Compact history at `rev`.
@@ -329,11 +324,7 @@ impl Mvcc {
 
     /// History from `from` (inclusive) on, grouped per revision, at most `max_revisions`
     /// revisions. Used by watchers that start in the past or fell behind.
-    pub fn events_since(
-        &self,
-        from: i64,
-        max_revisions: usize,
-    ) -> Result<Vec<(i64, Vec<PbEvent>)>, Rejection> {
+    pub fn events_since(&self, from: i64, max_revisions: usize) -> Result<Vec<(i64, Vec<PbEvent>)>, Rejection> {
         if from < self.compact_rev {
             return Err(Rejection::Compacted { compact_revision: self.compact_rev });
         }
@@ -362,11 +353,8 @@ impl Mvcc {
 
     /// The watch event a stored record stands for, with the version it replaced as prev_kv.
     fn event_of(&self, rev: Revision, rec: Record) -> PbEvent {
-        let prev_kv = self
-            .index
-            .get(&rec.key)
-            .and_then(|h| h.before(rev))
-            .and_then(|v| self.key_value(&rec.key, v, true).ok());
+        let prev_kv =
+            self.index.get(&rec.key).and_then(|h| h.before(rev)).and_then(|v| self.key_value(&rec.key, v, true).ok());
         if rec.tombstone {
             PbEvent {
                 r#type: EVENT_DELETE,

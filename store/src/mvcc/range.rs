@@ -35,11 +35,9 @@ impl Mvcc {
         let range = KeyRange::new(&req.key, &req.range_end);
         let mut found: Vec<(&[u8], Version)> = match range.bounds() {
             None => Vec::new(),
-            Some(bounds) => self
-                .index
-                .range::<[u8], _>(bounds)
-                .filter_map(|(k, h)| h.at(rev).map(|v| (k.as_slice(), *v)))
-                .collect(),
+            Some(bounds) => {
+                self.index.range::<[u8], _>(bounds).filter_map(|(k, h)| h.at(rev).map(|v| (k.as_slice(), *v))).collect()
+            }
         };
         let count = found.len() as i64;
         let mut resp = PbRangeResponse { header: self.header(), count, ..Default::default() };

@@ -118,7 +118,13 @@ impl Mvcc {
     }
 
     /// Phase two: execute the planned path. Nothing here refuses; errors are storage errors.
-    fn run(&mut self, w: &mut Changes, req: &PbTxnRequest, path: &Path, batch: &mut WriteBatch) -> Result<PbTxnResponse, StoreError> {
+    fn run(
+        &mut self,
+        w: &mut Changes,
+        req: &PbTxnRequest,
+        path: &Path,
+        batch: &mut WriteBatch,
+    ) -> Result<PbTxnResponse, StoreError> {
         let ops = if path.succeeded { &req.success } else { &req.failure };
         let mut nested = path.nested.iter();
         let mut responses = Vec::with_capacity(ops.len());
@@ -198,8 +204,12 @@ fn compare_one(c: &PbCompare, kv: &crate::pb::PbKeyValue) -> bool {
     let int = |want: fn(&PbTargetUnion) -> Option<i64>| c.target_union.as_ref().and_then(want).unwrap_or(0);
     let ord = match c.target {
         TARGET_VERSION => kv.version.cmp(&int(|u| if let PbTargetUnion::Version(x) = u { Some(*x) } else { None })),
-        TARGET_CREATE => kv.create_revision.cmp(&int(|u| if let PbTargetUnion::CreateRevision(x) = u { Some(*x) } else { None })),
-        TARGET_MOD => kv.mod_revision.cmp(&int(|u| if let PbTargetUnion::ModRevision(x) = u { Some(*x) } else { None })),
+        TARGET_CREATE => {
+            kv.create_revision.cmp(&int(|u| if let PbTargetUnion::CreateRevision(x) = u { Some(*x) } else { None }))
+        }
+        TARGET_MOD => {
+            kv.mod_revision.cmp(&int(|u| if let PbTargetUnion::ModRevision(x) = u { Some(*x) } else { None }))
+        }
         TARGET_LEASE => kv.lease.cmp(&int(|u| if let PbTargetUnion::Lease(x) = u { Some(*x) } else { None })),
         TARGET_VALUE => match &c.target_union {
             Some(PbTargetUnion::Value(x)) => kv.value.as_slice().cmp(x.as_slice()),

@@ -35,7 +35,10 @@ impl StoreNode {
             ForwardRequest::Promote { id } => {
                 self.check_promotable(id)?;
                 let voters = std::collections::BTreeSet::from([id]);
-                self.raft.change_membership(ChangeMembers::AddVoterIds(voters), false).await.map_err(from_write_error)?;
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(voters), false)
+                    .await
+                    .map_err(from_write_error)?;
                 Ok(ForwardResponse::Membership)
             }
             ForwardRequest::Remove { id } => {
@@ -45,7 +48,10 @@ impl StoreNode {
                     return Err(StoreError::MemberNotFound);
                 }
                 if m.membership().voter_ids().any(|v| v == id) {
-                    self.raft.change_membership(ChangeMembers::RemoveVoters(set.clone()), false).await.map_err(from_write_error)?;
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveVoters(set.clone()), false)
+                        .await
+                        .map_err(from_write_error)?;
                 }
                 self.raft.change_membership(ChangeMembers::RemoveNodes(set), false).await.map_err(from_write_error)?;
                 Ok(ForwardResponse::Membership)

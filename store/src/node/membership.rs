@@ -109,7 +109,9 @@ impl StoreNode {
         }
         // A learner the leader has never heard from is not ready, however short the log.
         if matched.is_none_or(|m| m * 100 < last * PROMOTE_READY_PERCENT) {
-            return Err(StoreError::Membership("can only promote a learner member which is in sync with leader".into()));
+            return Err(StoreError::Membership(
+                "can only promote a learner member which is in sync with leader".into(),
+            ));
         }
         Ok(())
     }

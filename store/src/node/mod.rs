@@ -30,8 +30,8 @@ use crate::lease::Lessor;
 use crate::mvcc::key_range::KeyRange;
 use crate::mvcc::txn::check_txn_request;
 use crate::pb::{
-    PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbRangeRequest, PbRangeResponse,
-    PbResponseHeader, PbTxnRequest, PbTxnResponse,
+    PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbRangeRequest, PbRangeResponse, PbResponseHeader,
+    PbTxnRequest, PbTxnResponse,
 };
 use crate::raft::forward::{ForwardRequest, ForwardResponse};
 use crate::raft::log_store::LogStore;
@@ -75,7 +75,12 @@ pub struct StoreNode {
 impl StoreNode {
     /// Open the stores under `cfg.data_dir`, start Raft, and (for a pristine founding member)
     /// initialize the cluster. Background tasks stop when `shutdown` is called.
-    pub async fn open(cfg: Config, me: Node, bootstrap: Bootstrap, links: LinkControl) -> Result<Arc<Self>, StoreError> {
+    pub async fn open(
+        cfg: Config,
+        me: Node,
+        bootstrap: Bootstrap,
+        links: LinkControl,
+    ) -> Result<Arc<Self>, StoreError> {
         cfg.validate()?;
         let id = ids::member_id(&me.peer_url, &cfg.cluster_token);
         let mut log = LogStore::open(&cfg.data_dir.join("raft"))?;
@@ -88,7 +93,10 @@ impl StoreNode {
         let raft = Raft::new(id, raft_config, network.clone(), log, sm).await.map_err(StoreError::storage)?;
         if let (true, Bootstrap::New(members)) = (pristine, &bootstrap) {
             if !members.contains_key(&id) {
-                return Err(StoreError::InvalidArgument(format!("--initial-cluster does not list this member ({})", me.peer_url)));
+                return Err(StoreError::InvalidArgument(format!(
+                    "--initial-cluster does not list this member ({})",
+                    me.peer_url
+                )));
             }
             match raft.initialize(members.clone()).await {
                 Ok(()) | Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
@@ -96,7 +104,12 @@ impl StoreNode {
             }
         }
         let cancel = CancellationToken::new();
-        let proposer = Arc::new(batcher::Proposer { id, raft: raft.clone(), network: network.clone(), timeout: cfg.request_timeout });
+        let proposer = Arc::new(batcher::Proposer {
+            id,
+            raft: raft.clone(),
+            network: network.clone(),
+            timeout: cfg.request_timeout,
+        });
         let node = Arc::new_cyclic(|weak| Self {
             batcher: batcher::Batcher::start(proposer.clone(), batcher::Route::Local, cancel.clone()),
             forwarder: batcher::Batcher::start(proposer, batcher::Route::ToLeader, cancel.clone()),
@@ -335,9 +348,9 @@ impl StoreNode {
                 let req = req.clone();
                 async move {
                     match leader {
-                        Some(l) if l == self.id => {
-                            tokio::time::timeout(left, self.handle_forward(req)).await.unwrap_or(Err(StoreError::Timeout))
-                        }
+                        Some(l) if l == self.id => tokio::time::timeout(left, self.handle_forward(req))
+                            .await
+                            .unwrap_or(Err(StoreError::Timeout)),
                         Some(l) => match self.peer_url_of(l) {
                             Some(url) => self.network.forward(l, &url, req, left).await,
                             None => Err(StoreError::NoLeader),

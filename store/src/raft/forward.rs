@@ -31,10 +31,16 @@ pub enum ForwardRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ForwardResponse {
     /// One result per command of a `WriteBatch`, and the log index they were applied at.
-    Applied { results: Vec<CommandResult>, index: u64 },
+    Applied {
+        results: Vec<CommandResult>,
+        index: u64,
+    },
     ReadIndex(u64),
     /// Remaining (for keep-alive: granted) TTL in seconds and the granted TTL.
-    Lease { ttl: i64, granted_ttl: i64 },
+    Lease {
+        ttl: i64,
+        granted_ttl: i64,
+    },
     /// A membership change was committed.
     Membership,
 }

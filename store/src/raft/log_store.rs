@@ -77,17 +77,9 @@ impl LogStore {
         written.map_err(|e| io(subject, verb, &e))
     }
 
-    async fn put_meta_synced<T: Serialize>(
-        &self,
-        key: &'static [u8],
-        value: &T,
-        subject: Subject,
-    ) -> Result<()> {
+    async fn put_meta_synced<T: Serialize>(&self, key: &'static [u8], value: &T, subject: Subject) -> Result<()> {
         let bytes = encode(value, subject.clone())?;
-        self.write_synced(subject, ErrorVerb::Write, move |db, batch| {
-            batch.put_cf(cf(db, CF_META), key, bytes)
-        })
-        .await
+        self.write_synced(subject, ErrorVerb::Write, move |db, batch| batch.put_cf(cf(db, CF_META), key, bytes)).await
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &[u8], subject: Subject) -> Result<Option<T>> {
@@ -95,9 +87,7 @@ impl LogStore {
         match self.db.get_pinned_cf(cf(&self.db, CF_META), key) {
             Err(e) => Err(read(AnyError::new(&e))),
             Ok(None) => Ok(None),
-            Ok(Some(bytes)) => bincode::deserialize(&bytes)
-                .map(Some)
-                .map_err(|e| read(AnyError::new(&e))),
+            Ok(Some(bytes)) => bincode::deserialize(&bytes).map(Some).map_err(|e| read(AnyError::new(&e))),
         }
     }
 }
@@ -112,8 +102,7 @@ fn io(subject: Subject, verb: ErrorVerb, e: impl Into<AnyError>) -> StorageError
 
 /// Both column families are created by [`LogStore::open`].
 fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
-    db.cf_handle(name)
-        .expect("column family is created by LogStore::open")
+    db.cf_handle(name).expect("column family is created by LogStore::open")
 }
 
 fn log_key(index: u64) -> [u8; 8] {
@@ -127,12 +116,9 @@ fn encode<T: Serialize>(value: &T, subject: Subject) -> Result<Vec<u8>> {
 /// Decodes one stored entry and checks that it sits under its own index.
 fn decode_entry(item: RawItem) -> Result<Entry> {
     let (key, value) = item.map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
-    let key: [u8; 8] = (*key)
-        .try_into()
-        .map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
+    let key: [u8; 8] = (*key).try_into().map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
     let index = u64::from_be_bytes(key);
-    let entry: Entry =
-        bincode::deserialize(&value).map_err(|e| StorageIOError::read_log_at_index(index, &e))?;
+    let entry: Entry = bincode::deserialize(&value).map_err(|e| StorageIOError::read_log_at_index(index, &e))?;
     if entry.log_id.index != index {
         let msg = format!("entry {} stored under index {index}", entry.log_id);
         return Err(StorageIOError::read_log_at_index(index, AnyError::error(msg)).into());
@@ -170,17 +156,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>> {
-        let last_purged_log_id: Option<LogId> =
-            self.read_meta(KEY_LAST_PURGED, ErrorSubject::Logs)?;
+        let last_purged_log_id: Option<LogId> = self.read_meta(KEY_LAST_PURGED, ErrorSubject::Logs)?;
         let mut newest_first = self.db.iterator_cf(cf(&self.db, CF_LOG), IteratorMode::End);
         let last_log_id = match newest_first.next() {
             Some(item) => Some(decode_entry(item)?.log_id),
             None => last_purged_log_id,
         };
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -188,8 +170,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<()> {
-        self.put_meta_synced(KEY_VOTE, vote, ErrorSubject::Vote)
-            .await
+        self.put_meta_synced(KEY_VOTE, vote, ErrorSubject::Vote).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>> {
@@ -200,14 +181,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Unsynced on purpose (module doc): an fsync per commit would double the hot path's.
         let bytes = encode(&committed, ErrorSubject::Store)?;
         let meta = cf(&self.db, CF_META);
-        self.db
-            .put_cf(meta, KEY_COMMITTED, bytes)
-            .map_err(|e| io(ErrorSubject::Store, ErrorVerb::Write, &e))
+        self.db.put_cf(meta, KEY_COMMITTED, bytes).map_err(|e| io(ErrorSubject::Store, ErrorVerb::Write, &e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>> {
-        let committed: Option<Option<LogId>> =
-            self.read_meta(KEY_COMMITTED, ErrorSubject::Store)?;
+        let committed: Option<Option<LogId>> = self.read_meta(KEY_COMMITTED, ErrorSubject::Store)?;
         Ok(committed.flatten())
     }
 
@@ -224,10 +202,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 let violation = Violation::LogsNonConsecutive { prev, next };
                 return Err(DefensiveError::new(ErrorSubject::Logs, violation).into());
             }
-            encoded.push((
-                log_key(next.index),
-                encode(&entry, ErrorSubject::Log(next))?,
-            ));
+            encoded.push((log_key(next.index), encode(&entry, ErrorSubject::Log(next))?));
             prev = Some(next);
         }
         self.write_synced(ErrorSubject::Logs, ErrorVerb::Write, move |db, batch| {
@@ -255,8 +230,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tracing::debug!(%upto, "purging raft log");
         // A crash between these two writes leaves extra entries at or below `last_purged`,
         // never a log that has lost track of where it starts.
-        self.put_meta_synced(KEY_LAST_PURGED, &upto, ErrorSubject::Logs)
-            .await?;
+        self.put_meta_synced(KEY_LAST_PURGED, &upto, ErrorSubject::Logs).await?;
         self.write_synced(ErrorSubject::Logs, ErrorVerb::Delete, move |db, batch| {
             batch.delete_range_cf(cf(db, CF_LOG), log_key(0), log_key(upto.index));
             batch.delete_cf(cf(db, CF_LOG), log_key(upto.index));
@@ -279,13 +253,8 @@ mod tests {
 
     /// The payload differs per index, so a mixed-up read cannot pass.
     fn entry(term: u64, index: u64) -> Entry {
-        let payload = EntryPayload::Normal(Command::Compact {
-            revision: index as i64,
-        });
-        Entry {
-            log_id: id(term, index).expect("some"),
-            payload,
-        }
+        let payload = EntryPayload::Normal(Command::Compact { revision: index as i64 });
+        Entry { log_id: id(term, index).expect("some"), payload }
     }
 
     async fn append(store: &mut LogStore, entries: Vec<Entry>) {
@@ -298,10 +267,7 @@ mod tests {
         store
     }
 
-    async fn read(
-        store: &mut LogStore,
-        range: impl RangeBounds<u64> + Clone + Debug + Send,
-    ) -> Vec<u64> {
+    async fn read(store: &mut LogStore, range: impl RangeBounds<u64> + Clone + Debug + Send) -> Vec<u64> {
         let entries = store.try_get_log_entries(range).await.expect("read");
         entries.iter().map(|e| e.log_id.index).collect()
     }
@@ -322,10 +288,7 @@ mod tests {
         assert_eq!(store.read_committed().await.expect("committed"), None);
         let vote = Vote::new_committed(7, 3);
         store.save_vote(&vote).await.expect("save vote");
-        store
-            .save_committed(id(1, 4))
-            .await
-            .expect("save committed");
+        store.save_committed(id(1, 4)).await.expect("save committed");
         drop(store);
 
         let mut store = LogStore::open(dir.path()).expect("reopen");
@@ -339,10 +302,7 @@ mod tests {
     async fn truncate_and_purge_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = opened_with(dir.path(), 1..=10).await;
-        store
-            .truncate(id(1, 8).expect("some"))
-            .await
-            .expect("truncate");
+        store.truncate(id(1, 8).expect("some")).await.expect("truncate");
         store.purge(id(1, 3).expect("some")).await.expect("purge");
         drop(store);
 
@@ -376,16 +336,10 @@ mod tests {
         assert_eq!(read(&mut s, 3..=7).await, vec![3, 4, 5, 6, 7]);
         assert_eq!(read(&mut s, ..3).await, vec![1, 2]);
         assert_eq!(read(&mut s, 8..).await, vec![8, 9, 10]);
-        assert_eq!(
-            read(&mut s, (Bound::Excluded(2), Bound::Included(4))).await,
-            vec![3, 4]
-        );
+        assert_eq!(read(&mut s, (Bound::Excluded(2), Bound::Included(4))).await, vec![3, 4]);
         assert_eq!(read(&mut s, 5..5).await, Vec::<u64>::new());
         assert_eq!(read(&mut s, 11..20).await, Vec::<u64>::new());
-        assert_eq!(
-            read(&mut s, (Bound::Excluded(u64::MAX), Bound::Unbounded)).await,
-            Vec::<u64>::new()
-        );
+        assert_eq!(read(&mut s, (Bound::Excluded(u64::MAX), Bound::Unbounded)).await, Vec::<u64>::new());
         let mut reader = s.get_log_reader().await;
         let got = reader.limited_get_log_entries(9, 11).await.expect("read");
         assert_eq!(got, vec![entry(1, 9), entry(1, 10)]);
@@ -396,12 +350,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = opened_with(dir.path(), 1..=2).await;
         let db = Arc::clone(&store.db);
-        db.put_cf(cf(&db, CF_LOG), log_key(3), b"not bincode")
-            .expect("put");
+        db.put_cf(cf(&db, CF_LOG), log_key(3), b"not bincode").expect("put");
         assert!(store.try_get_log_entries(3..4).await.is_err());
         let misplaced = bincode::serialize(&entry(1, 9)).expect("encode");
-        db.put_cf(cf(&db, CF_LOG), log_key(3), misplaced)
-            .expect("put");
+        db.put_cf(cf(&db, CF_LOG), log_key(3), misplaced).expect("put");
         assert!(store.try_get_log_entries(3..4).await.is_err());
         assert!(store.get_log_state().await.is_err());
         let gapped = store.blocking_append([entry(1, 4), entry(1, 6)]).await;

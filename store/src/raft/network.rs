@@ -20,13 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
-    Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 use openraft::{AnyError, RPCTypes};
 use serde::de::DeserializeOwned;
@@ -102,11 +101,7 @@ pub struct PeerNetwork {
 impl PeerNetwork {
     /// A network for the replica `my_id`, which stamps its ID on every request it sends.
     pub fn new(my_id: NodeId, links: LinkControl) -> Self {
-        Self {
-            my_id,
-            links,
-            channels: Arc::default(),
-        }
+        Self { my_id, links, channels: Arc::default() }
     }
 
     pub fn links(&self) -> &LinkControl {
@@ -119,9 +114,7 @@ impl PeerNetwork {
         let channel = match channels.get(peer_url) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = endpoint(peer_url)
-                    .map_err(|e| format!("bad peer URL {peer_url:?}: {e}"))?
-                    .connect_lazy();
+                let channel = endpoint(peer_url).map_err(|e| format!("bad peer URL {peer_url:?}: {e}"))?.connect_lazy();
                 channels.insert(peer_url.to_string(), channel.clone());
                 channel
             }
@@ -139,10 +132,7 @@ impl PeerNetwork {
         req: ForwardRequest,
         timeout: Duration,
     ) -> Result<ForwardResponse, StoreError> {
-        let unreachable = |reason: String| StoreError::LeaderUnreachable {
-            leader: target,
-            reason,
-        };
+        let unreachable = |reason: String| StoreError::LeaderUnreachable { leader: target, reason };
         if self.links.is_blocked(target) {
             return Err(unreachable("link blocked".into()));
         }
@@ -151,10 +141,7 @@ impl PeerNetwork {
             bincode::ErrorKind::SizeLimit => StoreError::TooLarge,
             _ => StoreError::InvalidArgument(format!("cannot encode forwarded request: {e}")),
         })?;
-        let blob = Blob {
-            data,
-            from: self.my_id,
-        };
+        let blob = Blob { data, from: self.my_id };
         match call(&mut client, Rpc::Forward, blob, timeout).await {
             Ok(data) => decode::<Result<ForwardResponse, StoreError>>(&data)
                 .map_err(|e| unreachable(format!("undecodable reply: {e}")))?,
@@ -189,17 +176,11 @@ pub struct PeerConnection {
     client: Result<PeerClient<Channel>, String>,
 }
 
-type RpcResult<T, E = openraft::error::Infallible> =
-    Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
 
 impl PeerConnection {
     /// Send already-encoded `data` as `action` and decode the remote `Result<Resp, RaftError<E>>`.
-    async fn send<Resp, E>(
-        &mut self,
-        action: RPCTypes,
-        data: Vec<u8>,
-        ttl: Duration,
-    ) -> RpcResult<Resp, E>
+    async fn send<Resp, E>(&mut self, action: RPCTypes, data: Vec<u8>, ttl: Duration) -> RpcResult<Resp, E>
     where
         Resp: DeserializeOwned,
         E: Error + DeserializeOwned,
@@ -208,34 +189,17 @@ impl PeerConnection {
             return Err(unreachable("link blocked"));
         }
         let client = self.client.as_mut().map_err(|e| unreachable(&*e))?;
-        let blob = Blob {
-            data,
-            from: self.my_id,
-        };
-        let timeout = RPCError::Timeout(Timeout {
-            action,
-            id: self.my_id,
-            target: self.target,
-            timeout: ttl,
-        });
+        let blob = Blob { data, from: self.my_id };
+        let timeout = RPCError::Timeout(Timeout { action, id: self.my_id, target: self.target, timeout: ttl });
         let data = match call(client, Rpc::Raft(action), blob, ttl).await {
             Ok(data) => data,
             Err(CallError::Timeout) => return Err(timeout),
             Err(CallError::Status(s)) if is_deadline(s.code()) => return Err(timeout),
             Err(CallError::Status(s)) => return Err(status_error(&s)),
         };
-        let reply: Result<Resp, RaftError<NodeId, E>> = decode(&data).map_err(|e| {
-            RPCError::Network(NetworkError::from(AnyError::error(format!(
-                "undecodable reply: {e}"
-            ))))
-        })?;
-        reply.map_err(|e| {
-            RPCError::RemoteError(RemoteError::new_with_node(
-                self.target,
-                self.node.clone(),
-                e,
-            ))
-        })
+        let reply: Result<Resp, RaftError<NodeId, E>> = decode(&data)
+            .map_err(|e| RPCError::Network(NetworkError::from(AnyError::error(format!("undecodable reply: {e}")))))?;
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
     }
 }
 
@@ -252,8 +216,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             }
             Err(e) => return Err(encode_error(&e)),
         };
-        self.send(RPCTypes::AppendEntries, data, option.hard_ttl())
-            .await
+        self.send(RPCTypes::AppendEntries, data, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
@@ -262,15 +225,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         let data = encode(&rpc).map_err(|e| encode_error(&e))?;
-        self.send(RPCTypes::InstallSnapshot, data, option.hard_ttl())
-            .await
+        self.send(RPCTypes::InstallSnapshot, data, option.hard_ttl()).await
     }
 
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<NodeId>,
-        option: RPCOption,
-    ) -> RpcResult<VoteResponse<NodeId>> {
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
         let data = encode(&rpc).map_err(|e| encode_error(&e))?;
         self.send(RPCTypes::Vote, data, option.hard_ttl()).await
     }
@@ -278,11 +236,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 
 /// The endpoint for a peer URL; a bare `host:port` is taken as plain HTTP/2.
 fn endpoint(peer_url: &str) -> Result<Endpoint, tonic::transport::Error> {
-    let uri = if peer_url.contains("://") {
-        peer_url.to_string()
-    } else {
-        format!("http://{peer_url}")
-    };
+    let uri = if peer_url.contains("://") { peer_url.to_string() } else { format!("http://{peer_url}") };
     Ok(Endpoint::from_shared(uri)?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -305,12 +259,7 @@ enum CallError {
 }
 
 /// One unary call that gives up after `ttl`; dropping the call resets its HTTP/2 stream.
-async fn call(
-    client: &mut PeerClient<Channel>,
-    rpc: Rpc,
-    blob: Blob,
-    ttl: Duration,
-) -> Result<Vec<u8>, CallError> {
+async fn call(client: &mut PeerClient<Channel>, rpc: Rpc, blob: Blob, ttl: Duration) -> Result<Vec<u8>, CallError> {
     let mut request = tonic::Request::new(blob);
     // Tell the server too, so it stops working on a request we no longer wait for.
     request.set_timeout(ttl);
@@ -350,9 +299,7 @@ fn status_error<E: Error>(status: &tonic::Status) -> RPCError<NodeId, Node, E> {
 }
 
 fn encode_error<E: Error>(e: &bincode::Error) -> RPCError<NodeId, Node, E> {
-    RPCError::Network(NetworkError::from(AnyError::error(format!(
-        "cannot encode request: {e}"
-    ))))
+    RPCError::Network(NetworkError::from(AnyError::error(format!("cannot encode request: {e}"))))
 }
 
 /// Ask openraft to resend `rpc`'s entries in batches that fit [`MAX_PAYLOAD_BYTES`]. A lone
@@ -387,14 +334,8 @@ mod tests {
 
     #[test]
     fn bare_host_port_is_plain_http() {
-        assert_eq!(
-            endpoint("127.0.0.1:2380").unwrap().uri().scheme_str(),
-            Some("http")
-        );
-        assert_eq!(
-            endpoint("http://10.0.0.1:2380").unwrap().uri().port_u16(),
-            Some(2380)
-        );
+        assert_eq!(endpoint("127.0.0.1:2380").unwrap().uri().scheme_str(), Some("http"));
+        assert_eq!(endpoint("http://10.0.0.1:2380").unwrap().uri().port_u16(), Some(2380));
         assert!(endpoint("http://bad host:1").is_err());
     }
 

@@ -68,10 +68,7 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> bincode::Result<u
 
 /// What the leader does with a request a follower forwarded to it.
 pub trait ForwardHandler: Send + Sync + 'static {
-    fn forward(
-        &self,
-        req: ForwardRequest,
-    ) -> impl Future<Output = Result<ForwardResponse, StoreError>> + Send;
+    fn forward(&self, req: ForwardRequest) -> impl Future<Output = Result<ForwardResponse, StoreError>> + Send;
 }
 
 /// The `Peer` gRPC service of one replica.
@@ -84,18 +81,12 @@ pub struct PeerService<H> {
 impl<H: ForwardHandler> PeerService<H> {
     /// `links` should be the same [`LinkControl`] as this replica's `PeerNetwork`.
     pub fn new(raft: Raft, handler: Arc<H>, links: LinkControl) -> Self {
-        Self {
-            raft,
-            handler,
-            links,
-        }
+        Self { raft, handler, links }
     }
 
     /// The tonic service, ready for `tonic::transport::Server::add_service`.
     pub fn into_server(self) -> PeerServer<Self> {
-        PeerServer::new(self)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        PeerServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     /// Refuse blocked senders, then decode the payload.
@@ -104,8 +95,7 @@ impl<H: ForwardHandler> PeerService<H> {
         if blob.from != 0 && self.links.is_blocked(blob.from) {
             return Err(Status::unavailable("link blocked"));
         }
-        decode(&blob.data)
-            .map_err(|e| Status::invalid_argument(format!("undecodable payload: {e}")))
+        decode(&blob.data).map_err(|e| Status::invalid_argument(format!("undecodable payload: {e}")))
     }
 }
 
@@ -154,9 +144,7 @@ mod tests {
     use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
     use openraft::raft::{InstallSnapshotRequest, VoteRequest};
     use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
-    use openraft::{
-        CommittedLeaderId, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot, Vote,
-    };
+    use openraft::{CommittedLeaderId, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot, Vote};
     use tokio::net::TcpListener;
     use tokio_stream::wrappers::TcpListenerStream;
 
@@ -204,10 +192,7 @@ mod tests {
     impl RaftLogStorage<TypeConfig> for Stub {
         type LogReader = Self;
         async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-            Ok(LogState {
-                last_purged_log_id: None,
-                last_log_id: None,
-            })
+            Ok(LogState { last_purged_log_id: None, last_log_id: None })
         }
         async fn get_log_reader(&mut self) -> Self {
             self.clone()
@@ -219,11 +204,7 @@ mod tests {
         async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
             Ok(*self.0.lock().unwrap())
         }
-        async fn append<I>(
-            &mut self,
-            _: I,
-            done: LogFlushed<TypeConfig>,
-        ) -> Result<(), StorageError>
+        async fn append<I>(&mut self, _: I, done: LogFlushed<TypeConfig>) -> Result<(), StorageError>
         where
             I: IntoIterator<Item = Entry> + Send,
         {
@@ -246,9 +227,7 @@ mod tests {
 
     impl RaftStateMachine<TypeConfig> for Stub {
         type SnapshotBuilder = Self;
-        async fn applied_state(
-            &mut self,
-        ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
             Ok((None, StoredMembership::default()))
         }
         async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
@@ -263,16 +242,10 @@ mod tests {
         async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
             Ok(Box::default())
         }
-        async fn install_snapshot(
-            &mut self,
-            _: &SnapshotMeta,
-            _: Box<Cursor<Vec<u8>>>,
-        ) -> Result<(), StorageError> {
+        async fn install_snapshot(&mut self, _: &SnapshotMeta, _: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
             Ok(())
         }
-        async fn get_current_snapshot(
-            &mut self,
-        ) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
             Ok(None)
         }
     }
@@ -293,9 +266,7 @@ mod tests {
         let links = LinkControl::new();
         let config = Arc::new(openraft::Config::default().validate().unwrap());
         let network = PeerNetwork::new(SERVER, links.clone());
-        let raft = Raft::new(SERVER, config, network, Stub::default(), Stub::default())
-            .await
-            .unwrap();
+        let raft = Raft::new(SERVER, config, network, Stub::default(), Stub::default()).await.unwrap();
         let handler = Arc::new(Handler::default());
         let service = PeerService::new(raft.clone(), handler.clone(), links.clone());
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -304,19 +275,10 @@ mod tests {
                 .add_service(service.into_server())
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
-        Server {
-            url,
-            raft,
-            handler,
-            links,
-        }
+        Server { url, raft, handler, links }
     }
 
-    async fn forward(
-        url: &str,
-        req: ForwardRequest,
-        net: &PeerNetwork,
-    ) -> Result<ForwardResponse, StoreError> {
+    async fn forward(url: &str, req: ForwardRequest, net: &PeerNetwork) -> Result<ForwardResponse, StoreError> {
         net.forward(SERVER, url, req, PATIENCE).await
     }
 
@@ -325,15 +287,9 @@ mod tests {
         let server = serve().await;
         let net = PeerNetwork::new(CLIENT, LinkControl::new());
         let answer = forward(&server.url, ForwardRequest::ReadIndex, &net).await;
-        assert!(
-            matches!(answer, Ok(ForwardResponse::ReadIndex(42))),
-            "{answer:?}"
-        );
+        assert!(matches!(answer, Ok(ForwardResponse::ReadIndex(42))), "{answer:?}");
         let refused = forward(&server.url, ForwardRequest::LeaseKeepAlive { id: 9 }, &net).await;
-        assert_eq!(
-            refused.unwrap_err(),
-            StoreError::Rejected(Rejection::LeaseNotFound)
-        );
+        assert_eq!(refused.unwrap_err(), StoreError::Rejected(Rejection::LeaseNotFound));
     }
 
     #[tokio::test]
@@ -342,22 +298,14 @@ mod tests {
         let net = PeerNetwork::new(CLIENT, LinkControl::new());
         net.links().block(SERVER);
         let outbound = forward(&server.url, ForwardRequest::ReadIndex, &net).await;
-        assert!(matches!(
-            outbound,
-            Err(StoreError::LeaderUnreachable { leader: SERVER, .. })
-        ));
+        assert!(matches!(outbound, Err(StoreError::LeaderUnreachable { leader: SERVER, .. })));
         net.links().unblock(SERVER);
         server.links.block(CLIENT);
         let inbound = forward(&server.url, ForwardRequest::ReadIndex, &net).await;
-        assert!(matches!(
-            inbound,
-            Err(StoreError::LeaderUnreachable { leader: SERVER, .. })
-        ));
+        assert!(matches!(inbound, Err(StoreError::LeaderUnreachable { leader: SERVER, .. })));
         assert_eq!(server.handler.calls.load(Ordering::SeqCst), 0);
         server.links.unblock_all();
-        assert!(forward(&server.url, ForwardRequest::ReadIndex, &net)
-            .await
-            .is_ok());
+        assert!(forward(&server.url, ForwardRequest::ReadIndex, &net).await.is_ok());
     }
 
     #[tokio::test]
@@ -365,9 +313,7 @@ mod tests {
         let server = serve().await;
         let net = PeerNetwork::new(CLIENT, LinkControl::new());
         let req = ForwardRequest::LeaseTimeToLive { id: 1 };
-        let silent = net
-            .forward(SERVER, &server.url, req, Duration::from_millis(200))
-            .await;
+        let silent = net.forward(SERVER, &server.url, req, Duration::from_millis(200)).await;
         assert_eq!(silent.unwrap_err(), StoreError::Timeout);
     }
 
@@ -376,35 +322,21 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let node = Node {
-            peer_url: format!("http://{addr}"),
-            ..Node::default()
-        };
+        let node = Node { peer_url: format!("http://{addr}"), ..Node::default() };
         let mut net = PeerNetwork::new(CLIENT, LinkControl::new());
         let mut conn = net.new_client(SERVER, &node).await;
         let vote = VoteRequest::new(Vote::new(5, CLIENT), None);
         let opt = RPCOption::new(PATIENCE);
 
         let refused = conn.vote(vote.clone(), opt.clone()).await;
-        assert!(
-            matches!(refused, Err(RPCError::Unreachable(_))),
-            "{refused:?}"
-        );
+        assert!(matches!(refused, Err(RPCError::Unreachable(_))), "{refused:?}");
         let dead = forward(&node.peer_url, ForwardRequest::ReadIndex, &net).await;
-        assert!(
-            matches!(
-                dead,
-                Err(StoreError::LeaderUnreachable { leader: SERVER, .. })
-            ),
-            "{dead:?}"
-        );
+        assert!(matches!(dead, Err(StoreError::LeaderUnreachable { leader: SERVER, .. })), "{dead:?}");
 
         // The same (cached, lazily reconnecting) channels reach the peer once it listens.
         let _server = serve_on(TcpListener::bind(addr).await.unwrap()).await;
         conn.vote(vote, opt).await.unwrap();
-        forward(&node.peer_url, ForwardRequest::ReadIndex, &net)
-            .await
-            .unwrap();
+        forward(&node.peer_url, ForwardRequest::ReadIndex, &net).await.unwrap();
     }
 
     fn chunk(snapshot_id: &str, offset: u64) -> InstallSnapshotRequest<TypeConfig> {
@@ -425,13 +357,8 @@ mod tests {
     #[tokio::test]
     async fn raft_rpcs_reach_the_remote_raft_and_bring_back_its_errors() {
         let server = serve().await;
-        let node = Node {
-            peer_url: server.url.clone(),
-            ..Node::default()
-        };
-        let mut conn = PeerNetwork::new(CLIENT, LinkControl::new())
-            .new_client(SERVER, &node)
-            .await;
+        let node = Node { peer_url: server.url.clone(), ..Node::default() };
+        let mut conn = PeerNetwork::new(CLIENT, LinkControl::new()).new_client(SERVER, &node).await;
         let opt = RPCOption::new(PATIENCE);
         let vote = VoteRequest::new(Vote::new(5, CLIENT), None);
         let resp = conn.vote(vote.clone(), opt.clone()).await.unwrap();
@@ -444,10 +371,7 @@ mod tests {
         };
         let resp = conn.append_entries(append, opt.clone()).await.unwrap();
         assert!(matches!(resp, AppendEntriesResponse::Success), "{resp:?}");
-        let resp = conn
-            .install_snapshot(chunk("s1", 0), opt.clone())
-            .await
-            .unwrap();
+        let resp = conn.install_snapshot(chunk("s1", 0), opt.clone()).await.unwrap();
         assert_eq!(resp.vote, Vote::new_committed(6, CLIENT));
         // A chunk in the middle of a snapshot the receiver never began: its API error comes back.
         let mismatch = conn.install_snapshot(chunk("s2", 16), opt).await;
@@ -467,10 +391,7 @@ mod tests {
     #[tokio::test]
     async fn raft_rpc_failures_become_the_matching_rpc_errors() {
         let server = serve().await;
-        let node = Node {
-            peer_url: server.url.clone(),
-            ..Node::default()
-        };
+        let node = Node { peer_url: server.url.clone(), ..Node::default() };
         let mut net = PeerNetwork::new(CLIENT, LinkControl::new());
         let mut conn = net.new_client(SERVER, &node).await;
         let opt = RPCOption::new(PATIENCE);
@@ -478,17 +399,11 @@ mod tests {
 
         net.links().block(SERVER);
         let outbound = conn.vote(vote.clone(), opt.clone()).await;
-        assert!(
-            matches!(outbound, Err(RPCError::Unreachable(_))),
-            "{outbound:?}"
-        );
+        assert!(matches!(outbound, Err(RPCError::Unreachable(_))), "{outbound:?}");
         net.links().unblock(SERVER);
         server.links.block(CLIENT);
         let blocked = conn.vote(vote.clone(), opt.clone()).await;
-        assert!(
-            matches!(blocked, Err(RPCError::Unreachable(_))),
-            "{blocked:?}"
-        );
+        assert!(matches!(blocked, Err(RPCError::Unreachable(_))), "{blocked:?}");
         server.links.unblock(CLIENT);
 
         server.raft.shutdown().await.unwrap();
@@ -501,22 +416,11 @@ mod tests {
     #[tokio::test]
     async fn garbage_payloads_are_invalid_arguments() {
         let server = serve().await;
-        let mut client = proto::peer_client::PeerClient::connect(server.url.clone())
-            .await
-            .unwrap();
+        let mut client = proto::peer_client::PeerClient::connect(server.url.clone()).await.unwrap();
         for data in [vec![], vec![0xff; 64]] {
-            let vote = client
-                .vote(Blob {
-                    data: data.clone(),
-                    from: CLIENT,
-                })
-                .await
-                .unwrap_err();
+            let vote = client.vote(Blob { data: data.clone(), from: CLIENT }).await.unwrap_err();
             assert_eq!(vote.code(), tonic::Code::InvalidArgument);
-            let fwd = client
-                .forward(Blob { data, from: CLIENT })
-                .await
-                .unwrap_err();
+            let fwd = client.forward(Blob { data, from: CLIENT }).await.unwrap_err();
             assert_eq!(fwd.code(), tonic::Code::InvalidArgument);
         }
         assert_eq!(server.handler.calls.load(Ordering::SeqCst), 0);

@@ -76,7 +76,11 @@ fn read_applied(db: &DB) -> Result<AppliedState, StoreError> {
 
 /// The number in an `sm-N` directory name.
 fn sm_number(dir: &Path) -> u64 {
-    dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("sm-")).and_then(|n| n.parse().ok()).unwrap_or(0)
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("sm-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 impl StateMachine {
@@ -200,10 +204,8 @@ impl SmShared {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let shared = self.shared.clone();
-        let (applied, archive) = tokio::task::spawn_blocking(move || shared.checkpoint())
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
+        let (applied, archive) =
+            tokio::task::spawn_blocking(move || shared.checkpoint()).await.map_err(snap_err)?.map_err(snap_err)?;
         let snapshot_id = match applied.last {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
             None => format!("0-0-{}", rand::random::<u32>()),
@@ -216,7 +218,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 }
 
 /// Apply one command, collecting the watch notice of the revision it made (if any).
-fn apply_one(mvcc: &mut Mvcc, cmd: &Command, batch: &mut WriteBatch, notices: &mut Vec<Notice>) -> Result<CommandResult, StorageError> {
+fn apply_one(
+    mvcc: &mut Mvcc,
+    cmd: &Command,
+    batch: &mut WriteBatch,
+    notices: &mut Vec<Notice>,
+) -> Result<CommandResult, StorageError> {
     let (result, events) = mvcc.apply(cmd, batch).map_err(sm_err)?;
     if let Some(revision) = events.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) {
         notices.push(Notice::Events { revision, events });
@@ -281,7 +288,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let archive = snapshot.into_inner();
         let this = self.clone();
         let a = archive.clone();

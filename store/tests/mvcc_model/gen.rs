@@ -3,8 +3,8 @@
 
 use flotilla_store::mvcc::key_range::KeyRange;
 use flotilla_store::pb::{
-    PbCompare, PbDeleteRequest, PbPutRequest, PbRangeRequest, PbTargetUnion, PbTxnOpRequest,
-    PbTxnRequest, PbTxnRequestOp,
+    PbCompare, PbDeleteRequest, PbPutRequest, PbRangeRequest, PbTargetUnion, PbTxnOpRequest, PbTxnRequest,
+    PbTxnRequestOp,
 };
 use flotilla_store::Command;
 use proptest::prelude::*;

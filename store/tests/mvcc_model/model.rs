@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use flotilla_store::mvcc::{LeaseEntry, EVENT_DELETE, EVENT_PUT};
 use flotilla_store::pb::{
-    PbCompare, PbDeleteRequest, PbDeleteResponse, PbEvent, PbKeyValue, PbPutRequest, PbPutResponse,
-    PbRangeRequest, PbRangeResponse, PbResponseHeader, PbResponseOp, PbTargetUnion, PbTxnOpRequest,
-    PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
+    PbCompare, PbDeleteRequest, PbDeleteResponse, PbEvent, PbKeyValue, PbPutRequest, PbPutResponse, PbRangeRequest,
+    PbRangeResponse, PbResponseHeader, PbResponseOp, PbTargetUnion, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest,
+    PbTxnRequestOp, PbTxnResponse,
 };
 use flotilla_store::types::Rejection;
 use flotilla_store::{Command, CommandResult};
@@ -163,9 +163,7 @@ impl Model {
                 CommandResult::DeleteRange(PbDeleteResponse { header: header(self.rev), ..r })
             }
             CommandResult::Txn(r) => CommandResult::Txn(PbTxnResponse { header: header(self.rev), ..r }),
-            CommandResult::LeaseGrant { id, ttl, .. } => {
-                CommandResult::LeaseGrant { id, ttl, revision: self.rev }
-            }
+            CommandResult::LeaseGrant { id, ttl, .. } => CommandResult::LeaseGrant { id, ttl, revision: self.rev },
             CommandResult::LeaseRevoke { .. } => CommandResult::LeaseRevoke { revision: self.rev },
             other => other,
         };
@@ -223,8 +221,7 @@ impl Model {
     }
 
     fn delete_key(&mut self, w: &mut Writes, prev: &PbKeyValue) {
-        let tombstone =
-            Change { rev: w.main, create: 0, version: 0, value: Vec::new(), lease: 0, tombstone: true };
+        let tombstone = Change { rev: w.main, create: 0, version: 0, value: Vec::new(), lease: 0, tombstone: true };
         self.keys.get_mut(&prev.key).expect("deleting a live key").push(tombstone);
         self.move_lease(&prev.key, prev.lease, 0);
         let kv = PbKeyValue { key: prev.key.clone(), mod_revision: w.main, ..Default::default() };
@@ -290,9 +287,7 @@ impl Model {
                     PbTxnOpResponse::ResponseRange(self.range_at(r, at))
                 }
                 PbTxnOpRequest::RequestPut(p) => PbTxnOpResponse::ResponsePut(self.put(w, p)),
-                PbTxnOpRequest::RequestDeleteRange(d) => {
-                    PbTxnOpResponse::ResponseDeleteRange(self.delete_range(w, d))
-                }
+                PbTxnOpRequest::RequestDeleteRange(d) => PbTxnOpResponse::ResponseDeleteRange(self.delete_range(w, d)),
                 PbTxnOpRequest::RequestTxn(t) => {
                     PbTxnOpResponse::ResponseTxn(self.run_txn(w, t, nested.next().expect("planned")))
                 }
@@ -342,8 +337,7 @@ impl Model {
                 && within(req.min_create_revision, req.max_create_revision, kv.create_revision)
         });
         // etcd: no order with a target other than KEY means ascending.
-        let order =
-            if req.sort_order == SORT_NONE && req.sort_target != BY_KEY { SORT_ASCEND } else { req.sort_order };
+        let order = if req.sort_order == SORT_NONE && req.sort_target != BY_KEY { SORT_ASCEND } else { req.sort_order };
         if order != SORT_NONE {
             kvs.sort_by(|a, b| match req.sort_target {
                 BY_VERSION => a.version.cmp(&b.version),

@@ -138,7 +138,13 @@ impl Cluster {
     /// Restart a stopped replica from its data directory.
     pub async fn restart(&mut self, i: usize) {
         let addr = self.members[i].peer_addr;
-        let l = wait_for(Duration::from_secs(10), "peer port free again", || async move { TcpListener::bind(addr).await.ok() }).await;
+        let l =
+            wait_for(
+                Duration::from_secs(10),
+                "peer port free again",
+                || async move { TcpListener::bind(addr).await.ok() },
+            )
+            .await;
         let map = self.founding_map();
         self.launch(i, l, Bootstrap::New(map)).await;
     }
@@ -162,7 +168,8 @@ impl Cluster {
     /// Wait until the live replicas among `among` agree on a leader that is one of them.
     pub async fn leader_among(&self, among: &[usize]) -> usize {
         wait_for(Duration::from_secs(15), "a leader agreed by the given replicas", || async {
-            let leaders: Vec<Option<NodeId>> = among.iter().map(|i| self.node(*i).raft().metrics().borrow().current_leader).collect();
+            let leaders: Vec<Option<NodeId>> =
+                among.iter().map(|i| self.node(*i).raft().metrics().borrow().current_leader).collect();
             let l = leaders[0]?;
             if leaders.iter().any(|x| *x != Some(l)) {
                 return None;

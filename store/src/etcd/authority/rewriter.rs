@@ -290,7 +290,8 @@ impl Block {
             priority = Some(*fields);
             p = tail;
         }
-        let fragment = p.len().checked_sub(pad).map(|n| &p[..n]).ok_or(GiveUp::Frame("padding longer than the frame"))?;
+        let fragment =
+            p.len().checked_sub(pad).map(|n| &p[..n]).ok_or(GiveUp::Frame("padding longer than the frame"))?;
         Ok(Self {
             stream_id: header.stream_id,
             end_stream: header.flags & END_STREAM != 0,

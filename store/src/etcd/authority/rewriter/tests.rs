@@ -119,7 +119,10 @@ fn strips_the_scheme_from_authority_and_changes_nothing_else() {
                 te,
             ]
         );
-        assert_eq!(out[2], Frame { kind: DATA, flags: END_STREAM, stream_id: 1, payload: data[FRAME_HEADER_BYTES..].to_vec() });
+        assert_eq!(
+            out[2],
+            Frame { kind: DATA, flags: END_STREAM, stream_id: 1, payload: data[FRAME_HEADER_BYTES..].to_vec() }
+        );
         assert_eq!(out[3].payload, window[FRAME_HEADER_BYTES..]);
     }
 }
@@ -135,7 +138,8 @@ fn follows_huffman_and_the_dynamic_table_across_blocks() {
     let mut second = vec![0x3f, 0xe1, 0x1f];
     second.extend(POST_HTTP);
     second.extend([0xc0, 0xbf, 0xbe]);
-    let input = connection(&[frame(HEADERS, END_HEADERS, 1, &first), frame(HEADERS, END_HEADERS | END_STREAM, 3, &second)]);
+    let input =
+        connection(&[frame(HEADERS, END_HEADERS, 1, &first), frame(HEADERS, END_HEADERS | END_STREAM, 3, &second)]);
     let out = frames(&run(&input, 5));
     let post = [field(b":method", b"POST"), field(b":scheme", b"http")];
     let expected = |rest: Vec<Field>| [post.to_vec(), rest].concat();
@@ -172,7 +176,10 @@ fn splits_blocks_larger_than_a_frame_into_continuations() {
     let mut big_field = field(b"x-big", &big);
     big_field.never_indexed = true;
     let post = [field(b":method", b"POST"), field(b":scheme", b"http")];
-    assert_eq!(standalone_block(&out, 0), [post.to_vec(), vec![field(b":authority", b"example.com:2379"), big_field]].concat());
+    assert_eq!(
+        standalone_block(&out, 0),
+        [post.to_vec(), vec![field(b":authority", b"example.com:2379"), big_field]].concat()
+    );
     assert_eq!(out[2].kind, DATA);
 }
 
@@ -197,8 +204,9 @@ fn drops_padding_and_keeps_priority() {
 fn forwards_what_it_does_not_understand_unchanged() {
     let ok_block = [POST_HTTP.to_vec(), client_literal(0x00, 1, b"", URL, false)].concat();
     let long = vec![b'y'; MAX_FRAME_PAYLOAD - 100];
-    let oversized: Vec<Vec<u8>> =
-        std::iter::once(frame(HEADERS, 0, 1, &POST_HTTP)).chain((0..5).map(|_| frame(CONTINUATION, 0, 1, &long))).collect();
+    let oversized: Vec<Vec<u8>> = std::iter::once(frame(HEADERS, 0, 1, &POST_HTTP))
+        .chain((0..5).map(|_| frame(CONTINUATION, 0, 1, &long)))
+        .collect();
     let cases = [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         PREFACE[..10].to_vec(),
