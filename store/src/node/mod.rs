@@ -365,8 +365,8 @@ impl StoreNode {
 
     /// Call `attempt` with the leader this replica knows (if any) and the time left, until it
     /// succeeds, fails for a reason other than "no leader / leader unreachable", or
-    /// `deadline` passes. Retrying is safe only because those two errors mean the request
-    /// was not executed.
+    /// `deadline` passes. Retrying is safe because those two errors mean the request was not
+    /// executed: the peer transport reports a failure after possible delivery as `Timeout`.
     async fn retry_until<T, F, Fut>(&self, deadline: Instant, mut attempt: F) -> Result<T, StoreError>
     where
         F: FnMut(Option<NodeId>, Duration) -> Fut,

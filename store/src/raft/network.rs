@@ -147,8 +147,31 @@ impl PeerNetwork {
                 .map_err(|e| unreachable(format!("undecodable reply: {e}")))?,
             Err(CallError::Timeout) => Err(StoreError::Timeout),
             Err(CallError::Status(s)) if is_deadline(s.code()) => Err(StoreError::Timeout),
-            Err(CallError::Status(s)) => Err(unreachable(s.message().to_string())),
+            Err(CallError::Status(s)) if never_delivered(&s) => Err(unreachable(s.message().to_string())),
+            // The request may have reached the leader and been applied: the outcome is
+            // unknown, so the caller must not retry it (etcd answers "request timed out").
+            Err(CallError::Status(s)) => {
+                tracing::debug!(status = %s, "forwarded request failed after it may have been delivered");
+                Err(StoreError::Timeout)
+            }
         }
+    }
+}
+
+/// Whether a failed forward certainly never reached the leader's handler: the connection
+/// could not be made, the leader refused the link, or it does not serve the call.
+fn never_delivered(s: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    let mut text = s.message().to_ascii_lowercase();
+    let mut source = s.source();
+    while let Some(e) = source {
+        text.push_str(&e.to_string().to_ascii_lowercase());
+        source = e.source();
+    }
+    match s.code() {
+        tonic::Code::Unavailable => text.contains("link blocked") || text.contains("connect"),
+        tonic::Code::Unimplemented | tonic::Code::InvalidArgument => true,
+        _ => false,
     }
 }
 
