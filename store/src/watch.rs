@@ -130,10 +130,14 @@ impl Watcher {
     fn catch_up(&mut self) {
         let batch = self.mvcc.read().expect("mvcc lock poisoned").events_since(self.next_rev, CATCH_UP_REVISIONS);
         match batch {
-            Err(crate::types::Rejection::Compacted { compact_revision }) => {
+            Err(crate::error::StoreError::Rejected(crate::types::Rejection::Compacted { compact_revision })) => {
                 self.ready.push(WatchItem::Compacted { compact_revision });
             }
-            Err(_) => unreachable!("events_since only refuses compacted revisions"),
+            Err(e) => {
+                // Ending the watch is the only answer that loses nothing: the client re-watches.
+                tracing::error!(error = %e, next = self.next_rev, "watch history unreadable; ending the watch");
+                self.finished = true;
+            }
             Ok(revs) if revs.is_empty() => self.catching_up = false,
             Ok(revs) => {
                 let mut items = Vec::new();

@@ -162,7 +162,7 @@ fn check_state(store: &Store, model: &Model, since_limit: usize) -> Result<(), T
     for from in 0..=rev + 1 {
         let got = store.read(|m| m.events_since(from, usize::MAX));
         if from < compact {
-            prop_assert_eq!(got, Err(Rejection::Compacted { compact_revision: compact }));
+            prop_assert_eq!(got, Err(StoreError::Rejected(Rejection::Compacted { compact_revision: compact })));
             continue;
         }
         let want = model.history_from(from, compact);

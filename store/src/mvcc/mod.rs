@@ -323,19 +323,21 @@ impl Mvcc {
     }
 
     /// History from `from` (inclusive) on, grouped per revision, at most `max_revisions`
-    /// revisions. Used by watchers that start in the past or fell behind.
-    pub fn events_since(&self, from: i64, max_revisions: usize) -> Result<Vec<(i64, Vec<PbEvent>)>, Rejection> {
+    /// revisions. Used by watchers that start in the past or fell behind. Fails with
+    /// `Rejected(Compacted)` below the compaction point, or with a storage error.
+    pub fn events_since(&self, from: i64, max_revisions: usize) -> Result<Vec<(i64, Vec<PbEvent>)>, StoreError> {
         if from < self.compact_rev {
-            return Err(Rejection::Compacted { compact_revision: self.compact_rev });
+            return Err(Rejection::Compacted { compact_revision: self.compact_rev }.into());
         }
         let mut out: Vec<(i64, Vec<PbEvent>)> = Vec::new();
         let start = Revision::new(from.max(0), 0).to_key();
         let iter = self.db.iterator_cf(self.cf(CF_KV), IteratorMode::From(&start, rocksdb::Direction::Forward));
         for item in iter {
-            let Ok((k, v)) = item else { break };
-            let (Some(rev), Ok(rec)) = (Revision::from_key(&k), bincode::deserialize::<Record>(&v)) else {
-                break;
-            };
+            // A history that cannot be read must not look like an exhausted one: a watcher
+            // would then skip the unreadable events.
+            let (k, v) = item.map_err(StoreError::storage)?;
+            let rev = Revision::from_key(&k).ok_or_else(|| StoreError::storage("bad kv key"))?;
+            let rec: Record = bincode::deserialize(&v).map_err(StoreError::storage)?;
             if rev.main > self.current_rev {
                 break;
             }
