@@ -21,6 +21,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
 
 /// `Suite::test_all` builds its own runtime, so this is a plain test, not a tokio one.
 #[test]
+#[allow(clippy::result_large_err)] // the suite's own error type
 fn rocksdb_storage_passes_openraft_suite() -> Result<(), StorageError> {
     Suite::test_all(Builder)
 }

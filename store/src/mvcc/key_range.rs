@@ -3,6 +3,9 @@
 
 use std::ops::Bound;
 
+/// Bounds of a key range, as `BTreeMap::range` takes them.
+pub type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyRange {
     Single(Vec<u8>),
@@ -31,7 +34,7 @@ impl KeyRange {
 
     /// Bounds for `BTreeMap::range`, or `None` when the range is empty (the map would panic
     /// on an inverted range).
-    pub fn bounds(&self) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+    pub fn bounds(&self) -> Option<KeyBounds<'_>> {
         match self {
             KeyRange::Single(key) => Some((Bound::Included(key), Bound::Included(key))),
             KeyRange::From(start) => Some((Bound::Included(start), Bound::Unbounded)),

@@ -218,6 +218,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 }
 
 /// Apply one command, collecting the watch notice of the revision it made (if any).
+#[allow(clippy::result_large_err)] // openraft's storage error type, returned as openraft wants it
 fn apply_one(
     mvcc: &mut Mvcc,
     cmd: &Command,
