@@ -342,6 +342,36 @@ mod tests {
         assert_eq!(got.kvs.len(), 1);
     }
 
+    /// A watcher that does not read while more revisions are applied than the hub buffers
+    /// lags; it then catches up from history and still sees every revision, in order.
+    #[tokio::test]
+    async fn a_lagging_watcher_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let range = crate::mvcc::key_range::KeyRange::new(b"k", b"l");
+        let mut watcher = sm.shared().hub.watch(range, 0);
+        let writes = crate::watch::HUB_CAPACITY as u64 + 500;
+        let entry = |i: u64| Entry::<TypeConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+            payload: EntryPayload::Normal(put(&format!("k{}", i % 7), 0)),
+        };
+        sm.apply([entry(1)]).await.unwrap();
+        assert!(matches!(watcher.next().await, Some(WatchItem::Events { revision: 2, .. })));
+        // Nothing more yet: the watcher is now live on the broadcast channel.
+        assert!(futures::FutureExt::now_or_never(watcher.next()).is_none());
+        for i in 2..=writes {
+            sm.apply([entry(i)]).await.unwrap();
+        }
+        for want in 3..=writes as i64 + 1 {
+            match watcher.next().await {
+                Some(WatchItem::Events { revision, events }) => {
+                    assert_eq!((revision, events.len()), (want, 1), "revisions arrive in order, none skipped")
+                }
+                other => panic!("expected revision {want}, got {other:?}"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_batch_applies_like_consecutive_entries() {
         let dir = tempfile::tempdir().unwrap();
