@@ -170,6 +170,7 @@ async fn partitioned_minority_refuses_linearizable_reads_and_writes() {
     let c = Cluster::start(3, |_| {}).await;
     let leader = c.leader().await;
     c.node(leader).put(put("p", "before")).await.expect("put");
+    let (lease, _) = c.node(leader).lease_grant(0, 30).await.expect("grant");
     // Isolate the leader itself: it must stop serving linearizable operations.
     c.isolate(leader);
     let majority: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
@@ -184,6 +185,19 @@ async fn partitioned_minority_refuses_linearizable_reads_and_writes() {
         matches!(read, Err(StoreError::Timeout | StoreError::NoLeader)),
         "minority linearizable read refused, got {read:?}"
     );
+    // Once it has not heard from a quorum for an election timeout, another leader may exist:
+    // it must not renew leases the real leader would never see renewed.
+    wait_for(Duration::from_secs(10), "the cut-off leader's quorum contact is stale", || async {
+        let ms = old.raft().metrics().borrow().millis_since_quorum_ack;
+        ms.is_none_or(|ms| ms > 500).then_some(())
+    })
+    .await;
+    let renew = old.lease_keep_alive(lease).await;
+    assert!(
+        matches!(renew, Err(StoreError::Timeout | StoreError::NoLeader)),
+        "minority keep-alive refused, got {renew:?}"
+    );
+    assert!(c.node(new_leader).lease_keep_alive(lease).await.is_ok(), "the majority leader renews it");
     // A serializable read is local and may be stale, by definition.
     let stale = dump(old, "p", true).await.expect("serializable read");
     assert_eq!(stale.get("p").map(String::as_str), Some("before"));
@@ -231,6 +245,26 @@ async fn learner_is_added_promoted_and_removed() {
     })
     .await;
     assert_eq!(c.node(leader).member_remove(c.members[new].id).await, Err(StoreError::MemberNotFound));
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_voter_added_directly_joins_when_started() {
+    let mut c = Cluster::start(3, |_| {}).await;
+    let leader = c.leader().await;
+    c.node(leader).put(put("v", "1")).await.expect("put");
+    let (new, listener) = c.prepare_member("n3").await;
+    let url = support::peer_url(c.members[new].peer_addr);
+    // As etcd's MemberAdd without --learner: a voter at once, before it has started.
+    let added = c.node(leader).member_add(&url, false).await.expect("add voter");
+    assert!(!added.is_learner);
+    assert!(c.node(leader).member_list().iter().any(|m| m.id == added.id && !m.is_learner));
+    c.start_existing(new, listener).await;
+    wait_for(Duration::from_secs(15), "the new voter replicates", || async {
+        dump(c.node(new), "v", true).await.ok()?.get("v").cloned()
+    })
+    .await;
+    c.node(leader).put(put("v", "2")).await.expect("the 4-voter cluster commits");
     c.stop_all().await;
 }
 

@@ -117,8 +117,12 @@ async fn run(proposer: Arc<Proposer>, route: Route, mut rx: mpsc::Receiver<Pendi
                 Route::ToLeader => forward(&proposer, cmds).await,
             };
             match outcome {
+                Ok((results, _)) if results.len() != answers.len() => {
+                    // Applied, but the answer is unusable: the outcome is unknown to callers.
+                    tracing::error!(got = results.len(), want = answers.len(), "batch answer has the wrong length");
+                    answers.into_iter().for_each(|a| drop(a.send(Err(StoreError::Timeout))));
+                }
                 Ok((results, index)) => {
-                    assert_eq!(results.len(), answers.len(), "one result per write");
                     for (a, r) in answers.into_iter().zip(results) {
                         let _ = a.send(Ok((r, index)));
                     }

@@ -32,8 +32,10 @@ impl StoreNode {
                 self.raft.add_learner(id, node, false).await.map_err(from_write_error)?;
                 Ok(ForwardResponse::Membership)
             }
-            ForwardRequest::Promote { id } => {
-                self.check_promotable(id)?;
+            ForwardRequest::Promote { id, require_caught_up } => {
+                if require_caught_up {
+                    self.check_promotable(id)?;
+                }
                 let voters = std::collections::BTreeSet::from([id]);
                 self.raft
                     .change_membership(ChangeMembers::AddVoterIds(voters), false)

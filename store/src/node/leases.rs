@@ -107,7 +107,9 @@ impl StoreNode {
 
     pub(super) fn keep_alive_here(&self, id: i64) -> Result<ForwardResponse, StoreError> {
         let ttl = self.lease_ttl(id).ok_or(Rejection::LeaseNotFound)?;
-        if !self.is_leader() || !self.lessor.renew(id, ttl, Instant::now()) {
+        // openraft 0.9 keeps a leader that lost its quorum in office; renewing there would be
+        // invisible to the real leader, which would then expire the lease under the client.
+        if !self.leads_with_quorum() || !self.lessor.renew(id, ttl, Instant::now()) {
             return Err(StoreError::NoLeader);
         }
         Ok(ForwardResponse::Lease { ttl, granted_ttl: ttl })
@@ -117,7 +119,7 @@ impl StoreNode {
         let Some(granted_ttl) = self.lease_ttl(id) else {
             return Ok(ForwardResponse::Lease { ttl: -1, granted_ttl: 0 });
         };
-        if !self.is_leader() {
+        if !self.leads_with_quorum() {
             return Err(StoreError::NoLeader);
         }
         // A lease granted since the last lessor tick has its full TTL left.
@@ -131,7 +133,12 @@ impl StoreNode {
             let mvcc = self.sm.mvcc.read().expect("lock poisoned");
             mvcc.leases().iter().map(|(id, l)| (*id, l.ttl)).collect()
         };
-        let expired = self.lessor.tick(self.is_leader(), &leases, Instant::now(), self.cfg.election_timeout);
+        let (leader, term) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.state == openraft::ServerState::Leader, m.current_term)
+        };
+        let expired = self.lessor.tick(leader.then_some(term), &leases, Instant::now(), self.cfg.election_timeout);
         for id in expired {
             // Propose locally only: a deposed leader's revoke fails instead of being forwarded.
             let revoke = self.raft.client_write(Command::LeaseRevoke { id });

@@ -74,7 +74,7 @@ impl StoreNode {
         let node = Node { name: String::new(), peer_url: peer_url.to_string(), client_urls: Vec::new() };
         self.membership_op(ForwardRequest::AddLearner { id, node: node.clone() }).await?;
         if !is_learner {
-            self.membership_op(ForwardRequest::Promote { id }).await?;
+            self.membership_op(ForwardRequest::Promote { id, require_caught_up: false }).await?;
         }
         Ok(Member { id, name: String::new(), peer_urls: vec![node.peer_url], client_urls: Vec::new(), is_learner })
     }
@@ -83,7 +83,7 @@ impl StoreNode {
         match self.member_list().iter().find(|m| m.id == id) {
             None => Err(StoreError::MemberNotFound),
             Some(m) if !m.is_learner => Err(StoreError::InvalidArgument("can only promote a learner member".into())),
-            Some(_) => self.membership_op(ForwardRequest::Promote { id }).await,
+            Some(_) => self.membership_op(ForwardRequest::Promote { id, require_caught_up: true }).await,
         }
     }
 

@@ -227,19 +227,22 @@ impl StoreNode {
         check_txn_request(&req)?;
         let read_only = req.success.iter().chain(&req.failure).all(is_read_op);
         if read_only && req.compare.is_empty() {
-            // A pure read needs no log entry; serve it like a linearizable range.
+            // A pure read needs no log entry; serve it like a linearizable range, from one
+            // view of the state so every range sees the same revision.
             self.read_barrier().await?;
-            let mut ranges = Vec::new();
+            let mvcc = self.sm.mvcc.read().expect("lock poisoned");
+            let mut responses = Vec::new();
             for op in &req.success {
                 if let Some(crate::pb::PbTxnOpRequest::RequestRange(r)) = &op.request {
-                    let mut resp = self.sm.mvcc.read().expect("lock poisoned").range(r)?;
+                    let mut resp = mvcc.range(r)?;
                     self.fill(&mut resp.header);
-                    ranges.push(crate::pb::PbResponseOp {
+                    responses.push(crate::pb::PbResponseOp {
                         response: Some(crate::pb::PbTxnOpResponse::ResponseRange(resp)),
                     });
                 }
             }
-            return Ok(PbTxnResponse { header: Some(self.header()), succeeded: true, responses: ranges });
+            let header = Some(self.header_at(mvcc.current_revision()));
+            return Ok(PbTxnResponse { header, succeeded: true, responses });
         }
         match self.write(Command::Txn(req)).await? {
             CommandResult::Txn(mut r) => {
@@ -401,8 +404,13 @@ impl StoreNode {
         peer_url(&self.raft, id)
     }
 
-    fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().state == ServerState::Leader
+    /// Leader, and heard from a quorum within the last election timeout (so no other leader
+    /// can have been elected meanwhile).
+    fn leads_with_quorum(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let window = self.cfg.election_timeout.as_millis() as u64;
+        m.state == ServerState::Leader && m.millis_since_quorum_ack.is_some_and(|ms| ms < window)
     }
 }
 

@@ -20,8 +20,9 @@ pub enum ForwardRequest {
     LeaseTimeToLive { id: i64 },
     /// Add a learner.
     AddLearner { id: NodeId, node: Node },
-    /// Promote a learner to voter.
-    Promote { id: NodeId },
+    /// Make a learner a voter; with `require_caught_up`, only if it has replicated most of
+    /// the log (etcd's MemberPromote), without it at once (etcd's MemberAdd of a voter).
+    Promote { id: NodeId, require_caught_up: bool },
     /// Remove a member (voter or learner).
     Remove { id: NodeId },
     /// Replace the stored attributes (name, client URLs) of a member.

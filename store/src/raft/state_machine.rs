@@ -43,6 +43,10 @@ pub struct SmShared {
     pub applied: RwLock<AppliedState>,
     data_dir: PathBuf,
     seq: AtomicU64,
+    /// The `last_log_id` of the persisted snapshot. Builds run concurrently with installs
+    /// (openraft builds in a separate task), so saving holds this lock and never replaces a
+    /// snapshot with an older one.
+    saved: std::sync::Mutex<Option<LogId>>,
 }
 
 #[derive(Clone)]
@@ -95,7 +99,7 @@ impl StateMachine {
                 d
             }
         };
-        remove_strays(data_dir, &sm_dir)?;
+        remove_strays(data_dir, &sm_dir, true)?;
         let db = open_db(&sm_dir)?;
         let applied = read_applied(&db)?;
         let mvcc = Arc::new(RwLock::new(Mvcc::open(db)?));
@@ -105,6 +109,7 @@ impl StateMachine {
             applied: RwLock::new(applied),
             data_dir: data_dir.to_path_buf(),
             seq: AtomicU64::new(sm_number(&sm_dir)),
+            saved: std::sync::Mutex::new(load_snapshot(data_dir)?.and_then(|(meta, _)| meta.last_log_id)),
         });
         let sm = Self { shared };
         sm.restore_newer_snapshot()?;
@@ -145,18 +150,19 @@ impl StateMachine {
             std::mem::replace(&mut *guard, mvcc)
         };
         drop(old);
-        remove_strays(&self.shared.data_dir, &new_dir)?;
+        // Not `tmp/`: a snapshot build may be checkpointing there right now.
+        remove_strays(&self.shared.data_dir, &new_dir, false)?;
         self.shared.hub.publish(Notice::Reset);
         Ok(())
     }
 }
 
-/// Remove every `sm-*` directory but `keep`, and the scratch directory.
-fn remove_strays(data_dir: &Path, keep: &Path) -> Result<(), StoreError> {
+/// Remove every `sm-*` directory but `keep`, and (`with_tmp`) the scratch directory.
+fn remove_strays(data_dir: &Path, keep: &Path, with_tmp: bool) -> Result<(), StoreError> {
     for e in std::fs::read_dir(data_dir).map_err(StoreError::storage)? {
         let path = e.map_err(StoreError::storage)?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if (name.starts_with("sm-") && path != keep) || name == "tmp" {
+        if (name.starts_with("sm-") && path != keep) || (with_tmp && name == "tmp") {
             std::fs::remove_dir_all(&path).map_err(StoreError::storage)?;
         }
     }
@@ -172,7 +178,20 @@ fn load_snapshot(data_dir: &Path) -> Result<Option<(SnapshotMeta, Vec<u8>)>, Sto
     Ok(Some((meta, raw[8 + len..].to_vec())))
 }
 
-fn save_snapshot(data_dir: &Path, meta: &SnapshotMeta, archive: &[u8]) -> Result<(), StoreError> {
+impl SmShared {
+    /// Persist a snapshot unless a newer one is already persisted; returns whether it saved.
+    fn save_snapshot(&self, meta: &SnapshotMeta, archive: &[u8]) -> Result<bool, StoreError> {
+        let mut saved = self.saved.lock().expect("snapshot lock poisoned");
+        if saved.is_some() && meta.last_log_id < *saved {
+            return Ok(false);
+        }
+        write_snapshot(&self.data_dir, meta, archive)?;
+        *saved = meta.last_log_id;
+        Ok(true)
+    }
+}
+
+fn write_snapshot(data_dir: &Path, meta: &SnapshotMeta, archive: &[u8]) -> Result<(), StoreError> {
     let m = bincode::serialize(meta).map_err(StoreError::storage)?;
     let mut raw = Vec::with_capacity(8 + m.len() + archive.len());
     raw.extend_from_slice(&(m.len() as u64).to_be_bytes());
@@ -211,8 +230,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             None => format!("0-0-{}", rand::random::<u32>()),
         };
         let meta = SnapshotMeta { last_log_id: applied.last, last_membership: applied.membership, snapshot_id };
-        save_snapshot(&self.shared.data_dir, &meta, &archive).map_err(snap_err)?;
-        tracing::info!(last = ?meta.last_log_id, bytes = archive.len(), "snapshot built");
+        if self.shared.save_snapshot(&meta, &archive).map_err(snap_err)? {
+            tracing::info!(last = ?meta.last_log_id, bytes = archive.len(), "snapshot built");
+        } else {
+            tracing::info!(last = ?meta.last_log_id, "snapshot built but a newer one was installed meanwhile; not kept");
+        }
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(archive)) })
     }
 }
@@ -298,7 +320,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let this = self.clone();
         let a = archive.clone();
         tokio::task::spawn_blocking(move || this.replace_state(&a)).await.map_err(snap_err)?.map_err(snap_err)?;
-        save_snapshot(&self.shared.data_dir, meta, &archive).map_err(snap_err)?;
+        self.shared.save_snapshot(meta, &archive).map_err(snap_err)?;
         tracing::info!(last = ?meta.last_log_id, bytes = archive.len(), "snapshot installed");
         Ok(())
     }
