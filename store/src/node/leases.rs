@@ -88,6 +88,8 @@ impl StoreNode {
             })
             .await?;
         let keys = if with_keys && ttl >= 0 {
+            // The key list is replicated data: read it linearizably, like a range.
+            self.read_barrier().await?;
             let mvcc = self.sm.mvcc.read().expect("lock poisoned");
             mvcc.leases().get(&id).map(|l| l.keys.iter().cloned().collect()).unwrap_or_default()
         } else {
