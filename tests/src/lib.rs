@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+/// One entry of `cluster.json`, parsed here independently of the binary's own type on
+/// purpose: the file is the interface tests and operators rely on, so the tests read it
+/// the way an outside tool would.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Replica {
     pub name: String,
