@@ -151,13 +151,13 @@ impl Mvcc {
         let mut w = write::Changes::new(self.current_rev + 1);
         let result = match self.apply_inner(cmd, &mut w, batch) {
             Ok(r) => r,
-            Err(StoreError::Rejected(rej)) => {
+            Err(e @ (StoreError::Rejected(_) | StoreError::InvalidArgument(_))) => {
                 assert!(w.events.is_empty(), "a refused command must change nothing");
-                return Ok((CommandResult::Rejected(rej), Vec::new()));
-            }
-            Err(StoreError::InvalidArgument(m)) => {
-                assert!(w.events.is_empty(), "a refused command must change nothing");
-                return Ok((CommandResult::Rejected(Rejection::Invalid(m)), Vec::new()));
+                let rejection = match e {
+                    StoreError::Rejected(r) => r,
+                    other => Rejection::Invalid(other.to_string()),
+                };
+                return Ok((CommandResult::Rejected(rejection), Vec::new()));
             }
             Err(e) => return Err(e),
         };

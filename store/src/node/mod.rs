@@ -278,10 +278,6 @@ impl StoreNode {
         self.sm.mvcc.read().expect("lock poisoned").current_revision()
     }
 
-    pub fn compact_revision(&self) -> i64 {
-        self.sm.mvcc.read().expect("lock poisoned").compact_revision()
-    }
-
     // ---- Raft plumbing ----
 
     /// Propose `cmd` and wait for its result, forwarding to the leader when needed.
@@ -354,7 +350,7 @@ impl StoreNode {
                         Some(l) if l == self.id => tokio::time::timeout(left, self.handle_forward(req))
                             .await
                             .unwrap_or(Err(StoreError::Timeout)),
-                        Some(l) => match self.peer_url_of(l) {
+                        Some(l) => match peer_url(&self.raft, l) {
                             Some(url) => self.network.forward(l, &url, req, left).await,
                             None => Err(StoreError::NoLeader),
                         },
@@ -398,10 +394,6 @@ impl StoreNode {
             None => StoreError::NoLeader,
             Some(_) => StoreError::Timeout,
         }
-    }
-
-    fn peer_url_of(&self, id: NodeId) -> Option<String> {
-        peer_url(&self.raft, id)
     }
 
     /// Leader, and heard from a quorum within the last election timeout (so no other leader

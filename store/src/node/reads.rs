@@ -8,7 +8,6 @@
 //! started after the read arrived, so the index covers every write acknowledged before it.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -61,7 +60,7 @@ impl StoreNode {
                 }
                 std::mem::take(&mut s.waiting)
             };
-            let deadline = Instant::now() + self.round_timeout();
+            let deadline = Instant::now() + self.cfg.request_timeout;
             let index = self
                 .on_leader(deadline, ForwardRequest::ReadIndex, |resp| match resp {
                     ForwardResponse::ReadIndex(i) => Some(i),
@@ -72,9 +71,5 @@ impl StoreNode {
                 let _ = tx.send(index.clone());
             }
         }
-    }
-
-    fn round_timeout(&self) -> Duration {
-        self.cfg.request_timeout
     }
 }
