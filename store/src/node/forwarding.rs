@@ -2,12 +2,15 @@
 //! local client or was forwarded by a follower. Nothing here forwards again: a replica that
 //! is not leader answers `NoLeader` and the caller re-resolves the leader.
 
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
+use tokio::time::Instant;
 
 use super::{from_read_error, from_write_error, StoreNode};
 use crate::error::StoreError;
 use crate::raft::forward::{ForwardRequest, ForwardResponse};
 use crate::raft::service::ForwardHandler;
+use crate::types::{Node, NodeId};
 
 impl ForwardHandler for StoreNode {
     async fn forward(&self, req: ForwardRequest) -> Result<ForwardResponse, StoreError> {
@@ -29,7 +32,7 @@ impl StoreNode {
             ForwardRequest::LeaseKeepAlive { id } => self.keep_alive_here(id),
             ForwardRequest::LeaseTimeToLive { id } => self.time_to_live_here(id),
             ForwardRequest::AddLearner { id, node } => {
-                self.raft.add_learner(id, node, false).await.map_err(from_write_error)?;
+                self.change(ChangeMembers::AddNodes(std::collections::BTreeMap::from([(id, node)]))).await?;
                 Ok(ForwardResponse::Membership)
             }
             ForwardRequest::Promote { id, require_caught_up } => {
@@ -37,10 +40,7 @@ impl StoreNode {
                     self.check_promotable(id)?;
                 }
                 let voters = std::collections::BTreeSet::from([id]);
-                self.raft
-                    .change_membership(ChangeMembers::AddVoterIds(voters), false)
-                    .await
-                    .map_err(from_write_error)?;
+                self.change(ChangeMembers::AddVoterIds(voters)).await?;
                 Ok(ForwardResponse::Membership)
             }
             ForwardRequest::Remove { id } => {
@@ -50,19 +50,39 @@ impl StoreNode {
                     return Err(StoreError::MemberNotFound);
                 }
                 if m.membership().voter_ids().any(|v| v == id) {
-                    self.raft
-                        .change_membership(ChangeMembers::RemoveVoters(set.clone()), false)
-                        .await
-                        .map_err(from_write_error)?;
+                    self.change(ChangeMembers::RemoveVoters(set.clone())).await?;
                 }
-                self.raft.change_membership(ChangeMembers::RemoveNodes(set), false).await.map_err(from_write_error)?;
+                self.change(ChangeMembers::RemoveNodes(set)).await?;
                 Ok(ForwardResponse::Membership)
             }
             ForwardRequest::SetNode { id, node } => {
                 let nodes = std::collections::BTreeMap::from([(id, node)]);
-                self.raft.change_membership(ChangeMembers::SetNodes(nodes), false).await.map_err(from_write_error)?;
+                self.change(ChangeMembers::SetNodes(nodes)).await?;
                 Ok(ForwardResponse::Membership)
             }
         }
     }
 }
+
+impl StoreNode {
+    /// Commit a membership change. openraft refuses one while another is still uncommitted
+    /// (members publishing their attributes can cause that at any time); such a change
+    /// commits within a round trip, so wait for it and try again, within the request timeout.
+    async fn change(&self, changes: ChangeMembers<NodeId, Node>) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.cfg.request_timeout;
+        loop {
+            match self.raft.change_membership(changes.clone(), false).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(MEMBERSHIP_RETRY).await;
+                }
+                Err(e) => return Err(from_write_error(e)),
+            }
+        }
+    }
+}
+
+/// Pause before retrying a membership change refused because another is in progress.
+const MEMBERSHIP_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
