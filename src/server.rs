@@ -55,6 +55,9 @@ pub struct ServerArgs {
     /// Election timeout in milliseconds.
     #[arg(long, env = "FLOTILLA_ELECTION_TIMEOUT", default_value_t = 1000)]
     election_timeout: u64,
+    /// URL to serve the Kubernetes API on (plain HTTP; `--listen-api-url ''` turns it off).
+    #[arg(long, env = "FLOTILLA_LISTEN_API_URL", default_value = "http://127.0.0.1:6443")]
+    listen_api_url: String,
     /// Log entries between snapshots.
     #[arg(long, env = "FLOTILLA_SNAPSHOT_COUNT", default_value_t = 10_000)]
     snapshot_count: u64,
@@ -114,12 +117,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     for u in &client_listen {
         clients.push(bind(u).await?);
     }
+    let api = match args.listen_api_url.as_str() {
+        "" => None,
+        url => Some((bind(url).await?, urls::socket_addr(url)?)),
+    };
     let replica = Replica::start(cfg, me, bootstrap, peer, clients, LinkControl::new())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(name = %args.name, peer = %replica.peer_addr, clients = ?replica.client_addrs, "serving");
+    let api_cancel = tokio_util::sync::CancellationToken::new();
+    let api_task = api.map(|(listener, addr)| {
+        let config = flotilla_apiserver::ApiConfig { server_address: addr.to_string(), ..Default::default() };
+        tokio::spawn(flotilla_apiserver::serve(listener, replica.node.clone(), config, api_cancel.clone()))
+    });
     wait_for_signal().await?;
     tracing::info!("stopping");
+    api_cancel.cancel();
+    if let Some(task) = api_task {
+        // Open watches would hold a graceful shutdown forever; give it a moment, then drop them.
+        if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
+            tracing::debug!("kubernetes API connections dropped at shutdown");
+        }
+    }
     if tokio::time::timeout(SHUTDOWN_DEADLINE, replica.stop()).await.is_err() {
         tracing::warn!("replica did not stop in time; exiting anyway");
     }

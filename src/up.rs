@@ -33,6 +33,9 @@ pub struct ReplicaInfo {
     pub argv: Vec<String>,
     pub client_url: String,
     pub peer_url: String,
+    /// Base URL of this replica's Kubernetes API.
+    #[serde(default)]
+    pub api_url: String,
     pub data_dir: PathBuf,
 }
 
@@ -79,7 +82,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let tmp = dir.join("cluster.json.tmp");
     std::fs::write(&tmp, json)?;
     std::fs::rename(&tmp, &cluster_file)?;
-    print_next_steps(&plan, &leader, &cluster_file);
+    let kubeconfig = dir.join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &plan)?;
+    print_next_steps(&plan, &leader, &cluster_file, &kubeconfig);
     wait_for_signal().await?;
     println!("flotilla: stopping {} replicas", plan.len());
     stop_restarted(&cluster_file, &children);
@@ -102,7 +107,7 @@ fn stop_restarted(cluster_file: &Path, children: &[Child]) {
 fn fresh_plan(dir: &Path, n: usize) -> anyhow::Result<Vec<ReplicaInfo>> {
     // Hold every listener until all ports are chosen so no two replicas get the same one.
     let listeners: Vec<std::net::TcpListener> =
-        (0..2 * n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+        (0..3 * n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
     let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
     drop(listeners);
     let exe = std::env::current_exe()?.to_string_lossy().into_owned();
@@ -112,6 +117,7 @@ fn fresh_plan(dir: &Path, n: usize) -> anyhow::Result<Vec<ReplicaInfo>> {
     Ok((0..n)
         .map(|i| {
             let client_url = format!("http://127.0.0.1:{}", ports[2 * i]);
+            let api_url = format!("http://127.0.0.1:{}", ports[2 * n + i]);
             let data_dir = dir.join(&names[i]);
             let argv = vec![
                 exe.clone(),
@@ -132,8 +138,11 @@ fn fresh_plan(dir: &Path, n: usize) -> anyhow::Result<Vec<ReplicaInfo>> {
                 initial.join(","),
                 "--initial-cluster-token".into(),
                 format!("flotilla-up-{}", std::process::id()),
+                "--listen-api-url".into(),
+                api_url.clone(),
             ];
-            ReplicaInfo { name: names[i].clone(), pid: 0, argv, client_url, peer_url: peer_urls[i].clone(), data_dir }
+            let peer_url = peer_urls[i].clone();
+            ReplicaInfo { name: names[i].clone(), pid: 0, argv, client_url, peer_url, api_url, data_dir }
         })
         .collect())
 }
@@ -161,7 +170,9 @@ async fn wait_ready(plan: &[ReplicaInfo], children: &mut [Child]) -> anyhow::Res
             }
         }
         if let Some(leader) = agreed_leader(plan).await {
-            return Ok(leader);
+            if apis_ready(plan).await {
+                return Ok(leader);
+            }
         }
         if Instant::now() > deadline {
             bail!("the cluster did not elect a leader within {READY_TIMEOUT:?}; see the replicas' logs");
@@ -195,7 +206,47 @@ async fn agreed_leader(plan: &[ReplicaInfo]) -> Option<String> {
     id_to_name.get(&leader?).cloned()
 }
 
-fn print_next_steps(plan: &[ReplicaInfo], leader: &str, file: &Path) {
+/// A kubeconfig for the cluster's first replica (any replica serves the whole API).
+fn write_kubeconfig(path: &Path, plan: &[ReplicaInfo]) -> anyhow::Result<()> {
+    let Some(first) = plan.iter().find(|r| !r.api_url.is_empty()) else { return Ok(()) };
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: flotilla\n  cluster:\n    server: {}\n\
+         contexts:\n- name: flotilla\n  context:\n    cluster: flotilla\n    user: flotilla\n\
+         current-context: flotilla\nusers:\n- name: flotilla\n  user: {{}}\n",
+        first.api_url
+    );
+    std::fs::write(path, config).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Every replica's Kubernetes API answers, and the system namespaces exist (the last one
+/// the API server creates is `kube-node-lease`).
+async fn apis_ready(plan: &[ReplicaInfo]) -> bool {
+    for r in plan.iter().filter(|r| !r.api_url.is_empty()) {
+        let ok =
+            tokio::time::timeout(Duration::from_secs(2), http_status(&r.api_url, "/api/v1/namespaces/kube-node-lease"))
+                .await
+                .is_ok_and(|s| s.is_ok_and(|code| code == 200));
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// The status code of a plain-HTTP GET (enough for a readiness probe; no client library).
+async fn http_status(base: &str, path: &str) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = crate::urls::socket_addr(base)?;
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await?;
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).await?;
+    let line = std::str::from_utf8(&head)?;
+    line.get(9..12).and_then(|c| c.parse().ok()).context("malformed HTTP status line")
+}
+
+fn print_next_steps(plan: &[ReplicaInfo], leader: &str, file: &Path, kubeconfig: &Path) {
     let endpoints: Vec<&str> = plan.iter().map(|r| r.client_url.as_str()).collect();
     let endpoints = endpoints.join(",");
     println!("flotilla: {} replicas ready, leader {leader}; cluster described in {}", plan.len(), file.display());
@@ -206,6 +257,12 @@ fn print_next_steps(plan: &[ReplicaInfo], leader: &str, file: &Path) {
     println!("  etcdctl --endpoints=$ENDPOINTS get greeting");
     println!("  etcdctl --endpoints=$ENDPOINTS endpoint status --cluster -w table");
     println!("  etcdctl --endpoints=$ENDPOINTS member list -w table");
+    println!();
+    println!("Or with kubectl (every replica serves the Kubernetes API):");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  kubectl get namespaces");
+    println!("  kubectl create deployment web --image=nginx:1.27 --replicas=2");
+    println!("  kubectl get deployments -o wide");
     println!();
     println!("Press Ctrl-C to stop the cluster; run the same command again to resume it.");
 }

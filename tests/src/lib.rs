@@ -4,6 +4,8 @@
 //! The binary is found next to the test executable (`target/<profile>/flotilla`), or at
 //! `$FLOTILLA_BIN`; the test command builds it first (see the README).
 
+pub mod kube;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -22,6 +24,8 @@ pub struct Replica {
     pub argv: Vec<String>,
     pub client_url: String,
     pub peer_url: String,
+    #[serde(default)]
+    pub api_url: String,
     pub data_dir: PathBuf,
 }
 

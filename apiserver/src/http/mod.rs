@@ -1,0 +1,167 @@
+//! The HTTP surface: routes, and the handlers that turn requests into registry calls.
+//!
+//! Handlers stay thin: parse the target, query and body, call the [`Registry`], render the
+//! answer (object, list, Table, watch stream). Every error leaves through
+//! [`ApiError`]'s `IntoResponse`, so all failures are `metav1.Status` bodies.
+
+mod health;
+mod negotiate;
+mod pods;
+mod query;
+mod resource;
+mod target;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde_json::Value;
+
+use crate::error::{ApiError, Subject};
+use crate::registry::Registry;
+use crate::{discovery, openapi};
+
+pub use negotiate::Output;
+
+/// Largest request body accepted. The store refuses values over 1.5 MiB anyway (like etcd);
+/// this bound stops a client from making the server buffer much more than that.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// `host:port` clients use to reach this server (reported in `/api`).
+    pub server_address: String,
+    /// Idle interval between watch bookmarks.
+    pub bookmark_interval: Duration,
+    /// How long `/readyz` waits for the store to confirm it can serve.
+    pub ready_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            server_address: "127.0.0.1:6443".into(),
+            bookmark_interval: crate::watch::BOOKMARK_INTERVAL,
+            ready_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct ApiState {
+    pub registry: Registry,
+    pub config: ApiConfig,
+}
+
+/// Every route of the API server.
+pub fn router(registry: Registry, config: ApiConfig) -> Router {
+    let state = Arc::new(ApiState { registry, config });
+    Router::new()
+        .route("/version", get(version))
+        .route("/version/", get(version))
+        .route("/api", get(api))
+        .route("/api/", get(api))
+        .route("/apis", get(apis))
+        .route("/apis/", get(apis))
+        .route("/api/v1", get(core_v1))
+        .route("/api/v1/", get(core_v1))
+        .route("/apis/{group}", get(group))
+        .route("/apis/{group}/{version}", get(group_version))
+        .route("/api/v1/{*rest}", any(resource::core))
+        .route("/apis/{group}/{version}/{*rest}", any(resource::grouped))
+        .route("/openapi/v3", get(openapi_index))
+        .route("/openapi/v3/{*path}", get(openapi_doc))
+        .route("/healthz", get(health::readyz))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn version() -> Json<Value> {
+    Json(discovery::version_info())
+}
+
+/// `/api` and `/apis` answer aggregated discovery when the client asks for it.
+fn discovery_response(core: bool, headers: &HeaderMap, legacy: Value) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    match discovery::negotiate_aggregated(accept) {
+        Some((content_type, api_version)) => {
+            let body = discovery::aggregated(core, api_version).to_string();
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        None => Json(legacy).into_response(),
+    }
+}
+
+async fn api(State(s): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    discovery_response(true, &headers, discovery::api_versions(&s.config.server_address))
+}
+
+async fn apis(headers: HeaderMap) -> Response {
+    discovery_response(false, &headers, discovery::api_group_list())
+}
+
+async fn core_v1() -> Response {
+    resource_list("", "v1")
+}
+
+async fn group_version(Path((group, version)): Path<(String, String)>) -> Response {
+    resource_list(&group, &version)
+}
+
+fn resource_list(group: &str, version: &str) -> Response {
+    match discovery::api_resource_list(group, version) {
+        Some(list) => Json(list).into_response(),
+        None => not_found(&format!("{group}/{version}")),
+    }
+}
+
+/// `/apis/<group>`: the group with its versions.
+async fn group(Path(group): Path<String>) -> Response {
+    let list = discovery::api_group_list();
+    let found = list["groups"].as_array().and_then(|g| g.iter().find(|g| g["name"] == group.as_str()).cloned());
+    match found {
+        Some(mut g) => {
+            g["kind"] = "APIGroup".into();
+            g["apiVersion"] = "v1".into();
+            Json(g).into_response()
+        }
+        None => not_found(&group),
+    }
+}
+
+async fn openapi_index() -> Json<Value> {
+    Json(openapi::index())
+}
+
+async fn openapi_doc(Path(path): Path<String>) -> Response {
+    match openapi::group_version_doc(&path) {
+        Some(doc) => Json(doc).into_response(),
+        None => not_found(&path),
+    }
+}
+
+async fn fallback(uri: Uri) -> Response {
+    not_found(uri.path())
+}
+
+/// Upstream's answer for a path it does not serve.
+fn not_found(path: &str) -> Response {
+    let (code, mut body) =
+        ApiError::NotFound(Subject { group: String::new(), resource: path.into(), name: String::new() }).status();
+    body["message"] = "the server could not find the requested resource".into();
+    body.as_object_mut().map(|b| b.remove("details"));
+    (code, Json(body)).into_response()
+}
+
+/// A JSON response with a status code.
+pub(crate) fn json(code: StatusCode, body: Value) -> Response {
+    (code, Json(body)).into_response()
+}

@@ -1,0 +1,57 @@
+//! `flotilla-apiserver`: the Kubernetes REST API over the replicated store.
+//!
+//! Layers, bottom up:
+//! - [`storage`]: objects as JSON under `/registry/...` keys, CAS writes on mod revisions.
+//! - [`registry`]: Kubernetes semantics — defaulting ([`defaults`]), validation
+//!   ([`validation`]), server-owned metadata, optimistic concurrency, patches ([`patch`]),
+//!   deletion with finalizers, subresources; [`watch`] turns store watches into
+//!   Kubernetes watch events filtered by [`selector`]s.
+//! - [`http`]: the REST surface kubectl and client libraries use — discovery
+//!   ([`discovery`], [`openapi`]), resources, Tables ([`table`]), protobuf request bodies
+//!   ([`protobuf`]), errors as `metav1.Status` ([`error`]).
+//! - [`client`]: the same registry as a typed in-process client for the scheduler and
+//!   controllers.
+//!
+//! [`resources`] is the one table of what is served.
+
+pub mod bootstrap;
+pub mod client;
+pub mod defaults;
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod openapi;
+pub mod patch;
+pub mod protobuf;
+pub mod registry;
+pub mod resources;
+pub mod selector;
+pub mod storage;
+pub mod table;
+pub mod validation;
+pub mod watch;
+
+use std::sync::Arc;
+
+use flotilla_store::StoreNode;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{ApiError, ApiResult};
+pub use http::ApiConfig;
+pub use registry::Registry;
+
+/// Serve the Kubernetes API on `listener` until `cancel` fires; also makes sure the system
+/// namespaces exist.
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<StoreNode>,
+    config: ApiConfig,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let registry = Registry::new(storage::Storage::new(node));
+    tokio::spawn(bootstrap::ensure_system_namespaces(registry.clone(), cancel.clone()));
+    let app = http::router(registry, config);
+    tracing::info!(addr = %listener.local_addr()?, "kubernetes API listening");
+    axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
+}

@@ -1,0 +1,220 @@
+//! Updates (PUT) and patches: one read-modify-CAS loop for both.
+//!
+//! Data flow: read the current object → compute the new one from it (the PUT body, or the
+//! patch applied to it) → keep server-owned metadata and the part this write may not touch
+//! (status for the main resource, everything but status for `/status`) → default →
+//! validate against the old object → CAS on the mod revision that was read. A lost CAS
+//! recomputes from a fresh read unless the client pinned a resourceVersion.
+
+use serde_json::{json, Value};
+
+use super::{check_valid, fill_type_meta, meta, Registry, WriteOptions, MAX_UPDATE_ATTEMPTS};
+use crate::error::{ApiError, ApiResult, Subject};
+use crate::patch::{self, PatchType};
+use crate::resources::Resource;
+use crate::storage::{Lost, Storage, Stored};
+
+/// Which part of an object a write addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The object itself (status is kept as stored).
+    Main,
+    /// The `/status` subresource (only status changes).
+    Status,
+    /// Server-side actions that change spec and status together (binding).
+    Both,
+}
+
+/// What the caller computes from the current object.
+pub(crate) enum Change<'a> {
+    Replace(Value),
+    Patch(PatchType, &'a [u8]),
+    /// A server-side edit (scale, binding...): a function of the current object.
+    Edit(&'a (dyn Fn(&Value) -> ApiResult<Value> + Sync)),
+}
+
+impl Registry {
+    /// PUT: replace the object (or its status).
+    pub async fn update(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        obj: Value,
+        part: Part,
+        opts: &WriteOptions,
+    ) -> ApiResult<Value> {
+        self.write(res, ns, name, Change::Replace(obj), part, opts).await.map(|(v, _)| v)
+    }
+
+    /// PATCH. An apply patch on a missing object creates it (the bool is true then).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        patch_type: PatchType,
+        body: &[u8],
+        part: Part,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Value, bool)> {
+        match self.write(res, ns, name, Change::Patch(patch_type, body), part, opts).await {
+            Err(ApiError::NotFound(_)) if patch_type == PatchType::Apply && part == Part::Main => {
+                let mut obj = patch::apply(PatchType::Apply, &json!({}), body).map_err(patch_error)?;
+                meta::meta_mut(&mut obj).insert("name".into(), json!(name));
+                self.create(res, ns, obj, opts).await.map(|v| (v, true))
+            }
+            other => other.map(|(v, _)| (v, false)),
+        }
+    }
+
+    /// The read-modify-CAS loop.
+    pub(crate) async fn write(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        change: Change<'_>,
+        part: Part,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Value, bool)> {
+        let key = Storage::key(res, ns, name);
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let current = self.storage.get(&key).await?.ok_or_else(|| ApiError::not_found(res, name))?;
+            let (new, pinned) = self.next_version(res, ns, name, &current, &change, part)?;
+            if opts.dry_run {
+                return Ok((new, false));
+            }
+            // An object being deleted goes for good once its last finalizer is removed.
+            if meta::is_terminating(&new) && !meta::held(&new) {
+                match self.storage.delete(&key, current.mod_revision).await? {
+                    Ok(_) => return Ok((new, false)),
+                    Err(_) if pinned => return Err(ApiError::Conflict(Subject::new(res, name))),
+                    Err(_) => continue,
+                }
+            }
+            match self.storage.update(&key, &new, current.mod_revision).await? {
+                Ok(stored) => return Ok((stored.object, false)),
+                Err(Lost::Changed(None)) => return Err(ApiError::not_found(res, name)),
+                Err(_) if pinned => return Err(ApiError::Conflict(Subject::new(res, name))),
+                Err(_) => continue,
+            }
+        }
+        Err(ApiError::Conflict(Subject::new(res, name)))
+    }
+
+    /// The object to write over `current`; the bool says the client pinned a resourceVersion.
+    fn next_version(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        current: &Stored,
+        change: &Change<'_>,
+        part: Part,
+    ) -> ApiResult<(Value, bool)> {
+        let mut new = match change {
+            Change::Replace(v) => v.clone(),
+            Change::Patch(t, body) => patch::apply(*t, &current.object, body).map_err(patch_error)?,
+            Change::Edit(f) => f(&current.object)?,
+        };
+        fill_type_meta(res, &mut new)?;
+        check_identity(res, ns, name, &new)?;
+        let pinned = match meta::resource_version(&new) {
+            Some(rv) if rv != current.mod_revision.to_string() => {
+                return Err(ApiError::Conflict(Subject::new(res, name)));
+            }
+            Some(_) => true,
+            None => false,
+        };
+        let old = &current.object;
+        let mut new = match part {
+            Part::Main => keep_status(res, old, new),
+            Part::Status => only_status(old, &new),
+            Part::Both => new,
+        };
+        meta::carry_over(old, &mut new);
+        if let Some(ns) = ns.filter(|_| res.namespaced) {
+            meta::meta_mut(&mut new).insert("namespace".into(), json!(ns));
+        }
+        crate::defaults::apply_defaults(res.plural, &mut new);
+        crate::defaults::carry_over_on_update(res.plural, &mut new, old);
+        if meta::is_terminating(old) {
+            check_no_new_finalizers(res, name, old, &new)?;
+        }
+        check_valid(res, name, crate::validation::validate_update(res.plural, &new, old))?;
+        Ok((new, pinned))
+    }
+}
+
+/// The body must name the object of the URL (an empty name is taken from the URL).
+fn check_identity(res: &Resource, ns: Option<&str>, name: &str, new: &Value) -> ApiResult<()> {
+    match meta::name(new) {
+        Some(n) if n != name => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+        _ => {}
+    }
+    match (res.namespaced, ns, meta::namespace(new)) {
+        (true, Some(url), Some(body)) if url != body => Err(ApiError::BadRequest(format!(
+            "the namespace of the provided object does not match the namespace sent on the request ({body} != {url})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A write to the main resource keeps the stored status (when status is a subresource).
+fn keep_status(res: &Resource, old: &Value, mut new: Value) -> Value {
+    if res.subresource("status").is_some() {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+    }
+    if meta::name(&new).is_none() {
+        if let Some(n) = meta::name(old) {
+            meta::meta_mut(&mut new).insert("name".into(), json!(n));
+        }
+    }
+    new
+}
+
+/// A write to `/status` takes only the status from the body.
+fn only_status(old: &Value, new: &Value) -> Value {
+    let mut out = old.clone();
+    match new.get("status") {
+        Some(s) => out["status"] = s.clone(),
+        None => {
+            if let Some(m) = out.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+    out
+}
+
+/// Upstream forbids adding finalizers to an object that is already being deleted.
+fn check_no_new_finalizers(res: &Resource, name: &str, old: &Value, new: &Value) -> ApiResult<()> {
+    let before = meta::finalizers(old);
+    if meta::finalizers(new).iter().any(|f| !before.contains(f)) {
+        return Err(ApiError::invalid(
+            res,
+            name,
+            "FieldValueForbidden",
+            "metadata.finalizers",
+            "Forbidden: no new finalizers can be added if the object is being deleted".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn patch_error(e: crate::patch::PatchError) -> ApiError {
+    e.into()
+}

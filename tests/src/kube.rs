@@ -1,0 +1,90 @@
+//! Running the real `kubectl` against a replica's Kubernetes API.
+//!
+//! Each [`Kubectl`] has its own `HOME` and `--cache-dir`, so no discovery cache or
+//! dispatcher version cache leaks between tests (kubectl caches discovery for hours), and
+//! nothing is written to the real `~/.kube`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+/// A kubectl pointed at one API server URL.
+pub struct Kubectl {
+    server: String,
+    home: tempfile::TempDir,
+}
+
+impl Kubectl {
+    pub fn new(server: &str) -> Self {
+        Self { server: server.to_string(), home: tempfile::tempdir().expect("temp HOME for kubectl") }
+    }
+
+    /// Point at another replica, keeping the same cache (as a user switching endpoints).
+    pub fn set_server(&mut self, server: &str) {
+        self.server = server.to_string();
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.env("HOME", self.home.path())
+            .env_remove("KUBECONFIG")
+            .arg(format!("--server={}", self.server))
+            .arg(format!("--cache-dir={}", self.home.path().join("cache").display()))
+            .arg("--request-timeout=30s")
+            .args(args);
+        cmd
+    }
+
+    /// Run with `stdin` (if any); capture everything.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl is installed (it is on this machine's PATH)");
+        if let Some(input) = stdin {
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("writing kubectl's stdin");
+        }
+        child.wait_with_output().expect("kubectl runs")
+    }
+
+    /// Must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_with(args, None)
+    }
+
+    /// Must succeed with `stdin`; returns stdout.
+    pub fn ok_with(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Must fail; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args, None);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should fail but printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Start a long-running kubectl (e.g. `get -w`) with stdout piped.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kubectl")
+    }
+}
