@@ -20,3 +20,18 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# The official Python client, which tests/python/client_check.py drives. pip runs as the
+# calling user (a non-root user gets a --user install); Debian's own python3 is "externally
+# managed", and PIP_BREAK_SYSTEM_PACKAGES lets pip install into it.
+if ! python3 -c 'import kubernetes' >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "installing: python3-pip" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
+  fi
+  echo "installing: python kubernetes==37.0.2" >&2
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check 'kubernetes==37.0.2' >/dev/null
+fi

@@ -53,10 +53,17 @@ pub enum ApiError {
     /// A stale resourceVersion or precondition: the object changed since the client read it.
     #[error("conflict")]
     Conflict(Subject),
-    /// A delete precondition (uid, resourceVersion) that does not hold: 409 Conflict with
-    /// this message.
+    /// A precondition (delete's uid/resourceVersion, a binding's unbound pod) that does not
+    /// hold: 409 Conflict, `Operation cannot be fulfilled on <subject>: <why>`.
     #[error("{1}")]
     PreconditionFailed(Subject, String),
+    /// A path this server does not serve at all.
+    #[error("the server could not find the requested resource")]
+    NoRoute,
+    /// An eviction a PodDisruptionBudget forbids (429; drain retries). The string is the
+    /// budget's own explanation, sent as the cause.
+    #[error("{0}")]
+    DisruptionBudget(String),
     /// Validation failed. `kind` is the object's kind (`Deployment`).
     #[error("invalid")]
     Invalid { kind: String, name: String, group: String, causes: Vec<Cause> },
@@ -125,7 +132,16 @@ impl ApiError {
                 ),
                 subject_details(s),
             ),
-            ApiError::PreconditionFailed(s, m) => (409, "Conflict", m.clone(), subject_details(s)),
+            ApiError::PreconditionFailed(s, m) => {
+                (409, "Conflict", format!("Operation cannot be fulfilled on {}: {m}", s.describe()), subject_details(s))
+            }
+            ApiError::NoRoute => (404, "NotFound", "the server could not find the requested resource".into(), None),
+            ApiError::DisruptionBudget(why) => (
+                429,
+                "TooManyRequests",
+                "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+                Some(json!({"causes": [{"reason": "DisruptionBudget", "message": why}]})),
+            ),
             ApiError::Invalid { kind, name, group, causes } => {
                 let mut summary: Vec<String> = Vec::new();
                 for c in causes {

@@ -53,6 +53,8 @@ pub enum Lost {
     GuardMissing,
     /// Update/delete: the key changed or is gone; here is what is there now.
     Changed(Option<Stored>),
+    /// Create/update: this claim key (an allocated IP or port) is held by someone else.
+    Claimed(Vec<u8>),
 }
 
 /// One page of a list.
@@ -114,8 +116,15 @@ impl Storage {
         Ok(Page { items, revision, more: resp.more })
     }
 
-    /// Create `object` at `key` if absent (and if `guard`, when given, exists).
-    pub async fn create(&self, key: &[u8], object: &Value, guard: Option<&[u8]>) -> ApiResult<Result<Stored, Lost>> {
+    /// Create `object` at `key` if absent (and if `guard`, when given, exists), together with
+    /// every `claims` key (each must be absent; its value names `key`).
+    pub async fn create(
+        &self,
+        key: &[u8],
+        object: &Value,
+        guard: Option<&[u8]>,
+        claims: &[Vec<u8>],
+    ) -> ApiResult<Result<Stored, Lost>> {
         let value = encode(object)?;
         let mut compare = vec![compare_create(key, EQUAL, 0)];
         let mut failure = vec![range_op(key)];
@@ -123,45 +132,64 @@ impl Storage {
             compare.push(compare_create(g, GREATER, 0));
             failure.push(range_op(g));
         }
-        let txn = PbTxnRequest { compare, success: vec![put_op(key, value)], failure };
-        let resp = self.node.txn(txn).await?;
+        let mut success = vec![put_op(key, value)];
+        for c in claims {
+            compare.push(compare_create(c, EQUAL, 0));
+            failure.push(range_op(c));
+            success.push(put_op(c, key.to_vec()));
+        }
+        let resp = self.node.txn(PbTxnRequest { compare, success, failure }).await?;
         if resp.succeeded {
             return Ok(Ok(self.written(key, object, &resp.header)));
         }
-        let mut ranges = resp.responses.into_iter().map(range_kvs);
-        let exists = ranges.next().is_some_and(|kvs| !kvs.is_empty());
-        Ok(Err(if exists { Lost::Exists } else { Lost::GuardMissing }))
+        let mut found = resp.responses.into_iter().map(|r| !range_kvs(r).is_empty());
+        if found.next() == Some(true) {
+            return Ok(Err(Lost::Exists));
+        }
+        if guard.is_some() && found.next() == Some(false) {
+            return Ok(Err(Lost::GuardMissing));
+        }
+        Ok(Err(claimed(claims, found)))
     }
 
-    /// Replace the object at `key` if its mod revision is still `expected`.
-    pub async fn update(&self, key: &[u8], object: &Value, expected: i64) -> ApiResult<Result<Stored, Lost>> {
+    /// Replace the object at `key` if its mod revision is still `expected`, taking the
+    /// `take` claim keys (each must be absent) and releasing the `release` ones.
+    pub async fn update(
+        &self,
+        key: &[u8],
+        object: &Value,
+        expected: i64,
+        take: &[Vec<u8>],
+        release: &[Vec<u8>],
+    ) -> ApiResult<Result<Stored, Lost>> {
         let value = encode(object)?;
-        let txn = PbTxnRequest {
-            compare: vec![compare_mod(key, expected)],
-            success: vec![put_op(key, value)],
-            failure: vec![range_op(key)],
-        };
-        let resp = self.node.txn(txn).await?;
+        let mut compare = vec![compare_mod(key, expected)];
+        let mut failure = vec![range_op(key)];
+        let mut success = vec![put_op(key, value)];
+        for c in take {
+            compare.push(compare_create(c, EQUAL, 0));
+            failure.push(range_op(c));
+            success.push(put_op(c, key.to_vec()));
+        }
+        success.extend(release.iter().map(|k| delete_op(k)));
+        let resp = self.node.txn(PbTxnRequest { compare, success, failure }).await?;
         if resp.succeeded {
             return Ok(Ok(self.written(key, object, &resp.header)));
         }
-        Ok(Err(Lost::Changed(current(resp.responses)?)))
+        let mut responses = resp.responses.into_iter();
+        let now = responses.next().map(range_kvs).unwrap_or_default().into_iter().next().map(decode).transpose()?;
+        if now.as_ref().is_none_or(|s| s.mod_revision != expected) {
+            return Ok(Err(Lost::Changed(now)));
+        }
+        Ok(Err(claimed(take, responses.map(|r| !range_kvs(r).is_empty()))))
     }
 
-    /// Delete the object at `key` if its mod revision is still `expected`; returns the
-    /// revision of the deletion.
-    pub async fn delete(&self, key: &[u8], expected: i64) -> ApiResult<Result<i64, Lost>> {
-        let del = PbTxnRequestOp {
-            request: Some(PbTxnOpRequest::RequestDeleteRange(PbDeleteRequest {
-                key: key.to_vec(),
-                ..Default::default()
-            })),
-        };
-        let txn = PbTxnRequest {
-            compare: vec![compare_mod(key, expected)],
-            success: vec![del],
-            failure: vec![range_op(key)],
-        };
+    /// Delete the object at `key` if its mod revision is still `expected`, releasing the
+    /// `release` claim keys with it; returns the revision of the deletion.
+    pub async fn delete(&self, key: &[u8], expected: i64, release: &[Vec<u8>]) -> ApiResult<Result<i64, Lost>> {
+        let mut success = vec![delete_op(key)];
+        success.extend(release.iter().map(|k| delete_op(k)));
+        let txn = PbTxnRequest { compare: vec![compare_mod(key, expected)], success, failure: vec![range_op(key)] };
         let resp = self.node.txn(txn).await?;
         if resp.succeeded {
             return Ok(Ok(resp.header.map_or(0, |h| h.revision)));
@@ -234,6 +262,18 @@ fn put_op(key: &[u8], value: Vec<u8>) -> PbTxnRequestOp {
     PbTxnRequestOp {
         request: Some(PbTxnOpRequest::RequestPut(PbPutRequest { key: key.to_vec(), value, ..Default::default() })),
     }
+}
+
+fn delete_op(key: &[u8]) -> PbTxnRequestOp {
+    PbTxnRequestOp {
+        request: Some(PbTxnOpRequest::RequestDeleteRange(PbDeleteRequest { key: key.to_vec(), ..Default::default() })),
+    }
+}
+
+/// The first claim whose key turned out to exist (`held` says, per claim, in order).
+fn claimed(claims: &[Vec<u8>], mut held: impl Iterator<Item = bool>) -> Lost {
+    let taken = claims.iter().find(|_| held.next() == Some(true));
+    Lost::Claimed(taken.or(claims.first()).cloned().unwrap_or_default())
 }
 
 fn range_op(key: &[u8]) -> PbTxnRequestOp {

@@ -22,7 +22,7 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::Value;
 
-use crate::error::{ApiError, Subject};
+use crate::error::ApiError;
 use crate::registry::Registry;
 use crate::{discovery, openapi};
 
@@ -154,11 +154,8 @@ async fn fallback(uri: Uri) -> Response {
 
 /// Upstream's answer for a path it does not serve.
 fn not_found(path: &str) -> Response {
-    let (code, mut body) =
-        ApiError::NotFound(Subject { group: String::new(), resource: path.into(), name: String::new() }).status();
-    body["message"] = "the server could not find the requested resource".into();
-    body.as_object_mut().map(|b| b.remove("details"));
-    (code, Json(body)).into_response()
+    tracing::debug!(path, "no such route");
+    ApiError::NoRoute.into_response()
 }
 
 /// A JSON response with a status code.

@@ -109,6 +109,9 @@ pub fn decode_object(res: &Resource, headers: &HeaderMap, body: &[u8], strict: b
     if strict && ct != PROTOBUF {
         strict_check(res, body, &obj, &ct).map_err(cannot)?;
     }
+    // Unknown fields are never stored (upstream's typed decode drops them).
+    let mut obj = obj;
+    crate::validation::drop_unknown_fields(res.plural, &mut obj).map_err(cannot)?;
     Ok(obj)
 }
 

@@ -133,8 +133,12 @@ impl Query {
         if let Some(p) = self.get("propagationPolicy").filter(|p| !p.is_empty()) {
             o.propagation = Some(Propagation::parse(p)?);
         }
-        if self.flag("orphanDependents")? {
-            o.propagation = Some(Propagation::Orphan);
+        if self.get("orphanDependents").is_some_and(|v| !v.is_empty()) {
+            let orphan = self.flag("orphanDependents")?;
+            o.orphan_dependents = Some(orphan);
+            if orphan {
+                o.propagation = Some(Propagation::Orphan);
+            }
         }
         o.grace_period_seconds = self.int("gracePeriodSeconds")?;
         o.precondition_uid = self.get("preconditions.uid").map(String::from);

@@ -161,19 +161,20 @@ async fn item(s: &ApiState, req: Request, part: Part) -> ApiResult<Response> {
         Method::DELETE if part == Part::Main => {
             let opts = delete_options(&req)?;
             let deleted = s.registry.delete(res, ns(&req), name(&req), &opts).await?;
+            if !deleted.gone && opts.orphan_dependents == Some(false) {
+                return Ok(respond_json(StatusCode::ACCEPTED, deleted.object));
+            }
             Ok(deleted_response(res, deleted))
         }
         _ => Err(method_not_allowed(&req)),
     }
 }
 
-/// Upstream answers 202 with the object while it lingers (finalizers, graceful pods);
+/// Upstream answers 200 with the object while it lingers (finalizers, graceful pods: its
+/// 202 is reserved for an explicit `orphanDependents=false`, which nobody sends any more);
 /// once gone, pods return the object and the rest a Success Status.
 fn deleted_response(res: &crate::resources::Resource, d: crate::registry::Deleted) -> Response {
-    if !d.gone {
-        return respond_json(StatusCode::ACCEPTED, d.object);
-    }
-    if res.plural == "pods" {
+    if !d.gone || res.plural == "pods" {
         return respond_json(StatusCode::OK, d.object);
     }
     let mut details = json!({"name": meta::name(&d.object), "kind": res.plural,

@@ -19,9 +19,7 @@ pub struct Target {
 
 pub fn parse(group: &str, version: &str, rest: &str) -> ApiResult<Target> {
     let segs: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
-    let not_found = || {
-        ApiError::NotFound(crate::error::Subject { group: group.into(), resource: rest.into(), name: String::new() })
-    };
+    let not_found = || ApiError::NoRoute;
     let namespaced_form = segs.len() >= 3
         && segs[0] == "namespaces"
         && resources::lookup(group, version, segs[2]).is_some_and(|r| r.namespaced);

@@ -14,7 +14,7 @@
 
 use serde_json::{json, Value};
 
-use super::{meta, ListOptions, ObjectList, Registry};
+use super::{held_claims, meta, ListOptions, ObjectList, Registry};
 use crate::error::{ApiError, ApiResult, Subject};
 use crate::resources::Resource;
 use crate::storage::{Lost, Storage};
@@ -40,6 +40,9 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// The deprecated `orphanDependents` as sent (only an explicit `false` changes the
+    /// HTTP answer of a delete that leaves the object in place: 202 instead of 200).
+    pub orphan_dependents: Option<bool>,
 }
 
 impl DeleteOptions {
@@ -48,8 +51,11 @@ impl DeleteOptions {
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             self.propagation = Some(Propagation::parse(p)?);
         }
-        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
-            self.propagation = Some(Propagation::Orphan);
+        if let Some(orphan) = body.get("orphanDependents").and_then(Value::as_bool) {
+            self.orphan_dependents = Some(orphan);
+            if orphan {
+                self.propagation = Some(Propagation::Orphan);
+            }
         }
         if let Some(g) = body.get("gracePeriodSeconds").and_then(Value::as_i64) {
             self.grace_period_seconds = Some(g);
@@ -109,13 +115,13 @@ impl Registry {
                 if obj == current.object {
                     return Ok(Deleted { object: obj, gone: false });
                 }
-                match self.storage.update(&key, &obj, current.mod_revision).await? {
+                match self.storage.update(&key, &obj, current.mod_revision, &[], &[]).await? {
                     Ok(stored) => return Ok(Deleted { object: stored.object, gone: false }),
                     Err(Lost::Changed(None)) => return Err(ApiError::not_found(res, name)),
                     Err(_) => continue,
                 }
             }
-            match self.storage.delete(&key, current.mod_revision).await? {
+            match self.storage.delete(&key, current.mod_revision, &held_claims(res, &current.object)).await? {
                 Ok(revision) => {
                     crate::storage::set_resource_version(&mut obj, revision);
                     return Ok(Deleted { object: obj, gone: true });

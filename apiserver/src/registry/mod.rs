@@ -15,6 +15,7 @@
 //! - An object with finalizers is never removed from the store: deletion sets
 //!   `deletionTimestamp`, and the update that empties `finalizers` removes it.
 
+pub mod allocator;
 mod delete;
 pub mod meta;
 mod subresources;
@@ -81,11 +82,17 @@ impl ObjectList {
 #[derive(Clone)]
 pub struct Registry {
     storage: Storage,
+    ranges: allocator::ServiceRanges,
 }
 
 impl Registry {
+    /// A registry with upstream's default service ranges (10.96.0.0/16, 30000–32767).
     pub fn new(storage: Storage) -> Self {
-        Self { storage }
+        Self::with_ranges(storage, allocator::ServiceRanges::default())
+    }
+
+    pub fn with_ranges(storage: Storage, ranges: allocator::ServiceRanges) -> Self {
+        Self { storage, ranges }
     }
 
     pub fn storage(&self) -> &Storage {
@@ -118,7 +125,10 @@ impl Registry {
         let mut items = Vec::new();
         loop {
             let page = self.storage.list(&prefix, after.as_deref(), LIST_CHUNK, revision).await?;
-            revision = page.revision;
+            // The first read fixes the snapshot; every later chunk and page reads at it.
+            if revision == 0 {
+                revision = page.revision;
+            }
             let last_key = page.items.last().map(|s| s.key.clone());
             for s in page.items {
                 if matches(res, opts, &s.object) {
@@ -159,17 +169,22 @@ impl Registry {
         };
         let explicit_name = meta::name(&obj).map(String::from);
         let generate = meta::meta_str(&obj, "generateName").map(String::from);
+        // Each attempt makes fresh random choices (name suffix, service IP and ports); a
+        // collision on one of them is retried, a collision on what the client chose is not.
         for _ in 0..MAX_GENERATE_ATTEMPTS {
+            let mut attempt = obj.clone();
             if explicit_name.is_none() {
                 let prefix = generate.as_deref().expect("prepare_create requires name or generateName");
-                meta::meta_mut(&mut obj).insert("name".into(), json!(meta::generated_name(prefix)));
+                meta::meta_mut(&mut attempt).insert("name".into(), json!(meta::generated_name(prefix)));
             }
-            let name = meta::name(&obj).unwrap_or_default().to_string();
-            check_valid(res, &name, crate::validation::validate_create(res.plural, &obj))?;
+            let name = meta::name(&attempt).unwrap_or_default().to_string();
+            let claims = self.claims(res, &mut attempt)?;
+            check_valid(res, &name, crate::validation::validate_create(res.plural, &attempt))?;
             if opts.dry_run {
-                return Ok(obj);
+                return Ok(attempt);
             }
-            match self.storage.create(&Storage::key(res, ns, &name), &obj, guard.as_deref()).await? {
+            let key = Storage::key(res, ns, &name);
+            match self.storage.create(&key, &attempt, guard.as_deref(), &claims.keys).await? {
                 Ok(stored) => return Ok(stored.object),
                 Err(Lost::GuardMissing) => {
                     return Err(ApiError::NotFound(Subject {
@@ -178,11 +193,26 @@ impl Registry {
                         name: ns.unwrap_or_default().into(),
                     }))
                 }
+                Err(Lost::Claimed(k)) if claims.chosen.contains(&k) => return Err(claim_taken(res, &name, &k)),
+                Err(Lost::Claimed(_)) => continue,
                 Err(_) if explicit_name.is_none() => continue,
                 Err(_) => return Err(ApiError::AlreadyExists(Subject::new(res, &name))),
             }
         }
-        Err(ApiError::AlreadyExists(Subject::new(res, meta::name(&obj).unwrap_or_default())))
+        Err(ApiError::Unavailable(format!(
+            "could not create {} after {MAX_GENERATE_ATTEMPTS} attempts: every random choice collided",
+            res.plural
+        )))
+    }
+
+    /// The allocation keys `obj` must hold (Services: cluster IP, node ports), assigning
+    /// what it lacks.
+    fn claims(&self, res: &Resource, obj: &mut Value) -> ApiResult<allocator::Claims> {
+        if res.plural == "services" {
+            self.ranges.assign(res, obj)
+        } else {
+            Ok(allocator::Claims::default())
+        }
     }
 
     /// Identity, defaults and the URL's namespace for a new object.
@@ -190,10 +220,10 @@ impl Registry {
         fill_type_meta(res, obj)?;
         match (res.namespaced, ns, meta::namespace(obj).map(String::from)) {
             (true, Some(url), Some(body)) if body != url => {
-                return Err(ApiError::BadRequest(format!(
-                    "the namespace of the provided object does not match the namespace sent on the request \
-                     ({body} != {url})"
-                )))
+                tracing::debug!(body, url, "namespace of the body differs from the URL's");
+                return Err(ApiError::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                ));
             }
             (true, Some(url), _) => {
                 meta::meta_mut(obj).insert("namespace".into(), json!(url));
@@ -263,6 +293,21 @@ impl Registry {
 fn matches(res: &Resource, opts: &ListOptions, obj: &Value) -> bool {
     opts.label.as_ref().is_none_or(|l| l.matches_object(obj))
         && opts.field.as_ref().is_none_or(|f| f.matches(res.plural, obj))
+}
+
+/// A 422 for an IP or port the client chose that another Service holds.
+fn claim_taken(res: &Resource, name: &str, key: &[u8]) -> ApiError {
+    let (field, message) = allocator::taken_message(key);
+    ApiError::invalid(res, name, "FieldValueInvalid", &field, message)
+}
+
+/// The allocation keys a stored object holds (released with it).
+fn held_claims(res: &Resource, obj: &Value) -> Vec<Vec<u8>> {
+    if res.plural == "services" {
+        allocator::held(obj)
+    } else {
+        Vec::new()
+    }
 }
 
 fn into_objects(items: Vec<Stored>) -> Vec<Value> {

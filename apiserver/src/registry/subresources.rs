@@ -67,14 +67,14 @@ impl Registry {
             if let Some(existing) = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
             {
                 return Err(ApiError::PreconditionFailed(
-                    Subject::new(pods, name),
-                    format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{existing}\""),
+                    binding_subject(name),
+                    format!("pod {name} is already assigned to node \"{existing}\""),
                 ));
             }
             if meta::is_terminating(current) {
                 return Err(ApiError::PreconditionFailed(
-                    Subject::new(pods, name),
-                    format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted"),
+                    binding_subject(name),
+                    format!("pod {name} is being deleted"),
                 ));
             }
             let mut pod = current.clone();
@@ -102,30 +102,68 @@ impl Registry {
         self.delete(pods, Some(ns), name, &opts).await.map(|_| ())
     }
 
+    /// Upstream's check-and-decrement: the pod's one budget must allow a disruption, and the
+    /// eviction spends it (a CAS on the budget's status) before the pod is deleted, so two
+    /// concurrent evictions cannot both spend the last one.
     async fn check_budgets(&self, ns: &str, pod: &Value) -> ApiResult<()> {
         let pdbs = resources::lookup("policy", "v1", "poddisruptionbudgets").expect("pdbs are served");
         let budgets = self.list(pdbs, Some(ns), &ListOptions::default()).await?;
-        for pdb in &budgets.items {
+        let mut matching = Vec::new();
+        for pdb in budgets.items {
             let Some(sel) = pdb.pointer("/spec/selector") else { continue };
             let sel = LabelSelector::from_label_selector(sel).map_err(|e| ApiError::Internal(e.to_string()))?;
-            if !sel.matches_object(pod) {
-                continue;
-            }
-            let observed = pdb.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
-            let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-            let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
-            if observed < generation || allowed < 1 {
-                return Err(ApiError::TooManyRequests(format!(
-                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} \
-                     needs {} healthy pods and has {} currently",
-                    meta::name(pdb).unwrap_or_default(),
-                    pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
-                    pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0),
-                )));
+            if sel.matches_object(pod) {
+                matching.push(pdb);
             }
         }
-        Ok(())
+        let pdb =
+            match matching.as_slice() {
+                [] => return Ok(()),
+                [one] => one,
+                _ => return Err(ApiError::Internal(
+                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+                        .into(),
+                )),
+            };
+        let pdb_name = meta::name(pdb).unwrap_or_default().to_string();
+        let int = |ptr: &str| pdb.pointer(ptr).and_then(Value::as_i64).unwrap_or(0);
+        if int("/status/observedGeneration") < pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1)
+        {
+            return Err(ApiError::DisruptionBudget(format!(
+                "The disruption budget {pdb_name} is still being processed by the server."
+            )));
+        }
+        if int("/status/disruptionsAllowed") < 1 {
+            return Err(ApiError::DisruptionBudget(format!(
+                "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
+                int("/status/desiredHealthy"),
+                int("/status/currentHealthy")
+            )));
+        }
+        let pod_name = meta::name(pod).unwrap_or_default().to_string();
+        let rv = meta::resource_version(pdb).unwrap_or_default().to_string();
+        let spend = move |current: &Value| -> ApiResult<Value> {
+            let mut b = current.clone();
+            let allowed = b.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+            b["status"]["disruptionsAllowed"] = json!(allowed - 1);
+            b["status"]["disruptedPods"][&pod_name] = json!(meta::now_rfc3339());
+            meta::meta_mut(&mut b).insert("resourceVersion".into(), json!(rv));
+            Ok(b)
+        };
+        match self.write(pdbs, Some(ns), &pdb_name, Change::Edit(&spend), Part::Status, &WriteOptions::default()).await
+        {
+            Ok(_) => Ok(()),
+            // Someone else changed the budget meanwhile: as upstream, ask the client to retry.
+            Err(ApiError::Conflict(_)) => Err(ApiError::DisruptionBudget(format!(
+                "The disruption budget {pdb_name} changed during the eviction; retry."
+            ))),
+            Err(e) => Err(e),
+        }
     }
+}
+
+fn binding_subject(name: &str) -> Subject {
+    Subject { group: String::new(), resource: "pods/binding".into(), name: name.into() }
 }
 
 /// How a Scale write is given.

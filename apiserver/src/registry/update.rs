@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::{check_valid, fill_type_meta, meta, Registry, WriteOptions, MAX_UPDATE_ATTEMPTS};
+use super::{check_valid, claim_taken, fill_type_meta, held_claims, meta, Registry, WriteOptions, MAX_UPDATE_ATTEMPTS};
 use crate::error::{ApiError, ApiResult, Subject};
 use crate::patch::{self, PatchType};
 use crate::resources::Resource;
@@ -44,6 +44,8 @@ impl Registry {
         part: Part,
         opts: &WriteOptions,
     ) -> ApiResult<Value> {
+        // A body naming another object is wrong whether or not this one exists.
+        check_identity(res, ns, name, &obj)?;
         self.write(res, ns, name, Change::Replace(obj), part, opts).await.map(|(v, _)| v)
     }
 
@@ -82,21 +84,27 @@ impl Registry {
         let key = Storage::key(res, ns, name);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             let current = self.storage.get(&key).await?.ok_or_else(|| ApiError::not_found(res, name))?;
-            let (new, pinned) = self.next_version(res, ns, name, &current, &change, part)?;
+            let (mut new, pinned) = self.next_version(res, ns, name, &current, &change, part)?;
+            let had = held_claims(res, &current.object);
+            let claims = self.claims(res, &mut new)?;
             if opts.dry_run {
                 return Ok((new, false));
             }
             // An object being deleted goes for good once its last finalizer is removed.
             if meta::is_terminating(&new) && !meta::held(&new) {
-                match self.storage.delete(&key, current.mod_revision).await? {
+                match self.storage.delete(&key, current.mod_revision, &had).await? {
                     Ok(_) => return Ok((new, false)),
                     Err(_) if pinned => return Err(ApiError::Conflict(Subject::new(res, name))),
                     Err(_) => continue,
                 }
             }
-            match self.storage.update(&key, &new, current.mod_revision).await? {
+            let take: Vec<Vec<u8>> = claims.keys.iter().filter(|k| !had.contains(k)).cloned().collect();
+            let release: Vec<Vec<u8>> = had.iter().filter(|k| !claims.keys.contains(k)).cloned().collect();
+            match self.storage.update(&key, &new, current.mod_revision, &take, &release).await? {
                 Ok(stored) => return Ok((stored.object, false)),
                 Err(Lost::Changed(None)) => return Err(ApiError::not_found(res, name)),
+                Err(Lost::Claimed(k)) if claims.chosen.contains(&k) => return Err(claim_taken(res, name, &k)),
+                Err(Lost::Claimed(_)) => continue,
                 Err(_) if pinned => return Err(ApiError::Conflict(Subject::new(res, name))),
                 Err(_) => continue,
             }
@@ -143,7 +151,12 @@ impl Registry {
         if meta::is_terminating(old) {
             check_no_new_finalizers(res, name, old, &new)?;
         }
-        check_valid(res, name, crate::validation::validate_update(res.plural, &new, old))?;
+        let errors = match part {
+            // Server actions (binding) change what clients may not, and are checked whole.
+            Part::Both => crate::validation::validate_create(res.plural, &new),
+            _ => crate::validation::validate_update(res.plural, &new, old),
+        };
+        check_valid(res, name, errors)?;
         Ok((new, pinned))
     }
 }
@@ -159,9 +172,9 @@ fn check_identity(res: &Resource, ns: Option<&str>, name: &str, new: &Value) -> 
         _ => {}
     }
     match (res.namespaced, ns, meta::namespace(new)) {
-        (true, Some(url), Some(body)) if url != body => Err(ApiError::BadRequest(format!(
-            "the namespace of the provided object does not match the namespace sent on the request ({body} != {url})"
-        ))),
+        (true, Some(url), Some(body)) if url != body => Err(ApiError::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request".into(),
+        )),
         _ => Ok(()),
     }
 }

@@ -29,7 +29,7 @@ mod service;
 mod storage;
 pub mod strict;
 
-pub use strict::{duplicate_fields, strict_errors, unknown_fields};
+pub use strict::{drop_unknown_fields, duplicate_fields, strict_errors, unknown_fields};
 
 use serde_json::{Map, Value};
 

@@ -71,6 +71,37 @@ pub fn strict_errors(plural: &str, body: &[u8]) -> Result<Vec<String>, String> {
 }
 
 /// Deserializes `obj` as `T` through [`Tracked`], returning the unknown paths.
+/// Removes every field the k8s-openapi type of `plural` lacks, as upstream's decoder drops
+/// them when validation is not Strict (so an unknown field is never stored). `Err` is a
+/// decode error, as for [`unknown_fields`].
+pub fn drop_unknown_fields(plural: &str, obj: &mut Value) -> Result<(), String> {
+    for path in unknown_paths(plural, obj)? {
+        remove_path(obj, &path);
+    }
+    Ok(())
+}
+
+/// Remove the value at a path like `spec.containers[0].foo` (a path `unknown_paths` built).
+fn remove_path(obj: &mut Value, path: &str) {
+    let mut segs: Vec<&str> = path.split('.').collect();
+    let Some(last) = segs.pop() else { return };
+    let mut cur = obj;
+    for seg in segs {
+        let (name, indexes) = seg.split_once('[').unwrap_or((seg, ""));
+        let Some(next) = cur.get_mut(name) else { return };
+        cur = next;
+        for idx in indexes.split('[').filter(|i| !i.is_empty()) {
+            let Some(next) = idx.trim_end_matches(']').parse::<usize>().ok().and_then(|i| cur.get_mut(i)) else {
+                return;
+            };
+            cur = next;
+        }
+    }
+    if let Some(m) = cur.as_object_mut() {
+        m.remove(last);
+    }
+}
+
 fn check<T: DeserializeOwned>(obj: &Value) -> Result<Vec<String>, String> {
     let unknown = RefCell::new(Vec::new());
     T::deserialize(Tracked { value: obj, path: String::new(), parent: "", unknown: &unknown })
