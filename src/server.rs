@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use flotilla_apiserver::registry::allocator::ServiceRanges;
 use flotilla_store::node::Bootstrap;
 use flotilla_store::raft::network::LinkControl;
 use flotilla_store::replica::Replica;
@@ -58,6 +59,13 @@ pub struct ServerArgs {
     /// URL to serve the Kubernetes API on (plain HTTP; `--listen-api-url ''` turns it off).
     #[arg(long, env = "FLOTILLA_LISTEN_API_URL", default_value = "http://127.0.0.1:6443")]
     listen_api_url: String,
+    /// Addresses for Service cluster IPs (the first one is reserved for the `kubernetes`
+    /// Service).
+    #[arg(long, env = "FLOTILLA_SERVICE_CLUSTER_IP_RANGE", default_value = "10.96.0.0/16")]
+    service_cluster_ip_range: String,
+    /// Ports for Service node ports.
+    #[arg(long, env = "FLOTILLA_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767")]
+    service_node_port_range: String,
     /// Log entries between snapshots.
     #[arg(long, env = "FLOTILLA_SNAPSHOT_COUNT", default_value_t = 10_000)]
     snapshot_count: u64,
@@ -117,6 +125,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     for u in &client_listen {
         clients.push(bind(u).await?);
     }
+    let ranges = ServiceRanges::parse(&args.service_cluster_ip_range, &args.service_node_port_range)
+        .map_err(|e| anyhow::anyhow!(e))?;
     let api = match args.listen_api_url.as_str() {
         "" => None,
         url => Some((bind(url).await?, urls::socket_addr(url)?)),
@@ -128,7 +138,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api_cancel = tokio_util::sync::CancellationToken::new();
     let api_task = api.map(|(listener, addr)| {
         let config = flotilla_apiserver::ApiConfig { server_address: addr.to_string(), ..Default::default() };
-        tokio::spawn(flotilla_apiserver::serve(listener, replica.node.clone(), config, api_cancel.clone()))
+        let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone());
+        tokio::spawn(flotilla_apiserver::serve(listener, registry, config, api_cancel.clone()))
     });
     wait_for_signal().await?;
     tracing::info!("stopping");

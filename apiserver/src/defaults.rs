@@ -15,6 +15,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::validation::VOLUME_SOURCES;
+
 /// Fills in the defaults of an object of the resource `plural` (`pods`, `deployments`...).
 /// Unknown plurals are left untouched.
 pub fn apply_defaults(plural: &str, obj: &mut Value) {
@@ -216,39 +218,7 @@ fn image_tag_is_latest(image: &str) -> bool {
 
 /// `SetDefaults_Volume` and the per-source defaulters.
 fn default_volume(vol: &mut Map<String, Value>) {
-    const SOURCES: &[&str] = &[
-        "awsElasticBlockStore",
-        "azureDisk",
-        "azureFile",
-        "cephfs",
-        "cinder",
-        "configMap",
-        "csi",
-        "downwardAPI",
-        "emptyDir",
-        "ephemeral",
-        "fc",
-        "flexVolume",
-        "flocker",
-        "gcePersistentDisk",
-        "gitRepo",
-        "glusterfs",
-        "hostPath",
-        "image",
-        "iscsi",
-        "nfs",
-        "persistentVolumeClaim",
-        "photonPersistentDisk",
-        "portworxVolume",
-        "projected",
-        "quobyte",
-        "rbd",
-        "scaleIO",
-        "secret",
-        "storageos",
-        "vsphereVolume",
-    ];
-    if !SOURCES.iter().any(|s| vol.get(*s).is_some_and(|v| !v.is_null())) {
+    if !VOLUME_SOURCES.iter().any(|s| vol.get(*s).is_some_and(|v| !v.is_null())) {
         vol.insert("emptyDir".to_string(), json!({}));
     }
     for source in ["secret", "configMap", "downwardAPI", "projected"] {
@@ -261,17 +231,25 @@ fn default_volume(vol: &mut Map<String, Value>) {
     }
 }
 
-fn default_deployment(spec: &mut Map<String, Value>) {
-    set(spec, "replicas", json!(1));
-    if let Some(strategy) = ensure_object(spec, "strategy") {
+/// The workload strategy at `key`: its `type` defaults to `RollingUpdate`, and when it is
+/// that, `fill` defaults its `rollingUpdate` parameters.
+fn rolling_update(spec: &mut Map<String, Value>, key: &str, fill: impl FnOnce(&mut Map<String, Value>)) {
+    if let Some(strategy) = ensure_object(spec, key) {
         set_str(strategy, "type", "RollingUpdate");
         if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
             if let Some(ru) = ensure_object(strategy, "rollingUpdate") {
-                set(ru, "maxUnavailable", json!("25%"));
-                set(ru, "maxSurge", json!("25%"));
+                fill(ru);
             }
         }
     }
+}
+
+fn default_deployment(spec: &mut Map<String, Value>) {
+    set(spec, "replicas", json!(1));
+    rolling_update(spec, "strategy", |ru| {
+        set(ru, "maxUnavailable", json!("25%"));
+        set(ru, "maxSurge", json!("25%"));
+    });
     set(spec, "revisionHistoryLimit", json!(10));
     set(spec, "progressDeadlineSeconds", json!(600));
     template_spec(spec, true);
@@ -279,14 +257,7 @@ fn default_deployment(spec: &mut Map<String, Value>) {
 
 fn default_statefulset(spec: &mut Map<String, Value>) {
     set_str(spec, "podManagementPolicy", "OrderedReady");
-    if let Some(strategy) = ensure_object(spec, "updateStrategy") {
-        set_str(strategy, "type", "RollingUpdate");
-        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-            if let Some(ru) = ensure_object(strategy, "rollingUpdate") {
-                set(ru, "partition", json!(0));
-            }
-        }
-    }
+    rolling_update(spec, "updateStrategy", |ru| set(ru, "partition", json!(0)));
     set(spec, "replicas", json!(1));
     set(spec, "revisionHistoryLimit", json!(10));
     if let Some(policy) = ensure_object(spec, "persistentVolumeClaimRetentionPolicy") {
@@ -300,15 +271,10 @@ fn default_statefulset(spec: &mut Map<String, Value>) {
 }
 
 fn default_daemonset(spec: &mut Map<String, Value>) {
-    if let Some(strategy) = ensure_object(spec, "updateStrategy") {
-        set_str(strategy, "type", "RollingUpdate");
-        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-            if let Some(ru) = ensure_object(strategy, "rollingUpdate") {
-                set(ru, "maxUnavailable", json!(1));
-                set(ru, "maxSurge", json!(0));
-            }
-        }
-    }
+    rolling_update(spec, "updateStrategy", |ru| {
+        set(ru, "maxUnavailable", json!(1));
+        set(ru, "maxSurge", json!(0));
+    });
     set(spec, "revisionHistoryLimit", json!(10));
     template_spec(spec, true);
 }

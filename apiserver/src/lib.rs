@@ -41,15 +41,19 @@ pub use error::{ApiError, ApiResult};
 pub use http::ApiConfig;
 pub use registry::Registry;
 
+/// The registry of a replica: its store node and where Services get their addresses.
+pub fn registry(node: Arc<StoreNode>, ranges: registry::allocator::ServiceRanges) -> Registry {
+    Registry::with_ranges(storage::Storage::new(node), ranges)
+}
+
 /// Serve the Kubernetes API on `listener` until `cancel` fires; also makes sure the system
 /// namespaces exist.
 pub async fn serve(
     listener: TcpListener,
-    node: Arc<StoreNode>,
+    registry: Registry,
     config: ApiConfig,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let registry = Registry::new(storage::Storage::new(node));
     tokio::spawn(bootstrap::ensure_system_namespaces(registry.clone(), cancel.clone()));
     let app = http::router(registry, config);
     tracing::info!(addr = %listener.local_addr()?, "kubernetes API listening");

@@ -66,54 +66,59 @@ pub(super) fn message(
             }
             return Err(ProtobufError::UnknownField { path: path.to_string(), message: message.name, number });
         };
-        let here = Path::Field(path, field.name);
-        match (field.kind, field.card) {
-            (Kind::Skip, _) => {}
-            (Kind::Inline(inner), _) => {
+        match field.kind {
+            Kind::Skip => {}
+            Kind::Inline(inner) => {
                 // The embedded struct's members belong to this object, and so does its path.
                 let bytes = len(value, path)?;
                 out.extend(self::message(bytes, inner, path)?);
             }
-            (kind, Card::Repeated) => repeated(kind, value, field.name, &here, &mut out)?,
-            (kind, Card::Map) => map_entry(kind, value, field.name, &here, &mut out)?,
-            (kind, card @ (Card::One | Card::Pointer)) => singular(field, kind, card, value, &here, &mut out)?,
+            _ => add(field, value, &Path::Field(path, field.name), &mut out)?,
         }
     }
     Ok(out)
 }
 
-fn singular(
+/// Adds one wire occurrence of `field` to `out`, as its cardinality says.
+fn add(
     field: &Field,
-    kind: Kind,
-    card: Card,
     value: WireValue<'_>,
     path: &Path<'_>,
     out: &mut Map<String, Value>,
 ) -> Result<(), ProtobufError> {
-    match single(kind, value, path)? {
-        Some(v) if card == Card::Pointer || !is_zero(&v) => {
-            out.insert(field.name.to_owned(), v);
+    match field.card {
+        Card::One | Card::Pointer => match single(field.kind, value, path)? {
+            Some(v) if field.card == Card::Pointer || !is_zero(&v) => {
+                out.insert(field.name.to_owned(), v);
+            }
+            // A zero non-pointer value means "unset", and a later occurrence overrides an earlier one.
+            _ => {
+                out.remove(field.name);
+            }
+        },
+        Card::Repeated => {
+            let Value::Array(items) = out.entry(field.name).or_insert_with(|| Value::Array(Vec::new())) else {
+                return Err(malformed(path, "field is both repeated and singular"));
+            };
+            append(field.kind, value, path, items)?;
+            // An empty packed run adds nothing; leave no empty list behind for it.
+            if items.is_empty() {
+                out.remove(field.name);
+            }
         }
-        // A zero non-pointer value means "unset", and a later occurrence overrides an earlier one.
-        _ => {
-            out.remove(field.name);
+        Card::Map => {
+            let (key, item) = map_entry(field.kind, value, path)?;
+            let Value::Object(object) = out.entry(field.name).or_insert_with(|| Value::Object(Map::new())) else {
+                return Err(malformed(path, "field is both a map and not a map"));
+            };
+            object.insert(key, item);
         }
     }
     Ok(())
 }
 
-/// Appends one wire occurrence of a repeated field (one element, or a packed run of ints).
-fn repeated(
-    kind: Kind,
-    value: WireValue<'_>,
-    name: &'static str,
-    path: &Path<'_>,
-    out: &mut Map<String, Value>,
-) -> Result<(), ProtobufError> {
-    let list = out.entry(name).or_insert_with(|| Value::Array(Vec::new()));
-    let Value::Array(items) = list else {
-        return Err(malformed(path, "field is both repeated and singular"));
-    };
+/// Appends one wire occurrence of a repeated field: one element, or a packed run of ints.
+fn append(kind: Kind, value: WireValue<'_>, path: &Path<'_>, items: &mut Vec<Value>) -> Result<(), ProtobufError> {
     if let (Kind::Int, WireValue::Len(packed)) = (kind, value) {
         // proto2 writes repeated ints unpacked, but a packed run is also valid protobuf.
         let mut reader = Reader::new(packed);
@@ -121,27 +126,14 @@ fn repeated(
             let v = reader.varint().map_err(|e| malformed(path, e))?;
             items.push(Value::from(v as i64));
         }
-    } else {
-        let index = items.len();
-        if let Some(v) = single(kind, value, &Path::Index(path, index))? {
-            items.push(v);
-        }
-    }
-    // An empty packed run adds nothing; leave no empty list behind for it.
-    if items.is_empty() {
-        out.remove(name);
+    } else if let Some(v) = single(kind, value, &Path::Index(path, items.len()))? {
+        items.push(v);
     }
     Ok(())
 }
 
-/// Adds one `map<string, V>` entry (`{1: key, 2: value}`) to the object at `name`.
-fn map_entry(
-    kind: Kind,
-    value: WireValue<'_>,
-    name: &'static str,
-    path: &Path<'_>,
-    out: &mut Map<String, Value>,
-) -> Result<(), ProtobufError> {
+/// Reads one `map<string, V>` entry (`{1: key, 2: value}`).
+fn map_entry(kind: Kind, value: WireValue<'_>, path: &Path<'_>) -> Result<(String, Value), ProtobufError> {
     let mut reader = Reader::new(len(value, path)?);
     let (mut key, mut item) = (String::new(), WireValue::Len(&[]));
     while let Some((number, v)) = reader.next_field().map_err(|e| malformed(path, e))? {
@@ -153,13 +145,7 @@ fn map_entry(
     }
     // An absent value is the empty one, which for every map value kind in use (string, bytes,
     // Quantity) is the empty string.
-    let item = single(kind, item, path)?.unwrap_or(Value::Null);
-    let object = out.entry(name).or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(object) = object else {
-        return Err(malformed(path, "field is both a map and not a map"));
-    };
-    object.insert(key, item);
-    Ok(())
+    Ok((key, single(kind, item, path)?.unwrap_or(Value::Null)))
 }
 
 /// Converts one wire value of `kind`; `None` means "unset" (the zero time).

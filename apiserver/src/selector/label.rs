@@ -4,8 +4,10 @@
 //! A selector is an AND of requirements (`key=v`, `key in (a,b)`, `!key`, `key>3`...). Every
 //! requirement is validated when built (key and value syntax, operator arity), so matching
 //! never fails: it only looks labels up. The string grammar, the error texts and the matching
-//! rules (`!=` and `notin` select objects without the label) are upstream's. The string
-//! grammar lives in `label_parse.rs`; this file holds the model, validation and matching.
+//! rules (`!=` and `notin` select objects without the label) are upstream's. Keys and values
+//! are checked by the same rules as objects' labels (`validation::names`, upstream's
+//! `IsQualifiedName` and `IsValidLabelValue`). The string grammar lives in `label_parse.rs`;
+//! this file holds the model, its validation and matching.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -15,23 +17,7 @@ use serde_json::Value;
 
 use super::label_parse;
 use super::SelectorError;
-
-/// The longest label name (the part after an optional prefix) and the longest label value.
-const LABEL_MAX_LEN: usize = 63;
-/// The longest DNS subdomain allowed as a label key prefix.
-const DNS_SUBDOMAIN_MAX_LEN: usize = 253;
-
-const LABEL_KEY_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end \
-                             with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex \
-                             used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', \
-                               '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  \
-                               or 'my_value',  or '12345', regex used for validation is \
-                               '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
-const DNS_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \
-                                 '-' or '.', and must start and end with an alphanumeric character (e.g. \
-                                 'example.com', regex used for validation is \
-                                 '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+use crate::validation::names::{is_label_value, is_qualified_name};
 
 /// How a requirement relates a label to its values. `==` parses to `Equals`: upstream keeps
 /// the spelling apart, but it selects the same objects, so the canonical form drops it.
@@ -60,10 +46,7 @@ impl Requirement {
     /// message (upstream's aggregate error: one text, or `[a, b]` for several).
     pub(super) fn new(key: &str, op: Op, values: Vec<String>) -> Result<Self, String> {
         let mut errs: Vec<String> = Vec::new();
-        let key_errs = key_errors(key);
-        if !key_errs.is_empty() {
-            errs.push(format!("key: Invalid value: {key:?}: {}", key_errs.join("; ")));
-        }
+        errs.extend(key_error(key));
         let arity = match op {
             Op::In | Op::NotIn if values.is_empty() => Some("for 'in', 'notin' operators, values set can't be empty"),
             Op::Equals | Op::NotEquals if values.len() != 1 => {
@@ -86,7 +69,7 @@ impl Requirement {
                     "values[{i}]: Invalid value: {v:?}: for 'Gt', 'Lt' operators, the value must be an integer"
                 ));
             }
-            let value_errs = value_errors(v);
+            let value_errs = is_label_value(v);
             if !value_errs.is_empty() {
                 errs.push(format!("values[{i}][{key}]: Invalid value: {v:?}: {}", value_errs.join("; ")));
             }
@@ -267,73 +250,10 @@ impl FromStr for LabelSelector {
     }
 }
 
-/// Upstream's `IsLabelKey`: an optional DNS-subdomain prefix and `/`, then a name. Returns
-/// every problem found; empty when the key is valid.
-pub(super) fn key_errors(key: &str) -> Vec<String> {
-    let parts: Vec<&str> = key.split('/').collect();
-    let mut errs = Vec::new();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                errs.push("prefix part must be non-empty".to_string());
-            } else {
-                if prefix.len() > DNS_SUBDOMAIN_MAX_LEN {
-                    errs.push(format!("prefix part must be no more than {DNS_SUBDOMAIN_MAX_LEN} bytes"));
-                }
-                if !is_dns_subdomain(prefix) {
-                    errs.push(format!("prefix part {DNS_SUBDOMAIN_MSG}"));
-                }
-            }
-            *name
-        }
-        _ => {
-            return vec![format!(
-                "a valid label key {LABEL_KEY_MSG} with an optional DNS subdomain prefix and '/' (e.g. \
-                 'example.com/MyName')"
-            )]
-        }
-    };
-    if name.is_empty() {
-        errs.push("name part must be non-empty".to_string());
-    } else if name.len() > LABEL_MAX_LEN {
-        errs.push(format!("name part must be no more than {LABEL_MAX_LEN} bytes"));
-    }
-    if !is_label_token(name) {
-        errs.push(format!("name part {LABEL_KEY_MSG}"));
-    }
-    errs
-}
-
-/// Upstream's `IsValidLabelValue`: empty, or a name of at most 63 characters.
-pub(super) fn value_errors(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > LABEL_MAX_LEN {
-        errs.push(format!("must be no more than {LABEL_MAX_LEN} bytes"));
-    }
-    if !value.is_empty() && !is_label_token(value) {
-        errs.push(LABEL_VALUE_MSG.to_string());
-    }
-    errs
-}
-
-/// Upstream's label name regex: alphanumeric at both ends, `[-A-Za-z0-9_.]` between.
-fn is_label_token(s: &str) -> bool {
-    let b = s.as_bytes();
-    let ends_ok =
-        matches!((b.first(), b.last()), (Some(f), Some(l)) if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric());
-    ends_ok && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
-/// A lowercase RFC 1123 subdomain: dot-separated labels of `[a-z0-9-]`, alphanumeric at both
-/// ends of each label.
-fn is_dns_subdomain(s: &str) -> bool {
-    s.split('.').all(|label| {
-        let b = label.as_bytes();
-        let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-        matches!((b.first(), b.last()), (Some(f), Some(l)) if alnum(f) && alnum(l))
-            && b.iter().all(|c| alnum(c) || *c == b'-')
-    })
+/// Upstream's `validateLabelKey`: the error for a key that is not a qualified name.
+pub(super) fn key_error(key: &str) -> Option<String> {
+    let errs = is_qualified_name(key);
+    (!errs.is_empty()).then(|| format!("key: Invalid value: {key:?}: {}", errs.join("; ")))
 }
 
 /// Go's `%#v` of a `[]string`, as upstream prints a bad values list.
@@ -455,33 +375,5 @@ mod tests {
         assert!(err(json!({"matchLabels": {"a b": "x"}})).starts_with("key: Invalid value: \"a b\": name part"));
         assert!(err(json!({"matchLabels": {"a": 1}})).contains("must be a string"));
         assert_eq!(err(Value::Null), "a null label selector selects nothing");
-    }
-
-    #[test]
-    fn key_validation_follows_is_label_key() {
-        assert!(key_errors("app").is_empty());
-        assert!(key_errors("example.com/App_1.x-y").is_empty());
-        assert_eq!(key_errors(&"a".repeat(64)), vec!["name part must be no more than 63 bytes"]);
-        assert_eq!(key_errors("/a"), vec!["prefix part must be non-empty"]);
-        assert_eq!(key_errors("Example.com/a"), vec![format!("prefix part {DNS_SUBDOMAIN_MSG}")]);
-        assert_eq!(
-            key_errors("a/"),
-            vec!["name part must be non-empty".to_string(), format!("name part {LABEL_KEY_MSG}")]
-        );
-        assert!(key_errors("a/b/c")[0]
-            .ends_with("with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
-        assert_eq!(key_errors("-a"), vec![format!("name part {LABEL_KEY_MSG}")]);
-    }
-
-    #[test]
-    fn value_validation_allows_empty_and_limits_length() {
-        assert!(value_errors("").is_empty());
-        assert!(value_errors("a.b-c_D9").is_empty());
-        assert_eq!(value_errors("x_"), vec![LABEL_VALUE_MSG]);
-        // The continuation lines of the constant must keep upstream's exact spacing.
-        assert!(LABEL_VALUE_MSG.contains("(e.g. 'MyValue',  or 'my_value',  or '12345', regex used for"));
-        assert!(LABEL_KEY_MSG.contains("character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used"));
-        assert!(DNS_SUBDOMAIN_MSG.contains("alphanumeric character (e.g. 'example.com', regex used"));
-        assert_eq!(value_errors(&"v".repeat(64)), vec!["must be no more than 63 bytes"]);
     }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use super::label::{key_errors, Op, Requirement};
+use super::label::{key_error, Op, Requirement};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok<'a> {
@@ -186,9 +186,8 @@ impl<'a> Parser<'a> {
         let Tok::Ident(key) = tok else {
             return Err(format!("found '{}', expected: identifier", tok.literal()));
         };
-        let errs = key_errors(key);
-        if !errs.is_empty() {
-            return Err(format!("key: Invalid value: {key:?}: {}", errs.join("; ")));
+        if let Some(err) = key_error(key) {
+            return Err(err);
         }
         if negated {
             return Ok((key, Some(Op::DoesNotExist)));
@@ -360,11 +359,11 @@ mod tests {
             key_err.starts_with("unable to parse requirement: key: Invalid value: \"Foo_\": name part must consist")
         );
         assert!(key_err.ends_with("regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"));
-        assert!(error("a/b/c").contains("a valid label key must consist"));
-        assert!(error(&format!("{}=x", "k".repeat(64))).ends_with("name part must be no more than 63 bytes"));
+        assert!(error("a/b/c").contains("a qualified name must consist"));
+        assert!(error(&format!("{}=x", "k".repeat(64))).ends_with("name part must be no more than 63 characters"));
         assert!(error("a=b_")
             .starts_with("unable to parse requirement: values[0][a]: Invalid value: \"b_\": a valid label"));
-        assert!(error(&format!("a={}", "v".repeat(64))).ends_with(": must be no more than 63 bytes"));
+        assert!(error(&format!("a={}", "v".repeat(64))).ends_with(": must be no more than 63 characters"));
         assert!(error("a=x:y").contains("Invalid value: \"x:y\""));
     }
 

@@ -15,13 +15,14 @@ use super::meta::{
 };
 use super::names::{is_percent, NameRule, IS_NEGATIVE};
 use super::pod::validate_template;
-use super::{arr_field, field, int_field, nonnegative, obj_field, semantic_eq, str_field, Bad, Errors, Path};
+use super::{
+    arr_field, field, field_or_null, int_field, nonnegative, obj_field, semantic_eq, str_field, Bad, Errors, Path,
+};
 
 /// Validates a workload (`deployments`, `replicasets`, `statefulsets`, `daemonsets`, `jobs`).
 pub(crate) fn validate(plural: &str, obj: &Value, errs: &mut Errors) {
     validate_meta(obj, NameRule::Subdomain, errs);
-    let empty = Value::Null;
-    let spec = field(obj, "spec").unwrap_or(&empty);
+    let spec = field_or_null(obj, "spec");
     let path = Path::root("spec");
     match plural {
         "deployments" => validate_deployment_spec(spec, &path, errs),
@@ -34,8 +35,7 @@ pub(crate) fn validate(plural: &str, obj: &Value, errs: &mut Errors) {
 
 /// The update rules: selectors are immutable, and more for StatefulSets and Jobs.
 pub(crate) fn validate_update(plural: &str, new: &Value, old: &Value, errs: &mut Errors) {
-    let empty = Value::Null;
-    let (n, o) = (field(new, "spec").unwrap_or(&empty), field(old, "spec").unwrap_or(&empty));
+    let (n, o) = (field_or_null(new, "spec"), field_or_null(old, "spec"));
     let path = Path::root("spec");
     match plural {
         "statefulsets" => {
@@ -98,8 +98,7 @@ fn validate_selector_and_template(
 /// The restart policy of a controller's template must be `Always`, without a deadline;
 /// each kind words the deadline error its own way upstream.
 fn template_restart_always(spec: &Value, path: &Path, kind: &str, errs: &mut Errors) {
-    let empty = Value::Null;
-    let tspec = field(spec, "template").and_then(|t| field(t, "spec")).unwrap_or(&empty);
+    let tspec = field_or_null(field_or_null(spec, "template"), "spec");
     let p = path.child("template").child("spec");
     let policy = str_field(tspec, "restartPolicy");
     if !policy.is_empty() && policy != "Always" {
@@ -128,8 +127,7 @@ fn validate_replicated_spec(spec: &Value, path: &Path, kind: &str, volumes: &BTr
 
 fn validate_deployment_spec(spec: &Value, path: &Path, errs: &mut Errors) {
     validate_replicated_spec(spec, path, "deployment", &BTreeSet::new(), errs);
-    let empty = Value::Null;
-    let strategy = field(spec, "strategy").unwrap_or(&empty);
+    let strategy = field_or_null(spec, "strategy");
     let sp = path.child("strategy");
     match str_field(strategy, "type") {
         "Recreate" if field(strategy, "rollingUpdate").is_some() => {
@@ -213,8 +211,7 @@ fn validate_statefulset_spec(spec: &Value, path: &Path, errs: &mut Errors) {
             errs.invalid(&path.child("podManagementPolicy"), Bad::str(other), "must be 'OrderedReady' or 'Parallel'")
         }
     }
-    let empty = Value::Null;
-    let strategy = field(spec, "updateStrategy").unwrap_or(&empty);
+    let strategy = field_or_null(spec, "updateStrategy");
     let sp = path.child("updateStrategy");
     match str_field(strategy, "type") {
         "" => errs.required(&sp, ""),
@@ -246,8 +243,7 @@ fn validate_daemonset_spec(spec: &Value, path: &Path, errs: &mut Errors) {
         template_restart_always(spec, path, "daemonset", errs);
     }
     nonnegative(spec, "minReadySeconds", path, errs);
-    let empty = Value::Null;
-    let strategy = field(spec, "updateStrategy").unwrap_or(&empty);
+    let strategy = field_or_null(spec, "updateStrategy");
     let sp = path.child("updateStrategy");
     match str_field(strategy, "type") {
         "OnDelete" => {}

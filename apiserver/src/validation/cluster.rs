@@ -10,7 +10,7 @@ use super::apps::validate_int_or_percent;
 use super::container::PROTOCOLS;
 use super::meta::{validate_label_selector, validate_meta};
 use super::names::{is_dns1123_label, is_dns1123_subdomain, is_port_num, is_qualified_name, NameRule};
-use super::{arr_field, field, int_field, optional_one_of, str_field, Bad, Errors, Path};
+use super::{arr_field, field, field_or_null, int_field, optional_one_of, str_field, Bad, Errors, Path};
 
 /// Validates the kinds not covered by a dedicated module.
 pub(crate) fn validate(plural: &str, obj: &Value, errs: &mut Errors) {
@@ -20,8 +20,7 @@ pub(crate) fn validate(plural: &str, obj: &Value, errs: &mut Errors) {
         _ => NameRule::PathSegment,
     };
     validate_meta(obj, rule, errs);
-    let empty = Value::Null;
-    let spec = field(obj, "spec").unwrap_or(&empty);
+    let spec = field_or_null(obj, "spec");
     let path = Path::root("spec");
     match plural {
         "namespaces" => validate_namespace(spec, &path, errs),
@@ -93,9 +92,8 @@ fn validate_endpoints(obj: &Value, errs: &mut Errors) {
 }
 
 fn validate_event(obj: &Value, errs: &mut Errors) {
-    let empty = Value::Null;
     let namespace = field(obj, "metadata").map_or("", |m| str_field(m, "namespace"));
-    let involved = field(obj, "involvedObject").unwrap_or(&empty);
+    let involved = field_or_null(obj, "involvedObject");
     let involved_ns = str_field(involved, "namespace");
     let mismatch =
         if involved_ns.is_empty() { !namespace.is_empty() && namespace != "default" } else { namespace != involved_ns };
@@ -134,14 +132,8 @@ fn validate_pdb(spec: &Value, path: &Path, errs: &mut Errors) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::validation::testing::create;
     use serde_json::json;
-
-    fn create(plural: &str, obj: &Value) -> Vec<String> {
-        let mut errs = Errors::default();
-        validate(plural, obj, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
-    }
 
     #[test]
     fn namespace_names_are_labels() {

@@ -138,19 +138,8 @@ pub(crate) fn validate_update(plural: &str, new: &Value, old: &Value, errs: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::testing::{create, update};
     use serde_json::json;
-
-    fn create(plural: &str, obj: &Value) -> Vec<String> {
-        let mut errs = Errors::default();
-        validate(plural, obj, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
-    }
-
-    fn update(plural: &str, new: &Value, old: &Value) -> Vec<String> {
-        let mut errs = Errors::default();
-        validate_update(plural, new, old, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
-    }
 
     #[test]
     fn config_map_keys() {

@@ -178,13 +178,12 @@ pub(crate) fn validate_resources(resources: &Value, path: &Path, errs: &mut Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::testing::messages;
     use serde_json::json;
 
     fn check(spec: Value) -> Vec<String> {
-        let mut errs = Errors::default();
         let volumes: BTreeSet<String> = ["data".to_string()].into();
-        validate_all(&spec, &Path::root("spec"), &volumes, true, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
+        messages(|errs| validate_all(&spec, &Path::root("spec"), &volumes, true, errs))
     }
 
     fn ok_container(name: &str) -> Value {

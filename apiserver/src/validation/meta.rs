@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use super::names::{is_label_value, is_qualified_name, NameRule};
-use super::{arr_field, field, go_quote, obj_field, str_field, Bad, Errors, Path};
+use super::{arr_field, field, field_or_null, go_quote, obj_field, str_field, Bad, Errors, Path};
 
 /// Upstream's `TotalAnnotationSizeLimitB`: 256 KiB of keys plus values.
 pub(crate) const TOTAL_ANNOTATION_SIZE_LIMIT_B: usize = 256 * 1024;
@@ -16,8 +16,7 @@ pub(crate) const TOTAL_ANNOTATION_SIZE_LIMIT_B: usize = 256 * 1024;
 /// Validates `obj.metadata` with the kind's name rule.
 pub(crate) fn validate_meta(obj: &Value, rule: NameRule, errs: &mut Errors) {
     let path = Path::root("metadata");
-    let empty = Value::Null;
-    let meta = field(obj, "metadata").unwrap_or(&empty);
+    let meta = field_or_null(obj, "metadata");
     let generate_name = str_field(meta, "generateName");
     if !generate_name.is_empty() {
         errs.invalid_each(&path.child("generateName"), generate_name, rule.check(generate_name, true));
@@ -41,9 +40,8 @@ pub(crate) fn validate_meta(obj: &Value, rule: NameRule, errs: &mut Errors) {
 
 /// The update-only metadata rules: `name` and `namespace` may not change.
 pub(crate) fn validate_meta_update(new: &Value, old: &Value, errs: &mut Errors) {
-    let empty = Value::Null;
-    let new_meta = field(new, "metadata").unwrap_or(&empty);
-    let old_meta = field(old, "metadata").unwrap_or(&empty);
+    let new_meta = field_or_null(new, "metadata");
+    let old_meta = field_or_null(old, "metadata");
     for key in ["name", "namespace"] {
         let (n, o) = (str_field(new_meta, key), str_field(old_meta, key));
         if n != o {
@@ -228,12 +226,11 @@ pub(crate) fn go_label_selector(selector: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::testing::messages;
     use serde_json::json;
 
     fn meta_errs(obj: Value, rule: NameRule) -> Vec<String> {
-        let mut errs = Errors::default();
-        validate_meta(&obj, rule, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
+        messages(|errs| validate_meta(&obj, rule, errs))
     }
 
     #[test]

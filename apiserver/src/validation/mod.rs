@@ -4,8 +4,8 @@
 //! and patch, *after* [`crate::defaults::apply_defaults`] (upstream validates defaulted
 //! objects, so e.g. a missing `imagePullPolicy` is only an error if defaulting was skipped).
 //! A non-empty result becomes a 422 `Invalid` Status whose `details.causes[]` are
-//! `{reason, message: FieldError::body(), field}` and whose message is
-//! `<Kind> "<name>" is invalid: ` + [`aggregate_message`].
+//! `{reason, message: FieldError::body(), field}`; its summary message is built from those
+//! causes in one place, [`crate::error::ApiError::status`].
 //!
 //! Invariants: validation never panics on malformed input; a field of the wrong JSON type is
 //! treated as absent here, because type errors are reported earlier (and as 400) by
@@ -22,13 +22,14 @@ mod cluster;
 mod config;
 mod container;
 mod meta;
-mod names;
+pub(crate) mod names;
 mod pod;
 pub mod quantity;
 mod service;
 mod storage;
 pub mod strict;
 
+pub(crate) use pod::VOLUME_SOURCES;
 pub use strict::{drop_unknown_fields, duplicate_fields, strict_errors, unknown_fields};
 
 use serde_json::{Map, Value};
@@ -54,21 +55,6 @@ impl FieldError {
     }
 }
 
-/// Joins errors the way upstream's aggregate error prints them: one error alone, or
-/// `[e1, e2]` with duplicates removed. Append it to `<Kind> "<name>" is invalid: `.
-pub fn aggregate_message(errs: &[FieldError]) -> String {
-    let mut seen: Vec<&str> = Vec::new();
-    for e in errs {
-        if !seen.contains(&e.message.as_str()) {
-            seen.push(&e.message);
-        }
-    }
-    match seen.as_slice() {
-        [one] => (*one).to_string(),
-        many => format!("[{}]", many.join(", ")),
-    }
-}
-
 /// Validates an object about to be created. `plural` is the URL plural (`deployments`);
 /// unknown plurals get the generic metadata checks only.
 pub fn validate_create(plural: &str, obj: &Value) -> Vec<FieldError> {
@@ -91,21 +77,25 @@ pub fn validate_create(plural: &str, obj: &Value) -> Vec<FieldError> {
 pub fn validate_update(plural: &str, new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = Errors::default();
     meta::validate_meta_update(new, old, &mut errs);
-    let mut create_errs = validate_create(plural, new);
+    validate_kind_update(plural, new, old, &mut errs);
+    errs.0.extend(validate_create(plural, new));
+    errs.0
+}
+
+/// The update rules of the kind alone (what may change in its spec), by plural.
+fn validate_kind_update(plural: &str, new: &Value, old: &Value, errs: &mut Errors) {
     match plural {
-        "pods" => pod::validate_pod_update(new, old, &mut errs),
+        "pods" => pod::validate_pod_update(new, old, errs),
         "deployments" | "replicasets" | "statefulsets" | "daemonsets" | "jobs" => {
-            apps::validate_update(plural, new, old, &mut errs)
+            apps::validate_update(plural, new, old, errs)
         }
-        "services" => service::validate_service_update(new, old, &mut errs),
-        "configmaps" | "secrets" => config::validate_update(plural, new, old, &mut errs),
+        "services" => service::validate_service_update(new, old, errs),
+        "configmaps" | "secrets" => config::validate_update(plural, new, old, errs),
         "persistentvolumes" | "persistentvolumeclaims" | "storageclasses" => {
-            storage::validate_update(plural, new, old, &mut errs)
+            storage::validate_update(plural, new, old, errs)
         }
         _ => {}
     }
-    errs.0.append(&mut create_errs);
-    errs.0
 }
 
 /// A field path, printed like upstream's `field.Path` (`spec.ports[0].name`, `data[key]`).
@@ -262,6 +252,14 @@ pub(crate) fn field<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
     obj.as_object().and_then(|m| m.get(key)).filter(|v| !v.is_null())
 }
 
+/// What an absent part of an object reads as: rules treat it like an empty one.
+pub(crate) static NULL: Value = Value::Null;
+
+/// `obj[key]`, or [`NULL`] when absent.
+pub(crate) fn field_or_null<'a>(obj: &'a Value, key: &str) -> &'a Value {
+    field(obj, key).unwrap_or(&NULL)
+}
+
 /// `obj[key]` as a string, `""` when absent or not a string (Go's zero value).
 pub(crate) fn str_field<'a>(obj: &'a Value, key: &str) -> &'a str {
     field(obj, key).and_then(Value::as_str).unwrap_or("")
@@ -330,6 +328,29 @@ pub(crate) fn one_of(obj: &Value, key: &str, path: &Path, supported: &[&str], er
 pub(crate) fn optional_one_of(obj: &Value, key: &str, path: &Path, supported: &[&str], errs: &mut Errors) {
     if !str_field(obj, key).is_empty() {
         one_of(obj, key, path, supported, errs);
+    }
+}
+
+/// Test helpers shared by the per-area test modules: error messages, in order.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{validate_create, validate_kind_update, Errors, Value};
+
+    /// The messages one validation pass reports.
+    pub(crate) fn messages(pass: impl FnOnce(&mut Errors)) -> Vec<String> {
+        let mut errs = Errors::default();
+        pass(&mut errs);
+        errs.0.into_iter().map(|e| e.message).collect()
+    }
+
+    /// The create rules of the kind `plural`, on `obj`.
+    pub(crate) fn create(plural: &str, obj: &Value) -> Vec<String> {
+        validate_create(plural, obj).into_iter().map(|e| e.message).collect()
+    }
+
+    /// The update rules of the kind `plural` alone: no metadata or create rules on `new`.
+    pub(crate) fn update(plural: &str, new: &Value, old: &Value) -> Vec<String> {
+        messages(|errs| validate_kind_update(plural, new, old, errs))
     }
 }
 

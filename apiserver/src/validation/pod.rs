@@ -13,10 +13,13 @@ use serde_json::Value;
 use super::container;
 use super::meta::{validate_annotations, validate_labels, validate_meta};
 use super::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, is_qualified_name, NameRule};
-use super::{arr_field, field, int_field, obj_field, one_of, semantic_eq, str_field, Bad, Errors, Path};
+use super::{
+    arr_field, field, field_or_null, int_field, obj_field, one_of, semantic_eq, str_field, Bad, Errors, Path, NULL,
+};
 
-/// The volume source fields of a `Volume`; exactly one must be set.
-const VOLUME_SOURCES: &[&str] = &[
+/// The volume source fields of a `Volume`; exactly one must be set (defaulting adds
+/// `emptyDir` when none is).
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "awsElasticBlockStore",
     "azureDisk",
     "azureFile",
@@ -54,8 +57,7 @@ const UPDATABLE_POD_FIELDS: &str = "`spec.containers[*].image`,`spec.initContain
 /// Validates a Pod object.
 pub(crate) fn validate_pod(obj: &Value, errs: &mut Errors) {
     validate_meta(obj, NameRule::Subdomain, errs);
-    let empty = Value::Null;
-    validate_pod_spec(field(obj, "spec").unwrap_or(&empty), &Path::root("spec"), &BTreeSet::new(), true, errs);
+    validate_pod_spec(field_or_null(obj, "spec"), &Path::root("spec"), &BTreeSet::new(), true, errs);
 }
 
 /// Validates a pod template (`spec.template` of workloads). `extra_volumes` are names that
@@ -66,13 +68,12 @@ pub(crate) fn validate_template(
     extra_volumes: &BTreeSet<String>,
     errs: &mut Errors,
 ) {
-    let empty = Value::Null;
-    let template = template.unwrap_or(&empty);
-    let meta = field(template, "metadata").unwrap_or(&empty);
+    let template = template.unwrap_or(&NULL);
+    let meta = field_or_null(template, "metadata");
     // Upstream reports template labels under `template.labels`, not `template.metadata.labels`.
     validate_labels(obj_field(meta, "labels"), &path.child("labels"), errs);
     validate_annotations(obj_field(meta, "annotations"), &path.child("annotations"), errs);
-    validate_pod_spec(field(template, "spec").unwrap_or(&empty), &path.child("spec"), extra_volumes, false, errs);
+    validate_pod_spec(field_or_null(template, "spec"), &path.child("spec"), extra_volumes, false, errs);
 }
 
 fn validate_pod_spec(spec: &Value, path: &Path, extra_volumes: &BTreeSet<String>, is_pod: bool, errs: &mut Errors) {
@@ -191,8 +192,7 @@ fn validate_tolerations(tolerations: &[Value], path: &Path, errs: &mut Errors) {
 /// The update rules of a pod's spec.
 pub(crate) fn validate_pod_update(new: &Value, old: &Value, errs: &mut Errors) {
     let path = Path::root("spec");
-    let empty = Value::Null;
-    let (new_spec, old_spec) = (field(new, "spec").unwrap_or(&empty), field(old, "spec").unwrap_or(&empty));
+    let (new_spec, old_spec) = (field_or_null(new, "spec"), field_or_null(old, "spec"));
     for key in ["containers", "initContainers"] {
         if arr_field(new_spec, key).len() != arr_field(old_spec, key).len() {
             errs.forbidden(&path.child(key), "pod updates may not add or remove containers");
@@ -304,6 +304,7 @@ fn diff_lines(old: Option<&Value>, new: Option<&Value>, path: &str, out: &mut Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::testing::{create, update};
     use serde_json::json;
 
     fn pod() -> Value {
@@ -314,21 +315,9 @@ mod tests {
                 "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]}})
     }
 
-    fn create(obj: &Value) -> Vec<String> {
-        let mut errs = Errors::default();
-        validate_pod(obj, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
-    }
-
-    fn update(new: &Value, old: &Value) -> Vec<String> {
-        let mut errs = Errors::default();
-        validate_pod_update(new, old, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
-    }
-
     #[test]
     fn a_defaulted_pod_is_valid() {
-        assert_eq!(create(&pod()), Vec::<String>::new());
+        assert_eq!(create("pods", &pod()), Vec::<String>::new());
     }
 
     #[test]
@@ -336,7 +325,7 @@ mod tests {
         let mut p = pod();
         p["spec"]["restartPolicy"] = json!("Sometimes");
         p["spec"]["dnsPolicy"] = json!("");
-        assert_eq!(create(&p), vec![
+        assert_eq!(create("pods", &p), vec![
             "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
             "spec.dnsPolicy: Required value",
         ]);
@@ -348,7 +337,7 @@ mod tests {
         p["spec"]["volumes"] = json!([{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}},
             {"name": "b"}, {"name": "c", "emptyDir": {}, "hostPath": {"path": "/x"}}, {"name": "d", "secret": {}}]);
         assert_eq!(
-            create(&p),
+            create("pods", &p),
             vec![
                 "spec.volumes[1].name: Duplicate value: \"a\"",
                 "spec.volumes[2]: Required value: must specify a volume type",
@@ -363,7 +352,7 @@ mod tests {
         let mut p = pod();
         p["spec"]["tolerations"] = json!([{"operator": "Equal", "value": "x"}, {"key": "k", "operator": "Exists", "value": "v"},
             {"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}, {"key": "k", "operator": "Near", "effect": "Never"}]);
-        let errs = create(&p);
+        let errs = create("pods", &p);
         assert_eq!(errs[0], "spec.tolerations[0].operator: Invalid value: \"Equal\": operator must be Exists when `key` is empty, which means \"match all values and all keys\"");
         assert!(errs[1].ends_with("value must be empty when `operator` is 'Exists'"), "{errs:?}");
         assert_eq!(errs[2], "spec.tolerations[2].effect: Invalid value: \"NoSchedule\": effect must be 'NoExecute' when `tolerationSeconds` is set");
@@ -379,7 +368,7 @@ mod tests {
         let mut p = pod();
         p["spec"]["activeDeadlineSeconds"] = json!(0);
         p["spec"]["serviceAccountName"] = json!("Bad_SA");
-        let errs = create(&p);
+        let errs = create("pods", &p);
         assert!(errs[0].starts_with("spec.serviceAccountName: Invalid value: \"Bad_SA\""));
         assert_eq!(
             errs[1],
@@ -398,7 +387,7 @@ mod tests {
         new["spec"]["tolerations"][0]["tolerationSeconds"] = json!(60);
         new["spec"]["activeDeadlineSeconds"] = json!(30);
         new["spec"]["hostNetwork"] = json!(false);
-        assert_eq!(update(&new, &old), Vec::<String>::new());
+        assert_eq!(update("pods", &new, &old), Vec::<String>::new());
     }
 
     #[test]
@@ -406,7 +395,7 @@ mod tests {
         let old = pod();
         let mut new = pod();
         new["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(8080);
-        let errs = update(&new, &old);
+        let errs = update("pods", &new, &old);
         assert_eq!(errs.len(), 1);
         assert!(errs[0].starts_with("spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)\n"));
         assert!(errs[0].contains(
@@ -422,13 +411,13 @@ mod tests {
             c.push(json!({"name": "b", "image": "b"}));
         }
         assert_eq!(
-            update(&new, &old),
+            update("pods", &new, &old),
             vec!["spec.containers: Forbidden: pod updates may not add or remove containers"]
         );
         let mut new = pod();
         new["spec"]["tolerations"] = json!([]);
         assert_eq!(
-            update(&new, &old),
+            update("pods", &new, &old),
             vec!["spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds"]
         );
     }
@@ -440,7 +429,7 @@ mod tests {
         let mut new = old.clone();
         new["spec"]["activeDeadlineSeconds"] = json!(60);
         assert_eq!(
-            update(&new, &old),
+            update("pods", &new, &old),
             vec!["spec.activeDeadlineSeconds: Invalid value: 60: must be less than or equal to previous value"]
         );
     }

@@ -13,7 +13,10 @@ use serde_json::Value;
 use super::container::PROTOCOLS;
 use super::meta::{validate_labels, validate_meta};
 use super::names::{is_dns1123_label, is_dns1123_subdomain, is_port_name, is_port_num, NameRule};
-use super::{arr_field, field, go_quote, int_field, obj_field, one_of, optional_one_of, str_field, Bad, Errors, Path};
+use super::{
+    arr_field, field, field_or_null, go_quote, int_field, obj_field, one_of, optional_one_of, str_field, Bad, Errors,
+    Path,
+};
 
 const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 /// The default `--service-node-port-range`.
@@ -44,8 +47,7 @@ fn go_string_slice(ips: &[String]) -> String {
 /// Validates a Service object.
 pub(crate) fn validate_service(obj: &Value, errs: &mut Errors) {
     validate_meta(obj, NameRule::Dns1035, errs);
-    let empty = Value::Null;
-    let spec = field(obj, "spec").unwrap_or(&empty);
+    let spec = field_or_null(obj, "spec");
     let path = Path::root("spec");
     let svc_type = str_field(spec, "type");
     let ports = arr_field(spec, "ports");
@@ -144,8 +146,7 @@ fn validate_target_port(v: Option<&Value>, path: &Path, errs: &mut Errors) {
 
 /// A set cluster IP may not change, unless the type moves to or from `ExternalName`.
 pub(crate) fn validate_service_update(new: &Value, old: &Value, errs: &mut Errors) {
-    let empty = Value::Null;
-    let (n, o) = (field(new, "spec").unwrap_or(&empty), field(old, "spec").unwrap_or(&empty));
+    let (n, o) = (field_or_null(new, "spec"), field_or_null(old, "spec"));
     if str_field(n, "type") == "ExternalName" || str_field(o, "type") == "ExternalName" {
         return;
     }
@@ -175,6 +176,7 @@ pub(crate) fn validate_service_update(new: &Value, old: &Value, errs: &mut Error
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::testing::{create, update};
     use serde_json::json;
 
     fn svc() -> Value {
@@ -184,36 +186,24 @@ mod tests {
                 "ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]}})
     }
 
-    fn create(obj: &Value) -> Vec<String> {
-        let mut errs = Errors::default();
-        validate_service(obj, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
-    }
-
-    fn update(new: &Value, old: &Value) -> Vec<String> {
-        let mut errs = Errors::default();
-        validate_service_update(new, old, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
-    }
-
     #[test]
     fn a_defaulted_service_is_valid_and_names_are_dns1035() {
-        assert_eq!(create(&svc()), Vec::<String>::new());
+        assert_eq!(create("services", &svc()), Vec::<String>::new());
         let mut s = svc();
         s["metadata"]["name"] = json!("1web");
-        assert!(create(&s)[0].starts_with("metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"));
+        assert!(create("services", &s)[0].starts_with("metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"));
     }
 
     #[test]
     fn ports_are_required_unless_headless_or_external() {
         let mut s = svc();
         s["spec"]["ports"] = json!([]);
-        assert_eq!(create(&s), vec!["spec.ports: Required value"]);
+        assert_eq!(create("services", &s), vec!["spec.ports: Required value"]);
         s["spec"]["clusterIP"] = json!("None");
         s["spec"]["clusterIPs"] = json!(["None"]);
-        assert_eq!(create(&s), Vec::<String>::new());
+        assert_eq!(create("services", &s), Vec::<String>::new());
         let ext = json!({"metadata": {"name": "db"}, "spec": {"type": "ExternalName", "externalName": "db.example.com.", "sessionAffinity": "None"}});
-        assert_eq!(create(&ext), Vec::<String>::new());
+        assert_eq!(create("services", &ext), Vec::<String>::new());
     }
 
     #[test]
@@ -221,7 +211,7 @@ mod tests {
         let mut s = svc();
         s["spec"]["ports"] = json!([{"port": 80, "protocol": "TCP", "targetPort": 80}, {"name": "http", "port": 0, "protocol": "HTTP", "targetPort": "HTTP"},
             {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": 30080}]);
-        let errs = create(&s);
+        let errs = create("services", &s);
         assert_eq!(errs[0], "spec.ports[0].name: Required value");
         assert_eq!(errs[1], "spec.ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive");
         assert_eq!(
@@ -238,10 +228,10 @@ mod tests {
     fn type_and_node_port_range() {
         let mut s = svc();
         s["spec"]["type"] = json!("Public");
-        assert_eq!(create(&s), vec!["spec.type: Unsupported value: \"Public\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""]);
+        assert_eq!(create("services", &s), vec!["spec.type: Unsupported value: \"Public\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""]);
         s["spec"]["type"] = json!("NodePort");
         s["spec"]["ports"][0]["nodePort"] = json!(80);
-        assert_eq!(create(&s), vec!["spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767"]);
+        assert_eq!(create("services", &s), vec!["spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767"]);
     }
 
     #[test]
@@ -249,7 +239,7 @@ mod tests {
         let mut s = svc();
         s["spec"]["clusterIP"] = json!("abc");
         s["spec"]["clusterIPs"] = json!(["abc"]);
-        assert_eq!(create(&s), vec!["spec.clusterIPs[0]: Invalid value: \"abc\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"]);
+        assert_eq!(create("services", &s), vec!["spec.clusterIPs[0]: Invalid value: \"abc\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"]);
     }
 
     #[test]
@@ -259,7 +249,7 @@ mod tests {
         new["spec"]["clusterIP"] = json!("10.96.0.11");
         new["spec"]["clusterIPs"] = json!(["10.96.0.11"]);
         assert_eq!(
-            update(&new, &old),
+            update("services", &new, &old),
             vec!["spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.11\"}: may not change once set"]
         );
         let mut unset = svc();
@@ -268,17 +258,17 @@ mod tests {
             m.remove("clusterIPs")
         });
         assert_eq!(
-            update(&unset, &old),
+            update("services", &unset, &old),
             vec!["spec.clusterIPs[0]: Invalid value: []string{}: primary clusterIP can not be unset"]
         );
         let mut ext = svc();
         ext["spec"]["type"] = json!("ExternalName");
-        assert_eq!(update(&ext, &old), Vec::<String>::new());
+        assert_eq!(update("services", &ext, &old), Vec::<String>::new());
         let mut first = svc();
         first["spec"].as_object_mut().map(|m| {
             m.remove("clusterIP");
             m.remove("clusterIPs")
         });
-        assert_eq!(update(&old, &first), Vec::<String>::new());
+        assert_eq!(update("services", &old, &first), Vec::<String>::new());
     }
 }

@@ -7,7 +7,9 @@ use serde_json::Value;
 use super::meta::validate_meta;
 use super::names::{is_qualified_name, NameRule};
 use super::quantity::Quantity;
-use super::{arr_field, field, obj_field, one_of, optional_one_of, semantic_eq, str_field, Bad, Errors, Path};
+use super::{
+    arr_field, field, field_or_null, obj_field, one_of, optional_one_of, semantic_eq, str_field, Bad, Errors, Path,
+};
 
 const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
 
@@ -40,8 +42,7 @@ const PV_SOURCES: &[&str] = &[
 /// Validates `persistentvolumes`, `persistentvolumeclaims` or `storageclasses`.
 pub(crate) fn validate(plural: &str, obj: &Value, errs: &mut Errors) {
     validate_meta(obj, NameRule::Subdomain, errs);
-    let empty = Value::Null;
-    let spec = field(obj, "spec").unwrap_or(&empty);
+    let spec = field_or_null(obj, "spec");
     let path = Path::root("spec");
     match plural {
         "persistentvolumes" => validate_pv_spec(spec, &path, errs),
@@ -116,8 +117,7 @@ fn validate_storage_class(obj: &Value, errs: &mut Errors) {
 
 /// The update rules of the three kinds.
 pub(crate) fn validate_update(plural: &str, new: &Value, old: &Value, errs: &mut Errors) {
-    let empty = Value::Null;
-    let (n, o) = (field(new, "spec").unwrap_or(&empty), field(old, "spec").unwrap_or(&empty));
+    let (n, o) = (field_or_null(new, "spec"), field_or_null(old, "spec"));
     match plural {
         "persistentvolumes" => {
             if PV_SOURCES.iter().any(|s| !semantic_eq(field(n, s), field(o, s))) {
@@ -174,19 +174,8 @@ fn validate_pvc_update(old: &Value, n: &Value, o: &Value, errs: &mut Errors) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::testing::{create, update};
     use serde_json::json;
-
-    fn create(plural: &str, obj: &Value) -> Vec<String> {
-        let mut errs = Errors::default();
-        validate(plural, obj, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
-    }
-
-    fn update(plural: &str, new: &Value, old: &Value) -> Vec<String> {
-        let mut errs = Errors::default();
-        validate_update(plural, new, old, &mut errs);
-        errs.0.into_iter().map(|e| e.message).collect()
-    }
 
     fn pvc() -> Value {
         json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",

@@ -449,11 +449,8 @@ impl Scanner<'_> {
             }
             self.i += 1;
             self.value(&child, depth + 1)?;
-            self.skip_ws();
-            match *self.b.get(self.i)? {
-                b',' => self.i += 1,
-                b'}' => break,
-                _ => return None,
+            if self.closes(b'}')? {
+                break;
             }
         }
         self.i += 1;
@@ -470,15 +467,25 @@ impl Scanner<'_> {
             }
             self.value(&format!("{path}[{index}]"), depth + 1)?;
             index += 1;
-            self.skip_ws();
-            match *self.b.get(self.i)? {
-                b',' => self.i += 1,
-                b']' => break,
-                _ => return None,
+            if self.closes(b']')? {
+                break;
             }
         }
         self.i += 1;
         Some(())
+    }
+
+    /// After a member or element: `true` at the container's `close` byte (left for the caller
+    /// to consume), `false` after consuming a `,`; `None` on anything else.
+    fn closes(&mut self, close: u8) -> Option<bool> {
+        self.skip_ws();
+        match *self.b.get(self.i)? {
+            b',' => {
+                self.i += 1;
+                Some(false)
+            }
+            c => (c == close).then_some(true),
+        }
     }
 }
 

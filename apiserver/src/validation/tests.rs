@@ -91,13 +91,26 @@ fn errors_carry_reason_field_and_cause_body() {
     assert_eq!(errs[1].field, "spec.containers[0].image");
     assert_eq!(errs[1].reason, "FieldValueRequired");
     assert_eq!(errs[1].body(), "Required value");
-    let joined = aggregate_message(&errs);
-    assert!(
-        joined.starts_with("[metadata.name: Invalid value: \"Web\"")
-            && joined.ends_with(", spec.containers[0].image: Required value]")
-    );
-    assert_eq!(aggregate_message(&errs[1..]), "spec.containers[0].image: Required value");
-    assert_eq!(aggregate_message(&[errs[1].clone(), errs[1].clone()]), "spec.containers[0].image: Required value");
+    assert!(errs[0].message.starts_with("metadata.name: Invalid value: \"Web\": a lowercase RFC 1123 subdomain"));
+    assert_eq!(errs[1].message, "spec.containers[0].image: Required value");
+}
+
+#[test]
+fn the_invalid_status_summarises_the_errors_like_upstream() {
+    let pod = json!({"metadata": {"name": "Web"}, "spec": {"containers": [{"name": "web", "imagePullPolicy": "Always",
+        "terminationMessagePolicy": "File"}], "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}});
+    let res = crate::resources::lookup("", "v1", "pods").expect("pods are served");
+    let message = |errs: Vec<FieldError>| {
+        let err = crate::registry::check_valid(res, "Web", errs).expect_err("errors make a 422");
+        err.status().1["message"].as_str().expect("a Status message").to_string()
+    };
+    let errs = validate_create("pods", &pod);
+    let joined = message(errs.clone());
+    assert!(joined.starts_with("Pod \"Web\" is invalid: [metadata.name: Invalid value: \"Web\""), "{joined}");
+    assert!(joined.ends_with(", spec.containers[0].image: Required value]"), "{joined}");
+    let one = "Pod \"Web\" is invalid: spec.containers[0].image: Required value";
+    assert_eq!(message(errs[1..].to_vec()), one);
+    assert_eq!(message(vec![errs[1].clone(), errs[1].clone()]), one, "duplicates are dropped");
 }
 
 #[test]

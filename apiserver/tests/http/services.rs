@@ -66,7 +66,10 @@ async fn node_ports_are_allocated_unique_and_released() {
     let a = api
         .create(
             SVCS,
-            service("a", json!({"type": "NodePort", "ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]})),
+            service(
+                "a",
+                json!({"type": "NodePort", "ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]}),
+            ),
         )
         .await;
     let ports: Vec<i64> =

@@ -1,6 +1,7 @@
 //! Workload validation tests with realistic, defaulted objects.
 
 use super::*;
+use crate::validation::testing::{create, update};
 use serde_json::json;
 
 fn deployment() -> Value {
@@ -9,18 +10,6 @@ fn deployment() -> Value {
             "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"}]}}}});
     crate::defaults::apply_defaults("deployments", &mut d);
     d
-}
-
-fn create(plural: &str, obj: &Value) -> Vec<String> {
-    let mut errs = Errors::default();
-    validate(plural, obj, &mut errs);
-    errs.0.into_iter().map(|e| e.message).collect()
-}
-
-fn update(plural: &str, new: &Value, old: &Value) -> Vec<String> {
-    let mut errs = Errors::default();
-    validate_update(plural, new, old, &mut errs);
-    errs.0.into_iter().map(|e| e.message).collect()
 }
 
 #[test]
