@@ -200,9 +200,10 @@ fn subject_details(s: &Subject) -> Option<Value> {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NoLeader | StoreError::LeaderUnreachable { .. } | StoreError::Stopped => {
-                ApiError::Unavailable(format!("the store cannot serve this request now: {e}"))
-            }
+            StoreError::NoLeader
+            | StoreError::LeaderUnreachable { .. }
+            | StoreError::Stopped
+            | StoreError::NotLeader => ApiError::Unavailable(format!("the store cannot serve this request now: {e}")),
             StoreError::Timeout => ApiError::Timeout(
                 "Timeout: request did not complete within the store's deadline; it may or may not have been applied"
                     .into(),

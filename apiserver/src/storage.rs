@@ -70,11 +70,24 @@ pub struct Page {
 #[derive(Clone)]
 pub struct Storage {
     node: Arc<StoreNode>,
+    /// Writes go to the local Raft node only, and only while it leads (see [`Storage::fenced`]).
+    fenced: bool,
 }
 
 impl Storage {
     pub fn new(node: Arc<StoreNode>) -> Self {
-        Self { node }
+        Self { node, fenced: false }
+    }
+
+    /// Storage for leader-only components: every write is proposed on this replica only and
+    /// fails once it no longer leads, never forwarded to another leader. Together with the
+    /// CAS on every write this fences a deposed leader's controllers.
+    pub fn fenced(node: Arc<StoreNode>) -> Self {
+        Self { node, fenced: true }
+    }
+
+    async fn txn(&self, req: PbTxnRequest) -> ApiResult<flotilla_store::pb::PbTxnResponse> {
+        Ok(if self.fenced { self.node.txn_local(req).await? } else { self.node.txn(req).await? })
     }
 
     pub fn node(&self) -> &Arc<StoreNode> {
@@ -138,7 +151,7 @@ impl Storage {
             failure.push(range_op(c));
             success.push(put_op(c, key.to_vec()));
         }
-        let resp = self.node.txn(PbTxnRequest { compare, success, failure }).await?;
+        let resp = self.txn(PbTxnRequest { compare, success, failure }).await?;
         if resp.succeeded {
             return Ok(Ok(self.written(key, object, &resp.header)));
         }
@@ -172,7 +185,7 @@ impl Storage {
             success.push(put_op(c, key.to_vec()));
         }
         success.extend(release.iter().map(|k| delete_op(k)));
-        let resp = self.node.txn(PbTxnRequest { compare, success, failure }).await?;
+        let resp = self.txn(PbTxnRequest { compare, success, failure }).await?;
         if resp.succeeded {
             return Ok(Ok(self.written(key, object, &resp.header)));
         }
@@ -190,7 +203,7 @@ impl Storage {
         let mut success = vec![delete_op(key)];
         success.extend(release.iter().map(|k| delete_op(k)));
         let txn = PbTxnRequest { compare: vec![compare_mod(key, expected)], success, failure: vec![range_op(key)] };
-        let resp = self.node.txn(txn).await?;
+        let resp = self.txn(txn).await?;
         if resp.succeeded {
             return Ok(Ok(resp.header.map_or(0, |h| h.revision)));
         }

@@ -40,6 +40,10 @@ pub enum StoreError {
     /// The Raft node has shut down.
     #[error("store stopped")]
     Stopped,
+    /// A leader-only write ([`crate::node::StoreNode::txn_local`]) on a replica that does not
+    /// lead (any more): it was not proposed.
+    #[error("not the leader")]
+    NotLeader,
 }
 
 impl StoreError {

@@ -99,6 +99,7 @@ pub fn status(e: StoreError) -> Status {
         StoreError::MemberNotFound => etcd(Code::NotFound, "member not found"),
         StoreError::Membership(m) => etcd(Code::FailedPrecondition, &m),
         StoreError::Stopped => etcd(Code::Unavailable, "server stopped"),
+        StoreError::NotLeader => etcd(Code::Unavailable, "not leader"),
         StoreError::Storage(m) => {
             tracing::warn!(error = %m, "storage error answered to a client");
             etcd(Code::Internal, &format!("storage: {m}"))

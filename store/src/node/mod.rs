@@ -253,6 +253,35 @@ impl StoreNode {
         }
     }
 
+    /// A Txn proposed on this replica only, and only while it leads: never forwarded, never
+    /// retried elsewhere. Leader-only components (scheduler, controllers) write this way, so
+    /// a decision made by a deposed leader cannot reach the log through the new leader; it
+    /// fails with `NotLeader` (or, if leadership is lost mid-flight, `Timeout`/`NoLeader`
+    /// without being committed in a later term by anyone else).
+    pub async fn txn_local(&self, req: PbTxnRequest) -> Result<PbTxnResponse, StoreError> {
+        check_txn_request(&req)?;
+        let cmd = Command::Txn(req);
+        let size = bincode::serialized_size(&cmd).map_err(StoreError::storage)? as usize;
+        if size > MAX_REQUEST_BYTES {
+            return Err(StoreError::TooLarge);
+        }
+        if self.raft.metrics().borrow().current_leader != Some(self.id) {
+            return Err(StoreError::NotLeader);
+        }
+        let deadline = Instant::now() + self.cfg.request_timeout;
+        let submitted = tokio::time::timeout_at(deadline, self.batcher.submit(cmd, size)).await;
+        let (result, index) = submitted.unwrap_or(Err(StoreError::Timeout))?;
+        self.wait_applied(index, deadline).await?;
+        match result {
+            CommandResult::Txn(mut r) => {
+                self.fill(&mut r.header);
+                Ok(r)
+            }
+            CommandResult::Rejected(r) => Err(r.into()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Compact history; returns the header at the time of compaction.
     pub async fn compact(&self, revision: i64) -> Result<PbResponseHeader, StoreError> {
         match self.write(Command::Compact { revision }).await? {
