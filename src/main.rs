@@ -1,6 +1,7 @@
 //! The `flotilla` binary: thin subcommands over the library crates.
 
 mod bench;
+mod bench_api;
 mod failover;
 mod member;
 mod server;
@@ -28,6 +29,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Kill -9 the leader of a `flotilla up` cluster under load; time until writes resume.
     BenchFailover(failover::FailoverArgs),
+    /// Measure the Kubernetes API of a `flotilla up` cluster: latency, watch fan-out, memory.
+    BenchApi(bench_api::BenchApiArgs),
 }
 
 fn main() {
@@ -46,6 +49,7 @@ fn main() {
             Command::Member(args) => member::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::BenchFailover(args) => failover::run(args).await,
+            Command::BenchApi(args) => bench_api::run(args).await,
         }
     });
     if let Err(e) = result {
