@@ -80,12 +80,12 @@ where
     /// Replace `obj` (CAS on its `metadata.resourceVersion` when set).
     pub async fn update(&self, name: &str, obj: &K) -> ApiResult<K> {
         let v = to_value(obj)?;
-        from_value(self.registry.update(self.res, self.ns(), name, v, Part::Main, &WriteOptions::default()).await?)
+        from_value(self.registry.update(self.res, self.ns(), name, v, Part::Main, &WriteOptions::default()).await?.0)
     }
 
     pub async fn update_status(&self, name: &str, obj: &K) -> ApiResult<K> {
         let v = to_value(obj)?;
-        from_value(self.registry.update(self.res, self.ns(), name, v, Part::Status, &WriteOptions::default()).await?)
+        from_value(self.registry.update(self.res, self.ns(), name, v, Part::Status, &WriteOptions::default()).await?.0)
     }
 
     pub async fn patch(&self, name: &str, patch_type: PatchType, patch: &Value, part: Part) -> ApiResult<K> {

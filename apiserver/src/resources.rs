@@ -88,6 +88,13 @@ pub static RESOURCES: &[Resource] = &[
             Subresource { name: "log", group: "", version: "v1", kind: "Pod", verbs: &["get"] },
             Subresource { name: "exec", group: "", version: "v1", kind: "PodExecOptions", verbs: &["create", "get"] },
             Subresource {
+                name: "attach",
+                group: "",
+                version: "v1",
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"],
+            },
+            Subresource {
                 name: "portforward",
                 group: "",
                 version: "v1",

@@ -16,6 +16,8 @@
 //! - [`watch`]: watch start rules, event types, selectors, timeouts, bookmarks, compaction.
 //! - [`services`]: cluster IP and node port allocation (unique, in range, released).
 //! - [`client`]: the in-process typed client the controllers use.
+//! - [`semantics`]: smaller upstream rules (system namespaces, finalize, uid preconditions,
+//!   includeObject, list resourceVersions, create-on-update, warnings).
 //!
 //! Expected status codes, `reason`s, `details` and messages are upstream's (kube-apiserver
 //! 1.32), since clients branch on them.
@@ -27,6 +29,7 @@ mod http {
     pub mod discovery;
     pub mod lifecycle;
     pub mod patch;
+    pub mod semantics;
     pub mod services;
     pub mod subresources;
     pub mod support;

@@ -16,7 +16,59 @@ use crate::protobuf::CONTENT_TYPE as PROTOBUF;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Object,
-    Table,
+    Table(Include),
+}
+
+/// What a Table row carries in `object` (`includeObject`; kubectl's `--sort-by` asks for
+/// whole objects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Include {
+    None,
+    #[default]
+    Metadata,
+    Object,
+}
+
+impl Include {
+    pub fn parse(v: Option<&str>) -> ApiResult<Self> {
+        match v.unwrap_or("") {
+            "" | "Metadata" => Ok(Include::Metadata),
+            "None" => Ok(Include::None),
+            "Object" => Ok(Include::Object),
+            other => Err(ApiError::BadRequest(format!(
+                "includeObject: Unsupported value: \"{other}\": supported values: \"None\", \"Metadata\", \"Object\""
+            ))),
+        }
+    }
+}
+
+/// Objects as the client asked for them: the objects themselves (`list_meta` is then
+/// unused), or a Table of them whose rows carry what `includeObject` says.
+pub fn render(output: Output, plural: &str, objects: &[Value], list_meta: Value) -> Value {
+    let Output::Table(include) = output else {
+        return objects.first().cloned().unwrap_or(Value::Null);
+    };
+    let mut table = crate::table::table(plural, objects, list_meta, jiff::Timestamp::now());
+    if let Some(rows) = table.get_mut("rows").and_then(Value::as_array_mut) {
+        for (row, obj) in rows.iter_mut().zip(objects) {
+            match include {
+                Include::Metadata => {}
+                Include::Object => row["object"] = obj.clone(),
+                Include::None => {
+                    if let Some(r) = row.as_object_mut() {
+                        r.remove("object");
+                    }
+                }
+            }
+        }
+    }
+    table
+}
+
+/// One object (a get, or a watch event) as the client asked for it.
+pub fn render_one(output: Output, plural: &str, obj: &Value) -> Value {
+    let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+    render(output, plural, std::slice::from_ref(obj), serde_json::json!({"resourceVersion": rv}))
 }
 
 /// Media ranges of an Accept header: (type, parameters).
@@ -35,8 +87,9 @@ fn media_ranges(accept: &str) -> Vec<(String, Vec<(String, String)>)> {
         .collect()
 }
 
-/// The output a resource request asks for.
-pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
+/// The output a resource request asks for (`include_object` is the `includeObject` query
+/// parameter, used for Tables).
+pub fn output(headers: &HeaderMap, include_object: Option<&str>) -> ApiResult<Output> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).filter(|a| !a.trim().is_empty())
     else {
         return Ok(Output::Object);
@@ -47,7 +100,7 @@ pub fn output(headers: &HeaderMap) -> ApiResult<Output> {
         let json_like = matches!(ty.as_str(), "application/json" | "application/*" | "*/*" | "application/yaml");
         if ty == "application/json" && param("as") == Some("Table") {
             if param("g") == Some("meta.k8s.io") && matches!(param("v"), Some("v1" | "v1beta1")) {
-                return Ok(Output::Table);
+                return Ok(Output::Table(Include::parse(include_object)?));
             }
             continue;
         }
@@ -77,8 +130,24 @@ pub fn content_type(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| "application/json".into())
 }
 
-/// Decode a create/update body into an object of `res`, enforcing `fieldValidation=Strict`.
-pub fn decode_object(res: &Resource, headers: &HeaderMap, body: &[u8], strict: bool) -> ApiResult<Value> {
+/// `fieldValidation`: what to do about unknown and duplicate fields in a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    /// Upstream's default: accept, and say so in `Warning` headers.
+    Warn,
+    Strict,
+}
+
+/// Decode a create/update body into an object of `res`. Unknown fields are dropped (never
+/// stored); with `Strict` they (and duplicate fields) are a 400, with `Warn` they come back
+/// as warning texts for `Warning` headers.
+pub fn decode_object(
+    res: &Resource,
+    headers: &HeaderMap,
+    body: &[u8],
+    validation: FieldValidation,
+) -> ApiResult<(Value, Vec<String>)> {
     let cannot = |why: String| {
         ApiError::BadRequest(format!(
             "{} in version \"{}\" cannot be handled as a {}: {why}",
@@ -86,7 +155,7 @@ pub fn decode_object(res: &Resource, headers: &HeaderMap, body: &[u8], strict: b
         ))
     };
     let ct = content_type(headers);
-    let obj: Value = match ct.as_str() {
+    let mut obj: Value = match ct.as_str() {
         "application/json" => serde_json::from_slice(body).map_err(|e| cannot(e.to_string()))?,
         "application/yaml" => serde_yaml_ng::from_slice(body).map_err(|e| cannot(e.to_string()))?,
         PROTOBUF => crate::protobuf::decode(body).map_err(|e| {
@@ -106,27 +175,17 @@ pub fn decode_object(res: &Resource, headers: &HeaderMap, body: &[u8], strict: b
     if !obj.is_object() {
         return Err(cannot("the body must be an object".into()));
     }
-    if strict && ct != PROTOBUF {
-        strict_check(res, body, &obj, &ct).map_err(cannot)?;
-    }
-    // Unknown fields are never stored (upstream's typed decode drops them).
-    let mut obj = obj;
-    crate::validation::drop_unknown_fields(res.plural, &mut obj).map_err(cannot)?;
-    Ok(obj)
-}
-
-/// Unknown and duplicate fields, as upstream's strict decoding reports them.
-fn strict_check(res: &Resource, body: &[u8], obj: &Value, ct: &str) -> Result<(), String> {
-    let problems = if ct == "application/json" {
-        crate::validation::strict_errors(res.plural, body)?
-    } else {
-        crate::validation::unknown_fields(res.plural, obj)?
+    // Protobuf has no unknown or duplicate fields by construction.
+    let problems = match (validation, ct.as_str()) {
+        (FieldValidation::Ignore, _) | (_, PROTOBUF) => Vec::new(),
+        (_, "application/json") => crate::validation::strict_errors(res.plural, body).map_err(cannot)?,
+        _ => crate::validation::unknown_fields(res.plural, &obj).map_err(cannot)?,
     };
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("strict decoding error: {}", problems.join(", ")))
+    if validation == FieldValidation::Strict && !problems.is_empty() {
+        return Err(cannot(format!("strict decoding error: {}", problems.join(", "))));
     }
+    crate::validation::drop_unknown_fields(res.plural, &mut obj).map_err(cannot)?;
+    Ok((obj, problems))
 }
 
 #[cfg(test)]
@@ -145,10 +204,13 @@ mod tests {
         let h = accept(
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
         );
-        assert_eq!(output(&h).unwrap(), Output::Table);
-        assert_eq!(output(&accept("application/vnd.kubernetes.protobuf,application/json")).unwrap(), Output::Object);
-        assert_eq!(output(&HeaderMap::new()).unwrap(), Output::Object);
-        assert!(output(&accept("application/vnd.kubernetes.protobuf")).is_err());
+        assert_eq!(output(&h, None).unwrap(), Output::Table(Include::Metadata));
+        assert_eq!(
+            output(&accept("application/vnd.kubernetes.protobuf,application/json"), None).unwrap(),
+            Output::Object
+        );
+        assert_eq!(output(&HeaderMap::new(), None).unwrap(), Output::Object);
+        assert!(output(&accept("application/vnd.kubernetes.protobuf"), None).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::negotiate::FieldValidation;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{DeleteOptions, ListOptions, Propagation, WriteOptions};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -61,10 +62,7 @@ impl Query {
 
     fn selectors(&self) -> ApiResult<(Option<LabelSelector>, Option<FieldSelector>)> {
         let label = match self.get("labelSelector").filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(
-                LabelSelector::parse(s)
-                    .map_err(|e| ApiError::BadRequest(format!("unable to parse requirement: {e}")))?,
-            ),
+            Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?),
             None => None,
         };
         let field = match self.get("fieldSelector").filter(|s| !s.trim().is_empty()) {
@@ -83,6 +81,7 @@ impl Query {
             limit,
             continue_token: self.get("continue").filter(|c| !c.is_empty()).map(String::from),
             resource_version: self.get("resourceVersion").map(String::from),
+            resource_version_match: self.get("resourceVersionMatch").map(String::from),
         })
     }
 
@@ -117,11 +116,12 @@ impl Query {
         }
     }
 
-    /// `fieldValidation`: true for Strict (unknown and duplicate fields are errors).
-    pub fn strict(&self) -> ApiResult<bool> {
+    /// `fieldValidation` (upstream's default is Warn).
+    pub fn field_validation(&self) -> ApiResult<FieldValidation> {
         match self.get("fieldValidation").unwrap_or("") {
-            "Strict" => Ok(true),
-            "" | "Ignore" | "Warn" => Ok(false),
+            "Strict" => Ok(FieldValidation::Strict),
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Ignore" => Ok(FieldValidation::Ignore),
             other => Err(ApiError::BadRequest(format!(
                 "fieldValidation: Unsupported value: \"{other}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
             ))),
@@ -156,7 +156,7 @@ mod tests {
         let q = Query::parse(Some("limit=500&watch=true&resourceVersion=12&fieldValidation=Strict&dryRun=All"));
         assert!(q.is_watch().unwrap());
         assert_eq!(q.list_options().unwrap().limit, 500);
-        assert!(q.strict().unwrap());
+        assert_eq!(q.field_validation().unwrap(), FieldValidation::Strict);
         assert!(q.write_options().unwrap().dry_run);
         assert_eq!(q.watch_options().unwrap().resource_version.as_deref(), Some("12"));
     }

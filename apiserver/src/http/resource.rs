@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::negotiate::{self, Output};
+use super::negotiate::{self, FieldValidation, Output};
 use super::query::Query;
 use super::target::{self, Target};
 use super::{json as respond_json, ApiState};
@@ -104,21 +104,22 @@ async fn collection(s: &ApiState, req: Request) -> ApiResult<Response> {
             super::watch::serve(s, res, ns(&req), req.query.watch_options()?, &req.query, &req.headers).await
         }
         Method::GET => {
-            let output = negotiate::output(&req.headers)?;
+            let output = negotiate::output(&req.headers, req.query.get("includeObject"))?;
             let list = s.registry.list(res, ns(&req), &req.query.list_options()?).await?;
             let body = match output {
                 Output::Object => list.to_json(res),
-                Output::Table => {
+                Output::Table(_) => {
                     let list_meta = list.to_json(res)["metadata"].clone();
-                    crate::table::table(res.plural, &list.items, list_meta, jiff::Timestamp::now())
+                    negotiate::render(output, res.plural, &list.items, list_meta)
                 }
             };
             Ok(respond_json(StatusCode::OK, body))
         }
         Method::POST => {
-            let obj = negotiate::decode_object(res, &req.headers, &req.body, req.query.strict()?)?;
+            let (obj, warnings) =
+                negotiate::decode_object(res, &req.headers, &req.body, req.query.field_validation()?)?;
             let created = s.registry.create(res, ns(&req), obj, &req.query.write_options()?).await?;
-            Ok(respond_json(StatusCode::CREATED, created))
+            Ok(with_warnings(respond_json(StatusCode::CREATED, created), &warnings))
         }
         Method::DELETE => {
             let opts = delete_options(&req)?;
@@ -141,15 +142,17 @@ async fn item(s: &ApiState, req: Request, part: Part) -> ApiResult<Response> {
             super::watch::serve(s, res, ns(&req), opts, &req.query, &req.headers).await
         }
         Method::GET => {
-            let output = negotiate::output(&req.headers)?;
+            let output = negotiate::output(&req.headers, req.query.get("includeObject"))?;
             let obj = s.registry.get(res, ns(&req), name(&req)).await?;
-            Ok(respond_json(StatusCode::OK, render(res.plural, output, obj)))
+            Ok(respond_json(StatusCode::OK, negotiate::render_one(output, res.plural, &obj)))
         }
         Method::PUT => {
-            let obj = negotiate::decode_object(res, &req.headers, &req.body, req.query.strict()?)?;
+            let (obj, warnings) =
+                negotiate::decode_object(res, &req.headers, &req.body, req.query.field_validation()?)?;
             let opts = req.query.write_options()?;
-            let updated = s.registry.update(res, ns(&req), name(&req), obj, part, &opts).await?;
-            Ok(respond_json(StatusCode::OK, updated))
+            let (obj, created) = s.registry.update(res, ns(&req), name(&req), obj, part, &opts).await?;
+            let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(with_warnings(respond_json(code, obj), &warnings))
         }
         Method::PATCH => {
             let patch_type = patch_type(&req)?;
@@ -188,14 +191,15 @@ fn deleted_response(res: &crate::resources::Resource, d: crate::registry::Delete
     )
 }
 
-fn render(plural: &str, output: Output, obj: Value) -> Value {
-    match output {
-        Output::Object => obj,
-        Output::Table => {
-            let list_meta = json!({"resourceVersion": meta::resource_version(&obj).unwrap_or_default()});
-            crate::table::table(plural, std::slice::from_ref(&obj), list_meta, jiff::Timestamp::now())
+/// Add upstream-style `Warning: 299 - "<text>"` headers (kubectl prints them).
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(axum::http::header::WARNING, v);
         }
     }
+    resp
 }
 
 fn patch_type(req: &Request) -> ApiResult<PatchType> {
@@ -261,7 +265,7 @@ async fn finalize(s: &ApiState, req: Request) -> ApiResult<Response> {
     if req.method != Method::PUT {
         return Err(method_not_allowed(&req));
     }
-    let body = negotiate::decode_object(req.target.res, &req.headers, &req.body, false)?;
+    let (body, _) = negotiate::decode_object(req.target.res, &req.headers, &req.body, FieldValidation::Ignore)?;
     let ns = s.registry.finalize_namespace(name(&req), &body, &req.query.write_options()?).await?;
     Ok(respond_json(StatusCode::OK, ns))
 }

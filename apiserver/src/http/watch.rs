@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+
 use tokio::time::Instant;
 
 use super::negotiate::{self, Output};
@@ -31,7 +31,7 @@ pub async fn serve(
     query: &Query,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let output = negotiate::output(headers)?;
+    let output = negotiate::output(headers, query.get("includeObject"))?;
     let timeout = query.timeout()?.unwrap_or(DEFAULT_WATCH_TIMEOUT);
     opts.bookmark_interval = Some(s.config.bookmark_interval);
     let events = s.registry.watch(res, ns, opts).await?;
@@ -67,24 +67,12 @@ impl Streaming {
         };
         let res = self.res;
         let output = self.output;
-        let value = event.to_json(res, |obj| render(res, output, obj));
+        let value = event.to_json(res, |obj| match output {
+            Output::Object => obj.clone(),
+            Output::Table(_) => negotiate::render_one(output, res.plural, obj),
+        });
         let mut line = serde_json::to_vec(&value).ok()?;
         line.push(b'\n');
         Some(Bytes::from(line))
-    }
-}
-
-fn render(res: &Resource, output: Output, obj: &Value) -> Value {
-    match output {
-        Output::Object => obj.clone(),
-        Output::Table => {
-            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-            crate::table::table(
-                res.plural,
-                std::slice::from_ref(obj),
-                json!({"resourceVersion": rv}),
-                jiff::Timestamp::now(),
-            )
-        }
     }
 }

@@ -19,6 +19,9 @@ use crate::error::{ApiError, ApiResult, Subject};
 use crate::resources::Resource;
 use crate::storage::{Lost, Storage};
 
+/// Namespaces upstream refuses to delete (the cluster's own objects live there).
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
 /// Grace period of a pod that does not set `terminationGracePeriodSeconds`.
 const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
 /// Retries of one delete's CAS when the object changes under it.
@@ -102,6 +105,11 @@ impl Registry {
         name: &str,
         opts: &DeleteOptions,
     ) -> ApiResult<Deleted> {
+        if res.plural == "namespaces" && IMMORTAL_NAMESPACES.contains(&name) {
+            return Err(ApiError::Forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
         let key = Storage::key(res, ns, name);
         for _ in 0..MAX_DELETE_ATTEMPTS {
             let current = self.storage.get(&key).await?.ok_or_else(|| ApiError::not_found(res, name))?;

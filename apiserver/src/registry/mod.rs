@@ -56,8 +56,11 @@ pub struct ListOptions {
     /// 0: no limit.
     pub limit: i64,
     pub continue_token: Option<String>,
-    /// `resourceVersion=0`: any freshness is fine (served linearizably here anyway).
+    /// `resourceVersion`: "" or "0" any freshness (served linearizably here anyway); `N`
+    /// at least as fresh as N, or exactly N with `resourceVersionMatch=Exact`.
     pub resource_version: Option<String>,
+    /// `resourceVersionMatch`: `NotOlderThan` or `Exact`.
+    pub resource_version_match: Option<String>,
 }
 
 /// A list result.
@@ -120,7 +123,7 @@ impl Registry {
                 let (key, rev) = decode_continue(t, &prefix)?;
                 (Some(key), rev)
             }
-            None => (None, 0),
+            None => (None, self.list_revision(opts).await?),
         };
         let mut items = Vec::new();
         loop {
@@ -152,6 +155,43 @@ impl Registry {
             }
             after = last_key;
         }
+    }
+
+    /// The revision a first list page must be read at (0: now), from `resourceVersion` and
+    /// `resourceVersionMatch`. A version newer than the store's is refused as upstream does.
+    async fn list_revision(&self, opts: &ListOptions) -> ApiResult<i64> {
+        let rv = opts.resource_version.as_deref().filter(|v| !v.is_empty());
+        let exact = match opts.resource_version_match.as_deref().filter(|m| !m.is_empty()) {
+            None | Some("NotOlderThan") => false,
+            Some("Exact") => true,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                "resourceVersionMatch: Unsupported value: \"{other}\": supported values: \"Exact\", \"NotOlderThan\""
+            )))
+            }
+        };
+        let Some(rv) = rv else {
+            if opts.resource_version_match.as_deref().is_some_and(|m| !m.is_empty()) {
+                return Err(ApiError::BadRequest(
+                    "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+                        .into(),
+                ));
+            }
+            return Ok(0);
+        };
+        let n: i64 = rv.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("resourceVersion: Invalid value: \"{rv}\": must be a non-negative integer"))
+        })?;
+        let mut current = self.storage.current_revision();
+        if n > current {
+            // This replica may just lag: catch up with the leader before refusing.
+            self.storage.node().read_barrier().await?;
+            current = self.storage.current_revision();
+        }
+        if n > current {
+            return Err(ApiError::Timeout(format!("Too large resource version: {n}, current: {current}")));
+        }
+        Ok(if exact && n > 0 { n } else { 0 })
     }
 
     /// Create `obj` (namespace taken from the URL when the body has none).
@@ -271,7 +311,7 @@ impl Registry {
             Ok(ns)
         };
         let change = update::Change::Edit(&edit);
-        self.write(res, None, name, change, Part::Main, opts).await.map(|(v, _)| v)
+        self.write(res, None, name, change, Part::Both, opts).await.map(|(v, _)| v)
     }
 
     /// The namespace key a namespaced create requires; a terminating namespace refuses.

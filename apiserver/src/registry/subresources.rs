@@ -95,8 +95,11 @@ impl Registry {
         if let Some(d) = eviction.get("deleteOptions") {
             opts.merge_body(d)?;
         }
-        let terminal = matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
-        if !terminal && !meta::is_terminating(&pod) {
+        // Upstream's canIgnorePDB: a pod that is not running (yet, or any more) or already
+        // going away costs the budget nothing.
+        let idle =
+            matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed" | "Pending"));
+        if !idle && !meta::is_terminating(&pod) {
             self.check_budgets(ns, &pod).await?;
         }
         self.delete(pods, Some(ns), name, &opts).await.map(|_| ())

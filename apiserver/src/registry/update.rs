@@ -14,6 +14,9 @@ use crate::patch::{self, PatchType};
 use crate::resources::Resource;
 use crate::storage::{Lost, Storage, Stored};
 
+/// Resources whose PUT creates a missing object (upstream's `AllowCreateOnUpdate`).
+const CREATE_ON_UPDATE: &[&str] = &["leases", "endpoints", "events"];
+
 /// Which part of an object a write addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -34,7 +37,8 @@ pub(crate) enum Change<'a> {
 }
 
 impl Registry {
-    /// PUT: replace the object (or its status).
+    /// PUT: replace the object (or its status). Leases, Endpoints and Events are created
+    /// when missing, as upstream allows (the bool is true then).
     pub async fn update(
         &self,
         res: &Resource,
@@ -43,10 +47,17 @@ impl Registry {
         obj: Value,
         part: Part,
         opts: &WriteOptions,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<(Value, bool)> {
         // A body naming another object is wrong whether or not this one exists.
         check_identity(res, ns, name, &obj)?;
-        self.write(res, ns, name, Change::Replace(obj), part, opts).await.map(|(v, _)| v)
+        match self.write(res, ns, name, Change::Replace(obj.clone()), part, opts).await {
+            Err(ApiError::NotFound(_)) if part == Part::Main && CREATE_ON_UPDATE.contains(&res.plural) => {
+                let mut obj = obj;
+                meta::meta_mut(&mut obj).insert("name".into(), json!(name));
+                self.create(res, ns, obj, opts).await.map(|v| (v, true))
+            }
+            other => other,
+        }
     }
 
     /// PATCH. An apply patch on a missing object creates it (the bool is true then).
@@ -142,7 +153,28 @@ impl Registry {
             Part::Status => only_status(old, &new),
             Part::Both => new,
         };
+        // A uid in the body is a precondition: it names the object the client means.
+        if let Some(uid) = meta::meta_str(&new, "uid").filter(|u| Some(*u) != meta::meta_str(old, "uid")) {
+            return Err(ApiError::PreconditionFailed(
+                Subject::new(res, name),
+                format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta::meta_str(old, "uid").unwrap_or_default()
+                ),
+            ));
+        }
         meta::carry_over(old, &mut new);
+        if res.plural == "namespaces" && part != Part::Both {
+            // Only `namespaces/<name>/finalize` changes what holds a namespace.
+            match old.pointer("/spec/finalizers") {
+                Some(f) => new["spec"]["finalizers"] = f.clone(),
+                None => {
+                    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("finalizers");
+                    }
+                }
+            }
+        }
         if let Some(ns) = ns.filter(|_| res.namespaced) {
             meta::meta_mut(&mut new).insert("namespace".into(), json!(ns));
         }

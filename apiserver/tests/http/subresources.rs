@@ -110,6 +110,11 @@ async fn eviction_deletes_the_pod_with_a_success_status() {
     api.post(&format!("{PODS}/p/eviction"), &eviction("p")).await.expect_status(404, "NotFound");
 }
 
+/// Mark a pod Running, as its node's agent would (a Pending pod costs a budget nothing).
+async fn running(api: &Api, name: &str) {
+    api.merge_patch(&format!("{PODS}/{name}/status"), &json!({"status": {"phase": "Running"}})).await.expect(200);
+}
+
 /// A PDB over `app=<app>` whose status the disruption controller would have written.
 async fn budget(api: &Api, app: &str, allowed: i64, healthy: i64) {
     let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "pdb"},
@@ -124,6 +129,7 @@ async fn budget(api: &Api, app: &str, allowed: i64, healthy: i64) {
 async fn eviction_blocked_by_a_budget_is_429_with_upstreams_cause() {
     let api = Api::start().await;
     api.create(PODS, pod("guarded")).await;
+    running(&api, "guarded").await;
     budget(&api, "guarded", 0, 1).await;
     let s = api.post(&format!("{PODS}/guarded/eviction"), &eviction("guarded")).await;
     let s = s.expect_status(429, "TooManyRequests");
@@ -144,6 +150,8 @@ async fn an_eviction_consumes_the_budget_it_used() {
     b["metadata"]["labels"] = json!({"app": "shared"});
     api.create(PODS, a).await;
     api.create(PODS, b).await;
+    running(&api, "a").await;
+    running(&api, "b").await;
     budget(&api, "shared", 1, 2).await;
 
     api.post(&format!("{PODS}/a/eviction"), &eviction("a")).await.expect(201);
