@@ -21,6 +21,7 @@ pub mod mvcc;
 pub mod node;
 pub mod raft;
 pub mod replica;
+pub mod testing;
 pub mod types;
 pub mod watch;
 pub mod wire;
