@@ -141,9 +141,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone());
         tokio::spawn(flotilla_apiserver::serve(listener, registry, config, api_cancel.clone()))
     });
+    // The leader-only components follow this replica's Raft role.
+    let leadership = flotilla_controllers::leadership::Leadership::new(replica.node.clone(), args.name.clone(), ranges);
+    let leader_task = tokio::spawn(leadership.run(api_cancel.clone()));
     wait_for_signal().await?;
     tracing::info!("stopping");
     api_cancel.cancel();
+    let _ = leader_task.await;
     if let Some(task) = api_task {
         // Open watches would hold a graceful shutdown forever; give it a moment, then drop them.
         if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {

@@ -192,6 +192,26 @@ impl Cluster {
     }
 }
 
+/// A one-member store under `dir`, waited on until it leads. A single member never dials a
+/// peer: its peer URL only names it.
+pub async fn solo(dir: &std::path::Path) -> Arc<StoreNode> {
+    let cfg = Config {
+        election_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(5),
+        ..config("solo", dir.join("solo"))
+    };
+    let me = Node { name: "solo".into(), peer_url: "http://127.0.0.1:1".into(), client_urls: vec![] };
+    let id = ids::member_id(&me.peer_url, &cfg.cluster_token);
+    let members = BTreeMap::from([(id, me.clone())]);
+    let node = StoreNode::open(cfg, me, Bootstrap::New(members), LinkControl::new()).await.expect("store opens");
+    node.raft()
+        .wait(Some(Duration::from_secs(20)))
+        .current_leader(id, "the single member leads")
+        .await
+        .expect("leader");
+    node
+}
+
 /// Poll `probe` until it yields a value; panic with `what` after `limit`.
 pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
 where

@@ -52,6 +52,18 @@ impl Quantity {
         }
     }
 
+    /// The value in thousandths (millicores for CPU), rounded away from zero like upstream's
+    /// `MilliValue` (`0.1m` of CPU is one millicore) and saturated to `i64`.
+    pub fn milli_value(&self) -> i64 {
+        scaled(self.nanos, 1_000_000)
+    }
+
+    /// The value in whole units (bytes for memory), rounded away from zero like upstream's
+    /// `Value` (`1.5` bytes is 2) and saturated to `i64`.
+    pub fn value(&self) -> i64 {
+        scaled(self.nanos, 1_000_000_000)
+    }
+
     /// Whether the quantity is below zero.
     pub fn is_negative(&self) -> bool {
         self.nanos < 0
@@ -61,6 +73,15 @@ impl Quantity {
     pub fn is_zero(&self) -> bool {
         self.nanos == 0
     }
+}
+
+/// `nanos / unit`, rounded away from zero, saturated to `i64`.
+fn scaled(nanos: i128, unit: i128) -> i64 {
+    let mut q = nanos / unit;
+    if nanos % unit != 0 {
+        q += nanos.signum();
+    }
+    i64::try_from(q).unwrap_or(if q < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Multiplies by 10^exp, rounding a fractional result up (away from zero for positives).
@@ -120,6 +141,45 @@ fn parse_suffix(suffix: &str) -> Option<(i64, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn milli(s: &str) -> Result<i64, String> {
+        Quantity::parse(s).map(|q| q.milli_value())
+    }
+
+    fn units(s: &str) -> Result<i64, String> {
+        Quantity::parse(s).map(|q| q.value())
+    }
+
+    #[test]
+    fn cpu_forms_in_millicores() {
+        assert_eq!(milli("100m"), Ok(100));
+        assert_eq!(milli("1"), Ok(1000));
+        assert_eq!(milli("1.5"), Ok(1500));
+        assert_eq!(milli(".5"), Ok(500));
+        assert_eq!(milli("2e3"), Ok(2_000_000));
+        assert_eq!(milli("1E-3"), Ok(1));
+        assert_eq!(milli("500u"), Ok(1), "a fraction of a millicore rounds up");
+        assert_eq!(milli("+3"), Ok(3000));
+        assert_eq!(milli("-1"), Ok(-1000));
+    }
+
+    #[test]
+    fn memory_forms_in_bytes() {
+        assert_eq!(units("128Mi"), Ok(128 * 1024 * 1024));
+        assert_eq!(units("1G"), Ok(1_000_000_000));
+        assert_eq!(units("1.5Ki"), Ok(1536));
+        assert_eq!(units("1.5"), Ok(2), "rounds up");
+        assert_eq!(units("100m"), Ok(1));
+        assert_eq!(units("2Ei"), Ok(2 << 60));
+    }
+
+    #[test]
+    fn huge_values_saturate_instead_of_wrapping() {
+        assert_eq!(units("100Ei"), Ok(i64::MAX));
+        assert_eq!(units("1e300"), Ok(i64::MAX));
+        assert_eq!(milli("9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(units("1e-300"), Ok(1));
+    }
 
     fn q(s: &str) -> Quantity {
         Quantity::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))

@@ -5,7 +5,6 @@
 //! store is a real `StoreNode` (Raft, MVCC, watches), not a mock: what these tests see is
 //! what a client of one replica sees.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +13,7 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use flotilla_apiserver::storage::Storage;
 use flotilla_apiserver::{ApiConfig, Registry};
-use flotilla_store::node::Bootstrap;
-use flotilla_store::raft::network::LinkControl;
-use flotilla_store::{Config, Node, StoreNode};
+use flotilla_store::StoreNode;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -94,21 +91,7 @@ impl Api {
     /// Open a one-member store, wait until it leads, create the system namespaces.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = Config {
-            name: "solo".into(),
-            data_dir: dir.path().join("solo"),
-            heartbeat_interval: Duration::from_millis(50),
-            election_timeout: Duration::from_millis(300),
-            request_timeout: Duration::from_secs(5),
-            cluster_token: "http-tests".into(),
-            ..Config::default()
-        };
-        // A single member never dials a peer: its peer URL only names it.
-        let me = Node { name: "solo".into(), peer_url: "http://127.0.0.1:1".into(), client_urls: vec![] };
-        let id = flotilla_store::ids::member_id(&me.peer_url, &cfg.cluster_token);
-        let members = BTreeMap::from([(id, me.clone())]);
-        let node = StoreNode::open(cfg, me, Bootstrap::New(members), LinkControl::new()).await.expect("store opens");
-        node.raft().wait(Some(START_DEADLINE)).current_leader(id, "the single member leads").await.expect("leader");
+        let node = flotilla_store::testing::solo(dir.path()).await;
         let registry = Registry::new(Storage::new(node.clone()));
         tokio::time::timeout(
             START_DEADLINE,

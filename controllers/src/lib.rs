@@ -1,0 +1,10 @@
+//! `flotilla-controllers`: the controllers that run on the Raft leader.
+//!
+//! - [`leadership`]: follows this replica's Raft role; starts the leader-only components
+//!   when it becomes leader and stops them at once when it stops being one, and keeps the
+//!   `kube-system/flotilla-controllers` Lease naming the replica that runs them.
+//! - [`runtime`]: informer caches (list + watch), a work queue that never reconciles one
+//!   key twice at once, and rate-limited requeues: what every controller is built on.
+
+pub mod leadership;
+pub mod runtime;

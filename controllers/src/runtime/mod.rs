@@ -1,0 +1,37 @@
+//! The shared controller runtime, after kube-runtime and client-go.
+//!
+//! ```text
+//!  Informer<K> ── list+watch ──▶ Writer<K> ──▶ Store<K> (Arc snapshots: get/list/list_in)
+//!                                   │ Change<K> (bounded, backpressure)
+//!                                   ▼
+//!  Controller ── feeds: key / owner key / mapper ──▶ WorkQueue ──▶ N workers
+//!                                                               └─ Reconciler::reconcile(key) -> Action
+//! ```
+//!
+//! - [`informer`]: one cache per kind (optionally one namespace, label/field selector), filled
+//!   by a linearizable list and kept current by a watch; re-lists when the watch ends.
+//! - [`store`]: the cache's read handle [`Store`] and single [`Writer`]; change notifications.
+//! - [`queue`]: deduplicated keys, never one key in two workers, delays and per-key backoff.
+//! - [`controller`]: the runner: waits for caches, queues every primary key once, then
+//!   reconciles with `workers` tasks, one tracing span per reconcile, until cancelled.
+//! - [`owner`]: dependent → controlling owner key (a Pod change queues its ReplicaSet).
+//! - [`backoff`], [`key`]: the small value types the others share.
+//!
+//! Invariants the runtime guarantees to every controller: a key is never reconciled by two
+//! workers at once; a change applied to a cache is seen by the reconcile it triggers; no
+//! reconcile runs before the caches it reads have synced.
+
+pub mod backoff;
+pub mod controller;
+pub mod informer;
+pub mod key;
+pub mod owner;
+pub mod queue;
+pub mod store;
+
+pub use backoff::Backoff;
+pub use controller::{Action, Controller, ControllerConfig, ErrorAction, Reconciler};
+pub use informer::{ApiSource, Informer, InformerConfig, ListWatch};
+pub use key::Key;
+pub use queue::WorkQueue;
+pub use store::{Change, Object, Store, Writer, CHANGE_BUFFER};
