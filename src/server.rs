@@ -142,7 +142,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(flotilla_apiserver::serve(listener, registry, config, api_cancel.clone()))
     });
     // The leader-only components follow this replica's Raft role.
-    let leadership = flotilla_controllers::leadership::Leadership::new(replica.node.clone(), args.name.clone(), ranges);
+    let leadership = flotilla_controllers::leadership::Leadership::new(replica.node.clone(), args.name.clone(), ranges)
+        .with("scheduler", flotilla_scheduler::scheduling_loop::component());
     let leader_task = tokio::spawn(leadership.run(api_cancel.clone()));
     wait_for_signal().await?;
     tracing::info!("stopping");

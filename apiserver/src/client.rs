@@ -33,6 +33,14 @@ impl Client {
             .unwrap_or_else(|| panic!("{} {} is not a served resource", K::API_VERSION, K::KIND));
         Api { registry: self.registry.clone(), res, ns: ns.map(String::from), _k: PhantomData }
     }
+
+    /// Bind pod `namespace/pod` to `node` (POST `pods/{pod}/binding`): sets `spec.nodeName`
+    /// and the PodScheduled condition. Fails with `PreconditionFailed` if the pod is already
+    /// assigned or being deleted, `NotFound` if it is gone.
+    pub async fn bind(&self, namespace: &str, pod: &str, node: &str) -> ApiResult<()> {
+        let binding = serde_json::json!({"target": {"kind": "Node", "name": node}});
+        self.registry.bind(namespace, pod, &binding, &WriteOptions::default()).await
+    }
 }
 
 /// Typed access to one resource (in one namespace).

@@ -1,8 +1,8 @@
 //! `flotilla-scheduler`: where each pod should run.
 //!
-//! This crate is the pure placement core — no I/O, no async, no store. The loop that
-//! watches unbound pods and writes bindings keeps a [`Snapshot`] of the cluster current and
-//! asks [`schedule()`] for a node per pod:
+//! Two layers. The placement core is pure — no I/O, no async, no store. The loop
+//! ([`scheduling_loop`], a leader-only component) watches unbound pods and writes bindings:
+//! it keeps a [`Snapshot`] of the cluster current and asks [`schedule()`] for a node per pod:
 //!
 //! ```text
 //!   lists/watch ──► Snapshot::new / upsert_* / remove_*
@@ -28,6 +28,7 @@ pub(crate) mod ports;
 pub mod quantity;
 pub mod resources;
 pub mod schedule;
+pub mod scheduling_loop;
 pub mod score;
 pub(crate) mod selector;
 pub mod snapshot;
