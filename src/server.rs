@@ -143,7 +143,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     // The leader-only components follow this replica's Raft role.
     let leadership = flotilla_controllers::leadership::Leadership::new(replica.node.clone(), args.name.clone(), ranges)
-        .with("scheduler", flotilla_scheduler::scheduling_loop::component());
+        .with("scheduler", flotilla_scheduler::scheduling_loop::component())
+        .with("replicaset", flotilla_controllers::replicaset::component())
+        .with("deployment", flotilla_controllers::deployment::component())
+        .with("garbage-collector", flotilla_controllers::garbage_collector::component())
+        .with("namespace", flotilla_controllers::namespace::component())
+        .with("endpoints", flotilla_controllers::endpoints::component());
     let leader_task = tokio::spawn(leadership.run(api_cancel.clone()));
     wait_for_signal().await?;
     tracing::info!("stopping");

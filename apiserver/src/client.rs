@@ -41,6 +41,18 @@ impl Client {
         let binding = serde_json::json!({"target": {"kind": "Node", "name": node}});
         self.registry.bind(namespace, pod, &binding, &WriteOptions::default()).await
     }
+
+    /// Clear namespace `name`'s `spec.finalizers` (PUT `namespaces/{name}/finalize` with an
+    /// empty list), as a CAS on `resource_version`: what the namespace controller does once
+    /// a terminating namespace is empty, after which the registry removes the namespace.
+    pub async fn finalize_namespace(
+        &self,
+        name: &str,
+        resource_version: &str,
+    ) -> ApiResult<k8s_openapi::api::core::v1::Namespace> {
+        let body = serde_json::json!({"metadata": {"resourceVersion": resource_version}, "spec": {"finalizers": []}});
+        from_value(self.registry.finalize_namespace(name, &body, &WriteOptions::default()).await?)
+    }
 }
 
 /// Typed access to one resource (in one namespace).

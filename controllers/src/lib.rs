@@ -5,6 +5,13 @@
 //!   `kube-system/flotilla-controllers` Lease naming the replica that runs them.
 //! - [`runtime`]: informer caches (list + watch), a work queue that never reconciles one
 //!   key twice at once, and rate-limited requeues: what every controller is built on.
+//! - One module per controller, each a leadership component: [`replicaset`],
+//!   [`deployment`], [`endpoints`], [`garbage_collector`], [`namespace`].
 
+pub mod deployment;
+pub mod endpoints;
+pub mod garbage_collector;
 pub mod leadership;
+pub mod namespace;
+pub mod replicaset;
 pub mod runtime;

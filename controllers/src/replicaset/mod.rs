@@ -1,0 +1,247 @@
+//! The ReplicaSet controller: keeps `spec.replicas` active pods matching each ReplicaSet.
+//!
+//! Data flow: informers cache ReplicaSets and Pods (all namespaces); a pod change queues its
+//! controlling ReplicaSet, and an orphan pod's change queues every ReplicaSet whose selector
+//! matches it (so it can be adopted). A reconcile of one ReplicaSet then:
+//! 1. takes the namespace's pods from the cache; adopts matching orphans (controller
+//!    ownerReference with `blockOwnerDeletion`, a CAS update) and releases owned pods that
+//!    no longer match; pods controlled by anything else are left alone;
+//! 2. unless earlier writes are not yet in the cache ([`expectations`]), creates the missing
+//!    pods (slow start: batches of 1, 2, 4, …, at most [`BURST`] per reconcile) or deletes
+//!    the surplus in [`pods::deletion_order`];
+//! 3. writes `status` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
+//!    observedGeneration) through the status subresource when it changed.
+//!
+//! A deleted ReplicaSet's pods are the garbage collector's business. Every write goes
+//! through the leader's fenced client and is a CAS, so a deposed leader's decision fails.
+
+pub mod expectations;
+pub mod pods;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_apiserver::client::{Api, Client};
+use flotilla_apiserver::registry::DeleteOptions;
+use flotilla_apiserver::selector::LabelSelector;
+use flotilla_apiserver::ApiError;
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::leadership::{Component, LeaderContext};
+use crate::runtime::{owner, Action, Change, Controller, ControllerConfig, Informer, InformerConfig, Key, Store};
+use expectations::{Expectations, EXPECTATION_TTL};
+
+/// Most pods one reconcile creates or deletes (upstream's `burstReplicas`): a huge scale-up
+/// proceeds over several reconciles instead of one unbounded burst of writes.
+pub const BURST: usize = 500;
+
+/// The controller as a leader-only component.
+pub fn component() -> Component {
+    Arc::new(|ctx: LeaderContext| Box::pin(run(ctx.client, ctx.cancel)))
+}
+
+/// Run the informers and the controller until `cancel` fires.
+pub async fn run(client: Client, cancel: CancellationToken) {
+    let rs_informer = Informer::<ReplicaSet>::new(&client, InformerConfig::default());
+    let pod_informer = Informer::<Pod>::new(&client, InformerConfig::default());
+    let (replicasets, pods) = (rs_informer.store(), pod_informer.store());
+    let reconciler = ReplicaSetController::new(client, replicasets.clone(), pods.clone());
+    let rs_cache = replicasets.clone();
+    let controller = Controller::new("replicaset", reconciler, &replicasets, ControllerConfig::default())
+        .watches(&pods, move |change| pod_to_replicasets(&rs_cache, change));
+    let mut informers = JoinSet::new();
+    informers.spawn(rs_informer.run(cancel.clone()));
+    informers.spawn(pod_informer.run(cancel.clone()));
+    controller.run(cancel).await;
+    while informers.join_next().await.is_some() {}
+}
+
+/// The ReplicaSets to reconcile after a pod change: its controller (before and after), or,
+/// for an orphan, every ReplicaSet of its namespace whose selector matches it.
+fn pod_to_replicasets(replicasets: &Store<ReplicaSet>, change: &Change<Pod>) -> Vec<Key> {
+    let mut keys = owner::controller_keys::<ReplicaSet, Pod>(change);
+    for pod in change.objects().filter(|p| owner::controller_ref(&p.metadata).is_none()) {
+        let (Some(ns), Some(labels)) = (pod.metadata.namespace.as_deref(), pod.metadata.labels.as_ref()) else {
+            continue;
+        };
+        for rs in replicasets.list_in(ns) {
+            if selector(&rs).is_some_and(|s| s.matches(labels)) {
+                keys.push(Key::of(rs.as_ref()));
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The ReplicaSet's pod selector; None (select nothing) when absent or invalid.
+fn selector(rs: &ReplicaSet) -> Option<LabelSelector> {
+    let sel = serde_json::to_value(&rs.spec.as_ref()?.selector).ok()?;
+    let parsed = LabelSelector::from_label_selector(&sel).ok()?;
+    // An empty selector would claim every pod of the namespace; validation forbids it.
+    (!parsed.is_everything()).then_some(parsed)
+}
+
+/// The reconciler; [`run`] wires it to informers. Public so tests can drive it over caches
+/// they fill themselves (e.g. a pod cache that lags the store on purpose).
+pub struct ReplicaSetController {
+    client: Client,
+    replicasets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+    expectations: Expectations,
+}
+
+impl ReplicaSetController {
+    pub fn new(client: Client, replicasets: Store<ReplicaSet>, pods: Store<Pod>) -> Self {
+        Self { client, replicasets, pods, expectations: Expectations::default() }
+    }
+}
+
+impl crate::runtime::Reconciler for ReplicaSetController {
+    type Error = ApiError;
+
+    async fn reconcile(&self, key: &Key) -> Result<Action, ApiError> {
+        let Some(rs) = self.replicasets.get_key(key) else {
+            self.expectations.forget(key);
+            return Ok(Action::Done);
+        };
+        let Some(selector) = selector(&rs) else {
+            tracing::warn!("invalid or empty selector; not managing pods");
+            return Ok(Action::Done);
+        };
+        let ns = key.namespace().unwrap_or_default();
+        let api = self.client.api::<Pod>(Some(ns));
+        // A ReplicaSet being deleted neither adopts nor releases (nor scales, below).
+        let live = rs.metadata.deletion_timestamp.is_none();
+        let mut active = Vec::new();
+        for pod in self.pods.list_in(ns) {
+            let matches = pod.metadata.labels.as_ref().is_some_and(|l| selector.matches(l));
+            let orphan = owner::controller_ref(&pod.metadata).is_none();
+            if pods::owned_by(&pod, &rs) && matches {
+                active.push(pod);
+            } else if pods::owned_by(&pod, &rs) && live {
+                release(&api, &rs, &pod).await?;
+            } else if matches && orphan && live && pods::is_active(&pod) {
+                active.extend(adopt(&api, &rs, &pod).await?);
+            }
+        }
+        active.retain(|p| pods::is_active(p));
+
+        let cache = &self.pods;
+        let pending = self.expectations.pending(
+            key,
+            |name| cache.get(Some(ns), name).is_some(),
+            |name, uid| {
+                cache.get(Some(ns), name).is_none_or(|p| p.metadata.uid.as_deref() != Some(uid) || !pods::is_active(&p))
+            },
+        );
+        let manage = !pending && live;
+        let scaled = if manage { self.scale(key, &api, &rs, active.clone()).await } else { Ok(()) };
+
+        let (status, next_check) = pods::status(&rs, &active, jiff::Timestamp::now());
+        if rs.status.as_ref() != Some(&status) {
+            let mut updated = (*rs).clone();
+            updated.status = Some(status);
+            self.client.api::<ReplicaSet>(Some(ns)).update_status(&key.name, &updated).await?;
+        }
+        scaled?;
+        Ok(match (pending, next_check) {
+            (true, _) => Action::RequeueAfter(EXPECTATION_TTL),
+            (false, Some(wait)) => Action::RequeueAfter(wait + Duration::from_millis(100)),
+            (false, None) => Action::Done,
+        })
+    }
+}
+
+impl ReplicaSetController {
+    /// Create or delete pods so that `active` becomes `spec.replicas` pods.
+    async fn scale(
+        &self,
+        key: &Key,
+        api: &Api<Pod>,
+        rs: &ReplicaSet,
+        mut active: Vec<Arc<Pod>>,
+    ) -> Result<(), ApiError> {
+        let desired = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+        if active.len() < desired {
+            let mut missing = (desired - active.len()).min(BURST);
+            let mut batch = 1;
+            while missing > 0 {
+                let n = batch.min(missing);
+                let template = pods::new_pod(rs);
+                let results = join_all((0..n).map(|_| api.create(&template))).await;
+                let mut first_error = None;
+                for r in results {
+                    match r {
+                        Ok(pod) => self.expectations.created(key, pod.metadata.name.unwrap_or_default()),
+                        Err(e) => first_error = first_error.or(Some(e)),
+                    }
+                }
+                if let Some(e) = first_error {
+                    return Err(e);
+                }
+                tracing::info!(created = n, "created pods");
+                missing -= n;
+                batch *= 2;
+            }
+        } else if active.len() > desired {
+            pods::deletion_order(&mut active);
+            active.truncate((active.len() - desired).min(BURST));
+            let deletes = active.iter().map(|pod| async move {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                let opts = DeleteOptions { precondition_uid: Some(uid.clone()), ..Default::default() };
+                match api.delete(&name, &opts).await {
+                    Ok(_) => Ok(Some((name, uid))),
+                    Err(ApiError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            });
+            let mut first_error = None;
+            for r in join_all(deletes).await {
+                match r {
+                    Ok(Some((name, uid))) => self.expectations.deleted(key, name, uid),
+                    Ok(None) => {}
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
+            }
+            tracing::info!(deleted = active.len(), "deleted pods");
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Make `rs` the controller of the orphan `pod` (a CAS on the cached resourceVersion, so a
+/// pod changed meanwhile is not adopted on stale grounds). None when the pod is gone.
+async fn adopt(api: &Api<Pod>, rs: &ReplicaSet, pod: &Pod) -> Result<Option<Arc<Pod>>, ApiError> {
+    let mut adopted = pod.clone();
+    adopted.metadata.owner_references.get_or_insert_with(Vec::new).push(pods::controller_reference(rs));
+    match api.update(pod.metadata.name.as_deref().unwrap_or_default(), &adopted).await {
+        Ok(p) => {
+            tracing::info!(pod = ?p.metadata.name, "adopted orphan pod");
+            Ok(Some(Arc::new(p)))
+        }
+        Err(ApiError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Drop `rs`'s controller reference from a pod that no longer matches its selector.
+async fn release(api: &Api<Pod>, rs: &ReplicaSet, pod: &Pod) -> Result<(), ApiError> {
+    let mut released = pod.clone();
+    if let Some(refs) = released.metadata.owner_references.as_mut() {
+        refs.retain(|r| Some(&r.uid) != rs.metadata.uid.as_ref());
+    }
+    match api.update(pod.metadata.name.as_deref().unwrap_or_default(), &released).await {
+        Ok(_) | Err(ApiError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
