@@ -28,6 +28,7 @@ pub mod resources;
 pub mod selector;
 pub mod storage;
 pub mod table;
+pub mod testing;
 pub mod validation;
 pub mod watch;
 

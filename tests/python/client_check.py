@@ -69,7 +69,7 @@ def deployment_body(name):
 
 def pod_body(name, app):
     return {
-        "metadata": {"name": name, "labels": {"app": app}},
+        "metadata": {"name": name, "labels": {"role": app}},
         "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]},
     }
 
@@ -112,13 +112,15 @@ def check_selectors(core, apps, ns):
     def pods(**selectors):
         return names(core.list_namespaced_pod(ns, _request_timeout=REQUEST_TIMEOUT, **selectors).items)
 
-    assert pods() == ["db-1", "web-1", "web-2"], pods()
-    assert pods(label_selector="app=web") == ["web-1", "web-2"], pods(label_selector="app=web")
-    assert pods(label_selector="app=nothing") == [], pods(label_selector="app=nothing")
-    assert pods(label_selector="app!=web") == ["db-1"], pods(label_selector="app!=web")
-    assert pods(label_selector="app in (db,cache)") == ["db-1"], pods(label_selector="app in (db,cache)")
+    # The deployment created above has pods of its own (its ReplicaSet's); these hand-made
+    # pods carry a `role` label instead of `app`, so the selectors tell them apart.
+    assert pods(label_selector="role") == ["db-1", "web-1", "web-2"], pods(label_selector="role")
+    assert pods(label_selector="role=web") == ["web-1", "web-2"], pods(label_selector="role=web")
+    assert pods(label_selector="role=nothing") == [], pods(label_selector="role=nothing")
+    assert pods(label_selector="role,role!=web") == ["db-1"], pods(label_selector="role,role!=web")
+    assert pods(label_selector="role in (db,cache)") == ["db-1"], pods(label_selector="role in (db,cache)")
     assert pods(field_selector="metadata.name=web-2") == ["web-2"], pods(field_selector="metadata.name=web-2")
-    assert pods(label_selector="app=web", field_selector="metadata.name=db-1") == []
+    assert pods(label_selector="role=web", field_selector="metadata.name=db-1") == []
     ok("list pods with label and field selectors")
 
     def deployments(**selectors):
@@ -159,9 +161,19 @@ def check_patches(apps, ns):
 
 def check_conflicts(core, apps, ns):
     stale = apps.read_namespaced_deployment("web", ns, _request_timeout=REQUEST_TIMEOUT)
-    fresh = apps.read_namespaced_deployment("web", ns, _request_timeout=REQUEST_TIMEOUT)
-    fresh.spec.replicas = 1
-    replaced = apps.replace_namespaced_deployment("web", ns, fresh, _request_timeout=REQUEST_TIMEOUT)
+    # The deployment controller writes the object too (status, revision annotation), so a
+    # read-modify-write retries on Conflict, as every Kubernetes client must.
+    for _ in range(20):
+        fresh = apps.read_namespaced_deployment("web", ns, _request_timeout=REQUEST_TIMEOUT)
+        fresh.spec.replicas = 1
+        try:
+            replaced = apps.replace_namespaced_deployment("web", ns, fresh, _request_timeout=REQUEST_TIMEOUT)
+            break
+        except ApiException as e:
+            if e.status != 409:
+                raise
+    else:
+        raise AssertionError("replace kept conflicting")
     assert replaced.spec.replicas == 1, replaced.spec
     stale.metadata.labels["stale"] = "yes"
     expect_error(409, "Conflict", apps.replace_namespaced_deployment, "web", ns, stale)

@@ -85,6 +85,24 @@ pub fn apply(patch_type: PatchType, live: &Value, body: &[u8]) -> Result<Value, 
     Ok(patched)
 }
 
+/// Whether a patch body sets `metadata.resourceVersion` itself, i.e. pins the version it was
+/// computed against. Upstream retries a patch on a conflict unless it does; an unreadable
+/// body pins nothing (applying it fails anyway).
+pub fn pins_resource_version(patch_type: PatchType, body: &[u8]) -> bool {
+    match patch_type {
+        PatchType::Json => serde_json::from_slice::<Vec<Value>>(body).is_ok_and(|ops| {
+            ops.iter().any(|op| {
+                op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")
+                    && op.get("op").and_then(Value::as_str) != Some("remove")
+            })
+        }),
+        PatchType::Merge | PatchType::Strategic => serde_json::from_slice::<Value>(body)
+            .is_ok_and(|v| v.pointer("/metadata/resourceVersion").is_some_and(|rv| !rv.is_null())),
+        PatchType::Apply => serde_yaml_ng::from_slice::<Value>(body)
+            .is_ok_and(|v| v.pointer("/metadata/resourceVersion").is_some_and(|rv| !rv.is_null())),
+    }
+}
+
 /// RFC 6902: decode errors are 400, failed operations 422 (upstream `applyJSPatch`).
 fn apply_json_patch(live: &Value, body: &[u8]) -> Result<Value, PatchError> {
     let ops: json_patch::Patch = serde_json::from_slice(body).map_err(|e| PatchError::Decode(e.to_string()))?;
@@ -130,6 +148,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn only_a_patch_that_sets_the_version_pins_it() {
+        assert!(!pins_resource_version(PatchType::Merge, br#"{"spec":{"replicas":5}}"#));
+        assert!(pins_resource_version(PatchType::Merge, br#"{"metadata":{"resourceVersion":"7"}}"#));
+        assert!(!pins_resource_version(PatchType::Strategic, br#"{"metadata":{"resourceVersion":null}}"#));
+        assert!(pins_resource_version(
+            PatchType::Json,
+            br#"[{"op":"replace","path":"/metadata/resourceVersion","value":"7"}]"#
+        ));
+        assert!(!pins_resource_version(PatchType::Json, br#"[{"op":"replace","path":"/spec/replicas","value":2}]"#));
+        assert!(pins_resource_version(PatchType::Apply, b"metadata:\n  resourceVersion: \"7\"\n"));
+    }
 
     fn deployment() -> Value {
         json!({

@@ -45,8 +45,13 @@ impl Registry {
             }
             let mut obj = current.clone();
             obj["spec"]["replicas"] = json!(replicas);
-            // A Scale's resourceVersion is its object's: carry the client's pin through.
-            match meta::resource_version(&new_scale) {
+            // A Scale's resourceVersion is its object's: carry the client's pin through (a
+            // patch pins only if it sets one; the Scale it applies to always has one).
+            let pinned = match &change {
+                ScaleChange::Replace(_) => true,
+                ScaleChange::Patch(t, body) => patch::pins_resource_version(*t, body),
+            };
+            match meta::resource_version(&new_scale).filter(|_| pinned) {
                 Some(rv) => meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv)),
                 None => meta::meta_mut(&mut obj).remove("resourceVersion"),
             };

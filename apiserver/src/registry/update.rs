@@ -144,7 +144,12 @@ impl Registry {
             Some(rv) if rv != current.mod_revision.to_string() => {
                 return Err(ApiError::Conflict(Subject::new(res, name)));
             }
-            Some(_) => true,
+            // A patch starts from the current object, so it carries the current version
+            // unless the patch itself set one: only then does the client pin it.
+            Some(_) => match change {
+                Change::Patch(t, body) => patch::pins_resource_version(*t, body),
+                _ => true,
+            },
             None => false,
         };
         let old = &current.object;

@@ -11,16 +11,12 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use flotilla_apiserver::storage::Storage;
-use flotilla_apiserver::{ApiConfig, Registry};
+use flotilla_apiserver::ApiConfig;
 use flotilla_store::StoreNode;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// How long start-up (election, system namespaces) may take before the test fails.
-const START_DEADLINE: Duration = Duration::from_secs(20);
 /// How long one non-streaming request may take.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -91,14 +87,7 @@ impl Api {
     /// Open a one-member store, wait until it leads, create the system namespaces.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let node = flotilla_store::testing::solo(dir.path()).await;
-        let registry = Registry::new(Storage::new(node.clone()));
-        tokio::time::timeout(
-            START_DEADLINE,
-            flotilla_apiserver::bootstrap::ensure_system_namespaces(registry.clone(), CancellationToken::new()),
-        )
-        .await
-        .expect("system namespaces created in time");
+        let (node, registry) = flotilla_apiserver::testing::solo_registry(dir.path()).await;
         let app = flotilla_apiserver::http::router(registry, ApiConfig::default());
         Self { app, node, _dir: dir }
     }

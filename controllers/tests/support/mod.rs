@@ -12,16 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_apiserver::client::Client;
-use flotilla_apiserver::storage::Storage;
 use flotilla_apiserver::Registry;
 use flotilla_store::StoreNode;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-/// How long start-up (election, system namespaces) may take.
-pub const START_DEADLINE: Duration = Duration::from_secs(20);
 /// How long a condition a test waits for may take.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 /// Pause between polls of a condition.
@@ -40,14 +36,7 @@ impl Solo {
     /// Open the store, wait until it leads, create the system namespaces.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let node = flotilla_store::testing::solo(dir.path()).await;
-        let registry = Registry::new(Storage::new(node.clone()));
-        tokio::time::timeout(
-            START_DEADLINE,
-            flotilla_apiserver::bootstrap::ensure_system_namespaces(registry.clone(), CancellationToken::new()),
-        )
-        .await
-        .expect("system namespaces created in time");
+        let (node, registry) = flotilla_apiserver::testing::solo_registry(dir.path()).await;
         let client = Client::new(registry.clone());
         Self { node, registry, client, _dir: dir }
     }

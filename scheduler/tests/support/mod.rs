@@ -21,8 +21,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// How long start-up (election, system namespaces) may take.
-const START_DEADLINE: Duration = Duration::from_secs(20);
 /// How long a condition a test waits for may take.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 /// Pause between polls of a condition.
@@ -39,14 +37,7 @@ pub struct Solo {
 impl Solo {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let node = flotilla_store::testing::solo(dir.path()).await;
-        let registry = Registry::new(Storage::new(node.clone()));
-        tokio::time::timeout(
-            START_DEADLINE,
-            flotilla_apiserver::bootstrap::ensure_system_namespaces(registry.clone(), CancellationToken::new()),
-        )
-        .await
-        .expect("system namespaces created in time");
+        let (node, registry) = flotilla_apiserver::testing::solo_registry(dir.path()).await;
         Self { node, client: Client::new(registry), _dir: dir }
     }
 
