@@ -101,6 +101,18 @@ impl UpCluster {
         Ok(Self { dir, replicas: file.replicas, up, restarted: Vec::new() })
     }
 
+    /// Index in `replicas` of the Raft leader, as `etcdctl endpoint status` reports it once
+    /// the replicas agree (waits up to 30 s; replicas that do not answer are skipped).
+    pub fn leader(&self) -> usize {
+        wait_for(Duration::from_secs(30), "an agreed leader", || {
+            let out = etcdctl(&self.endpoints(), &["endpoint", "status", "-w", "json"], None).ok()?;
+            let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+            let leader = all.iter().find(|s| s["Status"]["header"]["member_id"] == s["Status"]["leader"])?;
+            let endpoint = leader["Endpoint"].as_str()?;
+            self.replicas.iter().position(|r| r.client_url == endpoint)
+        })
+    }
+
     pub fn endpoints(&self) -> String {
         self.replicas.iter().map(|r| r.client_url.as_str()).collect::<Vec<_>>().join(",")
     }

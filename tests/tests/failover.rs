@@ -5,17 +5,6 @@ use std::time::Duration;
 
 use flotilla_tests::{etcdctl, etcdctl_ok, require_etcdctl, wait_for, UpCluster};
 
-/// Index of the replica that is leader, as `endpoint status` reports it.
-fn leader(c: &UpCluster) -> usize {
-    wait_for(Duration::from_secs(30), "an agreed leader", || {
-        let out = etcdctl(&c.endpoints(), &["endpoint", "status", "-w", "json"], None).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let all = v.as_array()?;
-        let l = all.first()?["Status"]["leader"].as_u64()?;
-        all.iter().position(|s| s["Status"]["header"]["member_id"].as_u64() == Some(l))
-    })
-}
-
 #[test]
 fn kill9_leader_keep_writing_restart_catches_up() {
     require_etcdctl();
@@ -25,7 +14,7 @@ fn kill9_leader_keep_writing_restart_catches_up() {
     let mut victim = None;
     for n in 0..40 {
         if n == 15 {
-            let l = leader(&c);
+            let l = c.leader();
             c.kill9(l);
             victim = Some(l);
         }

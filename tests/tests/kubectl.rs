@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flotilla_tests::kube::Kubectl;
-use flotilla_tests::{etcdctl_ok, wait_for, UpCluster};
+use flotilla_tests::{wait_for, UpCluster};
 
 const DEPLOYMENT_V1: &str = r#"
 apiVersion: apps/v1
@@ -34,16 +34,6 @@ spec:
         - {name: B, value: "2"}
 "#;
 
-/// Index of the replica that is leader, as `endpoint status` reports it.
-fn leader(c: &UpCluster) -> usize {
-    wait_for(Duration::from_secs(30), "an agreed leader", || {
-        let out = etcdctl_ok(&c.endpoints(), &["endpoint", "status", "-w", "json"]);
-        let all: Vec<serde_json::Value> = serde_json::from_str(&out).ok()?;
-        let l = all.first()?["Status"]["leader"].as_u64()?;
-        all.iter().position(|s| s["Status"]["header"]["member_id"].as_u64() == Some(l))
-    })
-}
-
 fn assert_has(out: &str, want: &str) {
     assert!(out.contains(want), "expected {want:?} in:\n{out}");
 }
@@ -52,7 +42,7 @@ fn assert_has(out: &str, want: &str) {
 fn kubectl_workflows_on_a_follower_and_after_the_leader_dies() {
     flotilla_tests::require_etcdctl();
     let c = UpCluster::start(3).expect("cluster starts");
-    let l = leader(&c);
+    let l = c.leader();
     let follower = (l + 1) % 3;
     let mut k = Kubectl::new(&c.replicas[follower].api_url);
     assert_has(&k.ok(&["version"]), "Server Version: v1.32");

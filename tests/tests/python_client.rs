@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flotilla_tests::{etcdctl_ok, require_etcdctl, UpCluster};
+use flotilla_tests::{require_etcdctl, UpCluster};
 
 /// The lines `client_check.py` prints when every step passed, in order.
 const EXPECTED: &[&str] = &[
@@ -51,19 +51,6 @@ fn require_python_client() {
     let version = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "python kubernetes client missing (run scripts/install-deps.sh): {out:?}");
     assert_eq!(version.trim(), "37.0.2", "scripts/install-deps.sh pins kubernetes==37.0.2");
-}
-
-/// Index in `c.replicas` of the current Raft leader.
-fn leader_index(c: &UpCluster) -> usize {
-    let status: serde_json::Value =
-        serde_json::from_str(&etcdctl_ok(&c.endpoints(), &["endpoint", "status", "-w", "json"])).expect("json");
-    let all = status.as_array().expect("one status per endpoint");
-    let leader = all
-        .iter()
-        .find(|s| s["Status"]["header"]["member_id"] == s["Status"]["leader"])
-        .unwrap_or_else(|| panic!("no endpoint reports itself leader: {status}"));
-    let endpoint = leader["Endpoint"].as_str().expect("Endpoint");
-    c.replicas.iter().position(|r| r.client_url == endpoint).unwrap_or_else(|| panic!("unknown endpoint {endpoint}"))
 }
 
 /// Run the script against `api_url` in namespace `ns`, its watched changes made through
@@ -112,7 +99,7 @@ fn python_client_against_follower_and_leader() {
         "cluster.json lacks api_url: {:?}",
         c.replicas
     );
-    let leader = leader_index(&c);
+    let leader = c.leader();
     let follower = (leader + 1) % c.replicas.len();
     for (role, i, other) in [("follower", follower, leader), ("leader", leader, follower)] {
         let out = run_check(&c, &c.replicas[i].api_url, &format!("py-{role}"), &c.replicas[other].api_url);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use flotilla_tests::kube::Kubectl;
-use flotilla_tests::{etcdctl_ok, wait_for, UpCluster};
+use flotilla_tests::{wait_for, UpCluster};
 
 const NODE: &str = r#"
 apiVersion: v1
@@ -20,15 +20,6 @@ status:
   conditions:
   - {type: Ready, status: "True"}
 "#;
-
-fn leader(c: &UpCluster) -> usize {
-    wait_for(Duration::from_secs(30), "an agreed leader", || {
-        let out = etcdctl_ok(&c.endpoints(), &["endpoint", "status", "-w", "json"]);
-        let all: Vec<serde_json::Value> = serde_json::from_str(&out).ok()?;
-        let l = all.first()?["Status"]["leader"].as_u64()?;
-        all.iter().position(|s| s["Status"]["header"]["member_id"].as_u64() == Some(l))
-    })
-}
 
 fn node_of(k: &Kubectl, pod: &str) -> String {
     let out = k.run(&["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"], None);
@@ -45,7 +36,7 @@ fn wait_bound(k: &Kubectl, pod: &str) {
 fn the_scheduler_binds_pods_on_the_leader_and_follows_it() {
     flotilla_tests::require_etcdctl();
     let c = UpCluster::start(3).expect("cluster starts");
-    let l = leader(&c);
+    let l = c.leader();
     let mut k = Kubectl::new(&c.replicas[(l + 1) % 3].api_url);
     k.ok_with(&["apply", "-f", "-"], Some(NODE));
     k.ok(&["run", "small", "--image=busybox"]);

@@ -108,10 +108,7 @@ async fn collection(s: &ApiState, req: Request) -> ApiResult<Response> {
             let list = s.registry.list(res, ns(&req), &req.query.list_options()?).await?;
             let body = match output {
                 Output::Object => list.to_json(res),
-                Output::Table(_) => {
-                    let list_meta = list.to_json(res)["metadata"].clone();
-                    negotiate::render(output, res.plural, &list.items, list_meta)
-                }
+                Output::Table(_) => negotiate::render(output, res.plural, &list.items, list.list_meta()),
             };
             Ok(respond_json(StatusCode::OK, body))
         }

@@ -72,13 +72,18 @@ pub struct ObjectList {
 }
 
 impl ObjectList {
-    /// The list as upstream serialises it (`PodList`).
-    pub fn to_json(&self, res: &Resource) -> Value {
+    /// The list's `metadata` (resourceVersion, continue).
+    pub fn list_meta(&self) -> Value {
         let mut meta = json!({"resourceVersion": self.resource_version.to_string()});
         if let Some(c) = &self.continue_token {
             meta["continue"] = json!(c);
         }
-        json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": meta, "items": self.items})
+        meta
+    }
+
+    /// The list as upstream serialises it (`PodList`).
+    pub fn to_json(&self, res: &Resource) -> Value {
+        json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": self.list_meta(), "items": self.items})
     }
 }
 

@@ -74,7 +74,7 @@ impl Registry {
     ) -> ApiResult<(Value, bool)> {
         match self.write(res, ns, name, Change::Patch(patch_type, body), part, opts).await {
             Err(ApiError::NotFound(_)) if patch_type == PatchType::Apply && part == Part::Main => {
-                let mut obj = patch::apply(PatchType::Apply, &json!({}), body).map_err(patch_error)?;
+                let mut obj = patch::apply(PatchType::Apply, &json!({}), body).map_err(ApiError::from)?;
                 meta::meta_mut(&mut obj).insert("name".into(), json!(name));
                 self.create(res, ns, obj, opts).await.map(|v| (v, true))
             }
@@ -135,7 +135,7 @@ impl Registry {
     ) -> ApiResult<(Value, bool)> {
         let mut new = match change {
             Change::Replace(v) => v.clone(),
-            Change::Patch(t, body) => patch::apply(*t, &current.object, body).map_err(patch_error)?,
+            Change::Patch(t, body) => patch::apply(*t, &current.object, body).map_err(ApiError::from)?,
             Change::Edit(f) => f(&current.object)?,
         };
         fill_type_meta(res, &mut new)?;
@@ -263,8 +263,4 @@ fn check_no_new_finalizers(res: &Resource, name: &str, old: &Value, new: &Value)
         ));
     }
     Ok(())
-}
-
-pub(crate) fn patch_error(e: crate::patch::PatchError) -> ApiError {
-    e.into()
 }

@@ -18,13 +18,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How long a condition a test waits for may take.
 pub const DEADLINE: Duration = Duration::from_secs(20);
-/// Pause between polls of a condition.
-const POLL: Duration = Duration::from_millis(10);
 
 /// A one-member store and an unfenced client over it.
 pub struct Solo {
@@ -114,17 +111,10 @@ impl Solo {
 }
 
 /// Poll `probe` until it yields a value; panic naming `what` after [`DEADLINE`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
+    flotilla_store::testing::wait_for(DEADLINE, what, probe).await
 }
