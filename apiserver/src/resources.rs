@@ -236,6 +236,17 @@ pub static RESOURCES: &[Resource] = &[
         subresources: &[status("apps", "v1", "DaemonSet")],
     },
     Resource {
+        group: "apps",
+        version: "v1",
+        kind: "ControllerRevision",
+        plural: "controllerrevisions",
+        singular: "controllerrevision",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+    },
+    Resource {
         group: "batch",
         version: "v1",
         kind: "Job",

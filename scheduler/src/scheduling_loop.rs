@@ -27,22 +27,24 @@
 //!   fail instead of applying, and the loop stops when the context is cancelled.
 
 mod config;
-mod event;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use flotilla_apiserver::client::Client;
 use flotilla_apiserver::{ApiError, ApiResult};
 use flotilla_controllers::leadership::{Component, LeaderContext};
-use flotilla_controllers::runtime::{Change, Informer, InformerConfig, Key, Object, Store, WorkQueue};
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use flotilla_controllers::runtime::{Change, Informer, InformerConfig, Key, Object, Recorder, Store, WorkQueue};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::LoopConfig;
-pub use event::{EventRecord, COMPONENT, REASON};
+/// Who reports scheduling events (`source.component`), as upstream's scheduler names itself.
+pub const COMPONENT: &str = "default-scheduler";
+/// The reason of the events written when a pod fits nowhere.
+pub const REASON: &str = "FailedScheduling";
 
 use crate::snapshot::is_terminal;
 use crate::{pod_key, schedule, Snapshot};
@@ -74,12 +76,11 @@ pub async fn run(ctx: LeaderContext, config: LoopConfig) {
         queue: WorkQueue::new(config.backoff),
         config,
         client: ctx.client.clone(),
-        identity: ctx.identity.clone(),
         caches: Caches { nodes, pods, pvs, pvcs, namespaces },
         snapshot: Snapshot::default(),
         assumed: HashSet::new(),
         unschedulable: HashSet::new(),
-        events: HashMap::new(),
+        events: Recorder::new(ctx.client.clone(), COMPONENT, ctx.identity.clone()),
         writes: JoinSet::new(),
     };
     let mut synced = false;
@@ -145,14 +146,12 @@ impl Caches {
 /// What a write task reports back to the loop.
 enum Outcome {
     Bind { key: Key, uid: String, node: String, result: ApiResult<()> },
-    Event { pod: Key, result: ApiResult<()> },
 }
 
 /// The loop's state; only the loop task touches it.
 struct Scheduler {
     config: LoopConfig,
     client: Client,
-    identity: String,
     caches: Caches,
     snapshot: Snapshot,
     queue: WorkQueue,
@@ -160,8 +159,8 @@ struct Scheduler {
     assumed: HashSet<String>,
     /// Pending pods that fit nowhere at their last attempt.
     unschedulable: HashSet<Key>,
-    /// The FailedScheduling Event last written per pending pod.
-    events: HashMap<Key, EventRecord>,
+    /// Writes FailedScheduling Events (repeats of one message count up on one Event).
+    events: Recorder,
     writes: JoinSet<Outcome>,
 }
 
@@ -214,7 +213,6 @@ impl Scheduler {
         }
         let Some(pod) = current else {
             self.unschedulable.remove(&change.key);
-            self.events.remove(&change.key);
             if freed {
                 self.requeue_unschedulable("pod deleted");
             }
@@ -228,7 +226,6 @@ impl Scheduler {
             self.snapshot.upsert_pod(&pod);
             freed |= was_placed && self.snapshot.pod_node(&uid).is_none();
             self.unschedulable.remove(&change.key);
-            self.events.remove(&change.key);
         } else if self.assumed.contains(&uid) {
             // Bound by us; the informer has not seen the binding yet. Keep the assumption.
         } else if self.is_pending(&pod) {
@@ -303,23 +300,10 @@ impl Scheduler {
                 let delay = self.queue.add_rate_limited(key.clone());
                 tracing::debug!(pod = %key, reason = %fit, retry_in = ?delay, "unschedulable");
                 self.unschedulable.insert(key.clone());
-                self.record_failure(&key, &pod, fit.to_string());
+                self.events.warning(pod.as_ref(), REASON, fit.to_string());
                 self.queue.done(&key);
             }
         }
-    }
-
-    fn record_failure(&mut self, key: &Key, pod: &Pod, message: String) {
-        let mut record = self.events.remove(key);
-        let event = EventRecord::next(&mut record, pod, message, &self.identity);
-        self.events.insert(key.clone(), record.expect("next() fills the record"));
-        let client = self.client.clone();
-        let pod_key = key.clone();
-        self.writes.spawn(async move {
-            let name = event.metadata.name.clone().unwrap_or_default();
-            let result = client.api::<Event>(pod_key.namespace()).update(&name, &event).await.map(|_| ());
-            Outcome::Event { pod: pod_key, result }
-        });
     }
 
     fn finished(&mut self, outcome: Outcome) {
@@ -327,7 +311,6 @@ impl Scheduler {
             Outcome::Bind { key, result: Ok(()), node, .. } => {
                 tracing::info!(pod = %key, node = %node, "bound");
                 self.queue.forget(&key);
-                self.events.remove(&key);
                 self.queue.done(&key);
             }
             Outcome::Bind { key, uid, node, result: Err(e) } => {
@@ -345,10 +328,6 @@ impl Scheduler {
                     }
                 }
                 self.queue.done(&key);
-            }
-            Outcome::Event { result: Ok(_), .. } => {}
-            Outcome::Event { pod, result: Err(e) } => {
-                tracing::debug!(pod = %pod, error = %e, "FailedScheduling event not written")
             }
         }
     }

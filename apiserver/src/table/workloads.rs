@@ -135,6 +135,34 @@ fn daemonset_cells(ds: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
+pub(super) static CONTROLLERREVISIONS: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::string("Controller", "Controller of the object"),
+        Column::integer("Revision", "Revision of the ControllerRevision"),
+        AGE,
+    ],
+    cells: controllerrevision_cells,
+    conditions: no_conditions,
+};
+
+fn controllerrevision_cells(rev: &Value, now: Timestamp) -> Vec<Value> {
+    vec![name(rev).into(), controller_of(rev).into(), int(rev, &["revision"]).into(), age(rev, now).into()]
+}
+
+/// `statefulset.apps/web`: the controlling owner as upstream prints it, `<none>` if none.
+fn controller_of(obj: &Value) -> String {
+    let owner = list(obj, &["metadata", "ownerReferences"])
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true));
+    let Some(owner) = owner else { return "<none>".into() };
+    let text = |k: &str| owner.get(k).and_then(Value::as_str).unwrap_or("");
+    let group = text("apiVersion").rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    let kind = text("kind").to_lowercase();
+    let kind = if group.is_empty() { kind } else { format!("{kind}.{group}") };
+    format!("{kind}/{}", text("name"))
+}
+
 pub(super) static JOBS: Printer = Printer {
     columns: &[
         NAME,
@@ -358,6 +386,21 @@ mod tests {
         assert_eq!(columns("daemonsets")[6], ("Node Selector".to_string(), 0));
         assert_eq!(columns("daemonsets")[10], ("Selector".to_string(), 1));
         assert_eq!(cells("daemonsets", json!({}))[6], json!("<none>"));
+    }
+
+    #[test]
+    fn controllerrevisions() {
+        let rev = json!({
+            "metadata": {"name": "web-7c5", "creationTimestamp": "2024-04-01T12:00:00Z",
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web",
+                                              "uid": "u", "controller": true}]},
+            "revision": 3,
+        });
+        assert_eq!(
+            cells("controllerrevisions", rev),
+            [json!("web-7c5"), json!("statefulset.apps/web"), json!(3), json!("30d")]
+        );
+        assert_eq!(cells("controllerrevisions", json!({"metadata": {"name": "x"}}))[1], json!("<none>"));
     }
 
     #[test]

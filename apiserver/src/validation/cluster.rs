@@ -16,7 +16,9 @@ use super::{arr_field, field, field_or_null, int_field, optional_one_of, str_fie
 pub(crate) fn validate(plural: &str, obj: &Value, errs: &mut Errors) {
     let rule = match plural {
         "namespaces" => NameRule::Label,
-        "nodes" | "serviceaccounts" | "endpoints" | "leases" | "poddisruptionbudgets" => NameRule::Subdomain,
+        "nodes" | "serviceaccounts" | "endpoints" | "leases" | "poddisruptionbudgets" | "controllerrevisions" => {
+            NameRule::Subdomain
+        }
         _ => NameRule::PathSegment,
     };
     validate_meta(obj, rule, errs);
@@ -29,7 +31,21 @@ pub(crate) fn validate(plural: &str, obj: &Value, errs: &mut Errors) {
         "events" => validate_event(obj, errs),
         "leases" => validate_lease(spec, &path, errs),
         "poddisruptionbudgets" => validate_pdb(spec, &path, errs),
+        "controllerrevisions" => validate_revision(obj, errs),
         _ => {}
+    }
+}
+
+fn validate_revision(obj: &Value, errs: &mut Errors) {
+    if let Some(v) = int_field(obj, "revision").filter(|v| *v < 0) {
+        errs.invalid(&Path::root("revision"), Bad::Int(v), super::names::IS_NEGATIVE);
+    }
+}
+
+/// Upstream's `ValidateControllerRevisionUpdate`: a revision's data never changes.
+pub(crate) fn validate_controller_revision_update(new: &Value, old: &Value, errs: &mut Errors) {
+    if field(new, "data") != field(old, "data") {
+        errs.immutable(&Path::root("data"), Bad::json(field(new, "data")));
     }
 }
 
@@ -132,8 +148,26 @@ fn validate_pdb(spec: &Value, path: &Path, errs: &mut Errors) {
 
 #[cfg(test)]
 mod tests {
-    use crate::validation::testing::create;
+    use crate::validation::testing::{create, update};
     use serde_json::json;
+
+    #[test]
+    fn controller_revisions_have_a_nonnegative_revision_and_immutable_data() {
+        let rev = json!({"metadata": {"name": "web-abc", "namespace": "default"}, "revision": 2, "data": {"a": 1}});
+        assert_eq!(create("controllerrevisions", &rev), Vec::<String>::new());
+        let mut bad = rev.clone();
+        bad["revision"] = json!(-1);
+        assert_eq!(
+            create("controllerrevisions", &bad),
+            vec!["revision: Invalid value: -1: must be greater than or equal to 0"]
+        );
+        let mut bumped = rev.clone();
+        bumped["revision"] = json!(5);
+        assert_eq!(update("controllerrevisions", &bumped, &rev), Vec::<String>::new());
+        let mut changed = rev.clone();
+        changed["data"] = json!({"a": 2});
+        assert_eq!(update("controllerrevisions", &changed, &rev).len(), 1);
+    }
 
     #[test]
     fn namespace_names_are_labels() {

@@ -94,6 +94,7 @@ fn validate_kind_update(plural: &str, new: &Value, old: &Value, errs: &mut Error
         "persistentvolumes" | "persistentvolumeclaims" | "storageclasses" => {
             storage::validate_update(plural, new, old, errs)
         }
+        "controllerrevisions" => cluster::validate_controller_revision_update(new, old, errs),
         _ => {}
     }
 }

@@ -137,6 +137,7 @@ fn unknown_paths(plural: &str, obj: &Value) -> Result<Vec<String>, String> {
         ("replicasets", _) => check::<apps::v1::ReplicaSet>(&body),
         ("statefulsets", _) => check::<apps::v1::StatefulSet>(&body),
         ("daemonsets", _) => check::<apps::v1::DaemonSet>(&body),
+        ("controllerrevisions", _) => check::<apps::v1::ControllerRevision>(&body),
         ("jobs", _) => check::<batch::v1::Job>(&body),
         ("leases", _) => check::<coordination::v1::Lease>(&body),
         ("storageclasses", _) => check::<storage::v1::StorageClass>(&body),

@@ -49,6 +49,7 @@ fn valid_objects() -> Vec<(&'static str, Value)> {
             "daemonsets",
             json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template.clone()}}),
         ),
+        ("controllerrevisions", json!({"metadata": {"name": "web-5d"}, "revision": 1, "data": {"spec": {}}})),
         (
             "jobs",
             json!({"metadata": {"name": "pi"}, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl"}]}}}}),

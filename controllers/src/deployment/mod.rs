@@ -41,8 +41,8 @@ use flotilla_apiserver::{ApiError, ApiResult};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 
 use crate::leadership::{Component, LeaderContext};
-use crate::runtime::Store;
 use crate::runtime::{owner, Action, Change, Controller, ControllerConfig, Informer, InformerConfig, Key, Reconciler};
+use crate::runtime::{Recorder, Store};
 use replicasets::{revision, Expectations, Writes};
 use step::Step;
 
@@ -65,6 +65,7 @@ pub async fn run(ctx: LeaderContext) {
         deployments: d_store.clone(),
         replicasets: rs_store.clone(),
         expect: Expectations::default(),
+        events: Recorder::new(ctx.client.clone(), EVENT_SOURCE, ctx.identity.clone()),
     };
     let selecting = d_store.clone();
     let controller = Controller::new("deployment", reconciler, &d_store, ControllerConfig::default())
@@ -104,7 +105,11 @@ pub struct DeploymentController {
     deployments: Store<Deployment>,
     replicasets: Store<ReplicaSet>,
     expect: Expectations,
+    events: Recorder,
 }
+
+/// Who reports the controller's Events, as upstream's controller-manager names it.
+pub const EVENT_SOURCE: &str = "deployment-controller";
 
 impl Reconciler for DeploymentController {
     type Error = ApiError;
@@ -124,7 +129,8 @@ impl Reconciler for DeploymentController {
         if !self.expect.met(key, &self.replicasets) {
             return Ok(Action::RequeueAfter(CACHE_LAG_RETRY));
         }
-        let writes = Writes { api: self.client.api::<ReplicaSet>(key.namespace()), key, expect: &self.expect };
+        let api = self.client.api::<ReplicaSet>(key.namespace());
+        let writes = Writes { api, key, expect: &self.expect, events: &self.events };
         // 1. Claim.
         let mut rss: Vec<ReplicaSet> = Vec::new();
         for rs in self.replicasets.list_in(key.namespace().unwrap_or_default()) {

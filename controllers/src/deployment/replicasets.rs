@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::template::{self, HASH_LABEL};
 use crate::runtime::store::Store;
-use crate::runtime::Key;
+use crate::runtime::{Key, Recorder};
 
 /// The annotation holding a revision, on the Deployment and on each of its ReplicaSets.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -99,6 +99,8 @@ pub struct Writes<'a> {
     pub api: Api<ReplicaSet>,
     pub key: &'a Key,
     pub expect: &'a Expectations,
+    /// Records each scaling as a `ScalingReplicaSet` Event on the Deployment.
+    pub events: &'a Recorder,
 }
 
 impl Writes<'_> {
@@ -148,13 +150,26 @@ impl Writes<'_> {
         };
         let created = self.api.create(&rs).await?;
         self.expect.record(self.key, &created);
+        self.scaled(d, &created, 0, replicas);
         Ok(created)
     }
 
-    pub async fn scale(&self, rs: &ReplicaSet, replicas: i32) -> ApiResult<ReplicaSet> {
+    /// Set `rs` (of `d`) to `replicas`.
+    pub async fn scale(&self, d: &Deployment, rs: &ReplicaSet, replicas: i32) -> ApiResult<ReplicaSet> {
+        let from = desired(rs);
         let mut rs = rs.clone();
         rs.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
-        self.update(&rs).await
+        let written = self.update(&rs).await?;
+        self.scaled(d, &written, from, replicas);
+        Ok(written)
+    }
+
+    /// The `ScalingReplicaSet` Event `kubectl describe deployment` shows, worded as upstream.
+    fn scaled(&self, d: &Deployment, rs: &ReplicaSet, from: i32, to: i32) {
+        let direction = if to >= from { "up" } else { "down" };
+        let name = rs.metadata.name.as_deref().unwrap_or_default();
+        let message = format!("Scaled {direction} replica set {name} from {from} to {to}");
+        self.events.normal(d, "ScalingReplicaSet", message);
     }
 
     /// Give the (re-)selected new RS `revision` and the Deployment's annotations.

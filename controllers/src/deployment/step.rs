@@ -100,7 +100,7 @@ impl Step<'_> {
     }
 
     async fn scale(&mut self, i: usize, replicas: i32) -> ApiResult<()> {
-        self.rss[i] = self.writes.scale(&self.rss[i], replicas).await?;
+        self.rss[i] = self.writes.scale(&self.d, &self.rss[i], replicas).await?;
         Ok(())
     }
 

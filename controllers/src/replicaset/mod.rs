@@ -32,7 +32,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::leadership::{Component, LeaderContext};
-use crate::runtime::{owner, Action, Change, Controller, ControllerConfig, Informer, InformerConfig, Key, Store};
+use crate::runtime::{
+    owner, Action, Change, Controller, ControllerConfig, Informer, InformerConfig, Key, Recorder, Store,
+};
 use expectations::{Expectations, EXPECTATION_TTL};
 
 /// Most pods one reconcile creates or deletes (upstream's `burstReplicas`): a huge scale-up
@@ -41,15 +43,19 @@ pub const BURST: usize = 500;
 
 /// The controller as a leader-only component.
 pub fn component() -> Component {
-    Arc::new(|ctx: LeaderContext| Box::pin(run(ctx.client, ctx.cancel)))
+    Arc::new(|ctx: LeaderContext| Box::pin(run(ctx.client, ctx.identity, ctx.cancel)))
 }
 
+/// Who reports the controller's Events, as upstream's controller-manager names it.
+pub const EVENT_SOURCE: &str = "replicaset-controller";
+
 /// Run the informers and the controller until `cancel` fires.
-pub async fn run(client: Client, cancel: CancellationToken) {
+pub async fn run(client: Client, identity: String, cancel: CancellationToken) {
     let rs_informer = Informer::<ReplicaSet>::new(&client, InformerConfig::default());
     let pod_informer = Informer::<Pod>::new(&client, InformerConfig::default());
     let (replicasets, pods) = (rs_informer.store(), pod_informer.store());
-    let reconciler = ReplicaSetController::new(client, replicasets.clone(), pods.clone());
+    let events = Recorder::new(client.clone(), EVENT_SOURCE, identity);
+    let reconciler = ReplicaSetController::new(client, replicasets.clone(), pods.clone()).with_events(events);
     let rs_cache = replicasets.clone();
     let controller = Controller::new("replicaset", reconciler, &replicasets, ControllerConfig::default())
         .watches(&pods, move |change| pod_to_replicasets(&rs_cache, change));
@@ -94,11 +100,19 @@ pub struct ReplicaSetController {
     replicasets: Store<ReplicaSet>,
     pods: Store<Pod>,
     expectations: Expectations,
+    events: Recorder,
 }
 
 impl ReplicaSetController {
+    /// A reconciler that records no Events (see [`Self::with_events`]).
     pub fn new(client: Client, replicasets: Store<ReplicaSet>, pods: Store<Pod>) -> Self {
-        Self { client, replicasets, pods, expectations: Expectations::default() }
+        let events = Recorder::detached(EVENT_SOURCE, "");
+        Self { client, replicasets, pods, expectations: Expectations::default(), events }
+    }
+
+    /// Record pod creations and deletions as Events through `events`.
+    pub fn with_events(self, events: Recorder) -> Self {
+        Self { events, ..self }
     }
 }
 
@@ -178,8 +192,15 @@ impl ReplicaSetController {
                 let mut first_error = None;
                 for r in results {
                     match r {
-                        Ok(pod) => self.expectations.created(key, pod.metadata.name.unwrap_or_default()),
-                        Err(e) => first_error = first_error.or(Some(e)),
+                        Ok(pod) => {
+                            let name = pod.metadata.name.unwrap_or_default();
+                            self.events.normal(rs, "SuccessfulCreate", format!("Created pod: {name}"));
+                            self.expectations.created(key, name);
+                        }
+                        Err(e) => {
+                            self.events.warning(rs, "FailedCreate", format!("Error creating: {e}"));
+                            first_error = first_error.or(Some(e));
+                        }
                     }
                 }
                 if let Some(e) = first_error {
@@ -205,7 +226,10 @@ impl ReplicaSetController {
             let mut first_error = None;
             for r in join_all(deletes).await {
                 match r {
-                    Ok(Some((name, uid))) => self.expectations.deleted(key, name, uid),
+                    Ok(Some((name, uid))) => {
+                        self.events.normal(rs, "SuccessfulDelete", format!("Deleted pod: {name}"));
+                        self.expectations.deleted(key, name, uid)
+                    }
                     Ok(None) => {}
                     Err(e) => first_error = first_error.or(Some(e)),
                 }

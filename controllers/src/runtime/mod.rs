@@ -15,6 +15,8 @@
 //! - [`controller`]: the runner: waits for caches, queues every primary key once, then
 //!   reconciles with `workers` tasks, one tracing span per reconcile, until cancelled.
 //! - [`owner`]: dependent → controlling owner key (a Pod change queues its ReplicaSet).
+//! - [`shared`]: one informer per kind shared by every component of a leadership term.
+//! - [`events`]: the Event recorder (`kubectl get events` / `describe`).
 //! - [`backoff`], [`key`]: the small value types the others share.
 //!
 //! Invariants the runtime guarantees to every controller: a key is never reconciled by two
@@ -23,15 +25,19 @@
 
 pub mod backoff;
 pub mod controller;
+pub mod events;
 pub mod informer;
 pub mod key;
 pub mod owner;
 pub mod queue;
+pub mod shared;
 pub mod store;
 
 pub use backoff::Backoff;
 pub use controller::{Action, Controller, ControllerConfig, ErrorAction, Reconciler};
+pub use events::{EventType, Recorder};
 pub use informer::{ApiSource, Informer, InformerConfig, ListWatch};
 pub use key::Key;
 pub use queue::WorkQueue;
+pub use shared::SharedInformers;
 pub use store::{Change, Object, Store, Writer, CHANGE_BUFFER};

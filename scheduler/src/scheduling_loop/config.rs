@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use flotilla_controllers::runtime::Backoff;
 
-use super::event::COMPONENT;
+use super::COMPONENT;
 
 /// How the loop schedules.
 #[derive(Debug, Clone)]
