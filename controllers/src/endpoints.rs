@@ -38,7 +38,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::leadership::{Component, LeaderContext};
-use crate::runtime::{Action, Change, Controller, ControllerConfig, Informer, InformerConfig, Key, Reconciler, Store};
+use crate::runtime::{Action, Change, Controller, ControllerConfig, Key, Reconciler, Store};
 
 /// Label upstream sets on the Endpoints of a headless Service (clusterIP None).
 pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
@@ -49,10 +49,8 @@ pub fn component() -> Component {
 }
 
 async fn run(ctx: LeaderContext) {
-    let services = Informer::<Service>::new(&ctx.client, InformerConfig::default());
-    let pods = Informer::<Pod>::new(&ctx.client, InformerConfig::default());
-    let endpoints = Informer::<Endpoints>::new(&ctx.client, InformerConfig::default());
-    let (svc_store, pod_store, ep_store) = (services.store(), pods.store(), endpoints.store());
+    let (svc_store, pod_store, ep_store) =
+        (ctx.informers.store::<Service>(), ctx.informers.store::<Pod>(), ctx.informers.store::<Endpoints>());
     let reconciler = EndpointsReconciler {
         services: svc_store.clone(),
         pods: pod_store.clone(),
@@ -66,12 +64,7 @@ async fn run(ctx: LeaderContext) {
         .watches(&ep_store, move |change: &Change<Endpoints>| {
             by_endpoints.get_key(&change.key).map(|_| change.key.clone()).into_iter().collect()
         });
-    tokio::join!(
-        services.run(ctx.cancel.clone()),
-        pods.run(ctx.cancel.clone()),
-        endpoints.run(ctx.cancel.clone()),
-        controller.run(ctx.cancel.clone()),
-    );
+    controller.run(ctx.cancel.clone()).await;
 }
 
 /// The Services (in the pod's namespace) whose selector matches the pod before or after.

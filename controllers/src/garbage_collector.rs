@@ -1,7 +1,8 @@
 //! The garbage collector: finishes what `ownerReferences` and deletion propagation promise.
 //!
 //! It follows the kinds that own or are owned here (Deployments, ReplicaSets, StatefulSets,
-//! DaemonSets, Jobs, Pods, ConfigMaps, Secrets, Services), one informer each, and applies
+//! DaemonSets, Jobs, Pods, ConfigMaps, Secrets, Services, ControllerRevisions,
+//! PersistentVolumeClaims) through the term's shared informers, and applies
 //! upstream's three rules:
 //! - (a) a dependent none of whose owners exists any more (no object of the referenced kind
 //!   and name with the referenced uid) is deleted, Background;
@@ -35,16 +36,14 @@ use flotilla_apiserver::resources::{self, Resource};
 use flotilla_apiserver::{ApiError, ApiResult};
 use futures::future::{join_all, BoxFuture};
 use futures::FutureExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use tokio_util::sync::CancellationToken;
 
 use crate::leadership::{Component, LeaderContext};
-use crate::runtime::{
-    Action, Controller, ControllerConfig, Informer, InformerConfig, Key, Object, Reconciler, Store, WorkQueue,
-};
+use crate::runtime::{Action, Controller, ControllerConfig, Key, Object, Reconciler, Store, WorkQueue};
 
 /// The finalizer `propagationPolicy=Orphan` adds.
 pub const ORPHAN: &str = "orphan";
@@ -58,16 +57,17 @@ pub fn component() -> Component {
 
 async fn run(ctx: LeaderContext) {
     let mut nodes: Vec<Arc<dyn Node>> = Vec::new();
-    let mut informers: Vec<BoxFuture<'static, ()>> = Vec::new();
-    follow::<Deployment>(&ctx, &mut nodes, &mut informers);
-    follow::<ReplicaSet>(&ctx, &mut nodes, &mut informers);
-    follow::<StatefulSet>(&ctx, &mut nodes, &mut informers);
-    follow::<DaemonSet>(&ctx, &mut nodes, &mut informers);
-    follow::<Job>(&ctx, &mut nodes, &mut informers);
-    follow::<Pod>(&ctx, &mut nodes, &mut informers);
-    follow::<ConfigMap>(&ctx, &mut nodes, &mut informers);
-    follow::<Secret>(&ctx, &mut nodes, &mut informers);
-    follow::<Service>(&ctx, &mut nodes, &mut informers);
+    follow::<Deployment>(&ctx, &mut nodes);
+    follow::<ReplicaSet>(&ctx, &mut nodes);
+    follow::<StatefulSet>(&ctx, &mut nodes);
+    follow::<DaemonSet>(&ctx, &mut nodes);
+    follow::<Job>(&ctx, &mut nodes);
+    follow::<Pod>(&ctx, &mut nodes);
+    follow::<ConfigMap>(&ctx, &mut nodes);
+    follow::<Secret>(&ctx, &mut nodes);
+    follow::<Service>(&ctx, &mut nodes);
+    follow::<ControllerRevision>(&ctx, &mut nodes);
+    follow::<PersistentVolumeClaim>(&ctx, &mut nodes);
     let graph = Arc::new(Graph { nodes });
     let cancel = ctx.cancel.clone();
     let controllers = async move {
@@ -80,15 +80,13 @@ async fn run(ctx: LeaderContext) {
         let runs: Vec<_> = graph.nodes.iter().map(|n| n.clone().start(graph.clone(), cancel.clone())).collect();
         join_all(runs).await;
     };
-    tokio::join!(join_all(informers), controllers);
+    controllers.await;
 }
 
-/// Start an informer over `K` and add its cache to the graph.
-fn follow<K: Object>(ctx: &LeaderContext, nodes: &mut Vec<Arc<dyn Node>>, informers: &mut Vec<BoxFuture<'static, ()>>) {
-    let informer = Informer::<K>::new(&ctx.client, InformerConfig::default());
+/// Add the term's shared cache of `K` to the graph.
+fn follow<K: Object>(ctx: &LeaderContext, nodes: &mut Vec<Arc<dyn Node>>) {
     let res = resources::lookup(K::GROUP, K::VERSION, K::URL_PATH_SEGMENT).expect("followed kinds are served");
-    nodes.push(Arc::new(Kind { res, store: informer.store(), client: ctx.client.clone() }));
-    informers.push(informer.run(ctx.cancel.clone()).boxed());
+    nodes.push(Arc::new(Kind { res, store: ctx.informers.store::<K>(), client: ctx.client.clone() }));
 }
 
 /// Every followed kind's cache.

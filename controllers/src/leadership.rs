@@ -31,6 +31,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::runtime::SharedInformers;
+
 /// Namespace and name of the Lease that shows which replica runs the controllers.
 pub const LEASE_NAMESPACE: &str = "kube-system";
 pub const LEASE_NAME: &str = "flotilla-controllers";
@@ -55,6 +57,17 @@ pub struct LeaderContext {
     pub identity: String,
     /// Cancelled when leadership ends.
     pub cancel: CancellationToken,
+    /// One informer per kind, shared by every component of this term (started on first use,
+    /// stopped with `cancel`).
+    pub informers: SharedInformers,
+}
+
+impl LeaderContext {
+    /// The context of one term: `client` should be fenced (see [`Storage::fenced`]).
+    pub fn new(client: Client, term: u64, identity: impl Into<String>, cancel: CancellationToken) -> Self {
+        let informers = SharedInformers::new(client.clone(), cancel.clone());
+        Self { client, term, identity: identity.into(), cancel, informers }
+    }
 }
 
 /// A leader-only component: started with a context, runs until its token is cancelled.
@@ -125,8 +138,14 @@ impl Leadership {
     fn start(&self, term: u64) -> Running {
         let registry = Registry::with_ranges(Storage::fenced(self.node.clone()), self.ranges.clone());
         let cancel = CancellationToken::new();
-        let ctx = LeaderContext { client: Client::new(registry), term, identity: self.identity.clone(), cancel };
+        let ctx = LeaderContext::new(Client::new(registry), term, self.identity.clone(), cancel);
         let mut tasks = JoinSet::new();
+        // Stopping waits for the shared informers too, so a new term never overlaps the last.
+        let (informers, ended) = (ctx.informers.clone(), ctx.cancel.clone());
+        tasks.spawn(async move {
+            ended.cancelled().await;
+            informers.stopped().await;
+        });
         tasks.spawn(keep_lease(ctx.clone()));
         for (name, component) in &self.components {
             let fut = component(ctx.clone());

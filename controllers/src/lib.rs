@@ -6,9 +6,10 @@
 //! - [`runtime`]: informer caches (list + watch), a work queue that never reconciles one
 //!   key twice at once, and rate-limited requeues: what every controller is built on.
 //! - One module per controller, each a leadership component: [`replicaset`],
-//!   [`deployment`], [`endpoints`], [`garbage_collector`], [`namespace`].
+//!   [`deployment`], [`disruption`], [`endpoints`], [`garbage_collector`], [`namespace`].
 
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod leadership;

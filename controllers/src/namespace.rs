@@ -25,7 +25,7 @@ use flotilla_apiserver::registry::{DeleteOptions, ListOptions};
 use flotilla_apiserver::resources::{Resource, RESOURCES};
 use flotilla_apiserver::ApiError;
 use futures::FutureExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -34,7 +34,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use crate::leadership::{Component, LeaderContext};
-use crate::runtime::{Action, Controller, ControllerConfig, Informer, InformerConfig, Key, Object, Reconciler, Store};
+use crate::runtime::{Action, Controller, ControllerConfig, Key, Object, Reconciler, Store};
 
 /// The `spec.finalizers` entry this controller owns.
 pub const FINALIZER: &str = "kubernetes";
@@ -47,11 +47,9 @@ pub fn component() -> Component {
 }
 
 async fn run(ctx: LeaderContext) {
-    let informer = Informer::<Namespace>::new(&ctx.client, InformerConfig::default());
-    let namespaces = informer.store();
+    let namespaces = ctx.informers.store::<Namespace>();
     let reconciler = NamespaceReconciler { namespaces: namespaces.clone(), client: ctx.client.clone() };
-    let controller = Controller::new("namespace", reconciler, &namespaces, ControllerConfig::default());
-    tokio::join!(informer.run(ctx.cancel.clone()), controller.run(ctx.cancel.clone()));
+    Controller::new("namespace", reconciler, &namespaces, ControllerConfig::default()).run(ctx.cancel.clone()).await;
 }
 
 /// Empties and finalizes terminating namespaces.
@@ -104,6 +102,7 @@ pub async fn purge_resource(client: &Client, res: &Resource, ns: &str) -> Result
         "replicasets" => purge::<ReplicaSet>(client, ns).await,
         "statefulsets" => purge::<StatefulSet>(client, ns).await,
         "daemonsets" => purge::<DaemonSet>(client, ns).await,
+        "controllerrevisions" => purge::<ControllerRevision>(client, ns).await,
         "jobs" => purge::<Job>(client, ns).await,
         "leases" => purge::<Lease>(client, ns).await,
         "poddisruptionbudgets" => purge::<PodDisruptionBudget>(client, ns).await,

@@ -56,7 +56,7 @@ impl Env {
         let solo = Solo::start().await;
         let cancel = CancellationToken::new();
         let ctx =
-            LeaderContext { client: solo.client.clone(), term: 1, identity: "test".into(), cancel: cancel.clone() };
+            LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone());
         tokio::spawn(deployment::run(ctx));
         let informer = Informer::<ReplicaSet>::new(&solo.client, InformerConfig::default());
         let (rs, changes) = (informer.store(), informer.store().subscribe());

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 /// Start the controller component on `client`; cancel the returned token to stop it.
 fn start(client: &Client) -> CancellationToken {
     let cancel = CancellationToken::new();
-    let ctx = LeaderContext { client: client.clone(), term: 1, identity: "test".into(), cancel: cancel.clone() };
+    let ctx = LeaderContext::new(client.clone(), 1, "test", cancel.clone());
     tokio::spawn(endpoints::component()(ctx));
     cancel
 }

@@ -32,7 +32,7 @@ const HOLD: &str = "example.com/hold";
 
 fn start(solo: &Solo) -> CancellationToken {
     let cancel = CancellationToken::new();
-    let ctx = LeaderContext { client: solo.client.clone(), term: 1, identity: "test".into(), cancel: cancel.clone() };
+    let ctx = LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone());
     tokio::spawn(garbage_collector::component()(ctx));
     cancel
 }

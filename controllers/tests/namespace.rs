@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 fn start(solo: &Solo) -> CancellationToken {
     let cancel = CancellationToken::new();
-    let ctx = LeaderContext { client: solo.client.clone(), term: 1, identity: "test".into(), cancel: cancel.clone() };
+    let ctx = LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone());
     tokio::spawn(namespace::component()(ctx));
     cancel
 }

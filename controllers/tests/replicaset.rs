@@ -74,7 +74,7 @@ impl Env {
         });
         tokio::spawn(informer.run(cancel.clone()));
         let ctx =
-            LeaderContext { client: solo.client.clone(), term: 1, identity: "test".into(), cancel: cancel.clone() };
+            LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone());
         tokio::spawn(replicaset::component()(ctx));
         Self { solo, pods, added, cancel }
     }

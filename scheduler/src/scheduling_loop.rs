@@ -34,7 +34,7 @@ use std::sync::Arc;
 use flotilla_apiserver::client::Client;
 use flotilla_apiserver::{ApiError, ApiResult};
 use flotilla_controllers::leadership::{Component, LeaderContext};
-use flotilla_controllers::runtime::{Change, Informer, InformerConfig, Key, Object, Recorder, Store, WorkQueue};
+use flotilla_controllers::runtime::{Change, Key, Object, Recorder, Store, WorkQueue};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinSet;
@@ -65,13 +65,11 @@ pub async fn run(ctx: LeaderContext, config: LoopConfig) {
         tracing::error!(error = %e, "invalid scheduler configuration; not scheduling");
         return;
     }
-    let informers_cancel = ctx.cancel.child_token();
-    let mut informers = JoinSet::new();
-    let (nodes, mut node_rx) = informer::<Node>(&ctx.client, &mut informers, &informers_cancel);
-    let (pods, mut pod_rx) = informer::<Pod>(&ctx.client, &mut informers, &informers_cancel);
-    let (pvs, mut pv_rx) = informer::<PersistentVolume>(&ctx.client, &mut informers, &informers_cancel);
-    let (pvcs, mut pvc_rx) = informer::<PersistentVolumeClaim>(&ctx.client, &mut informers, &informers_cancel);
-    let (namespaces, mut ns_rx) = informer::<Namespace>(&ctx.client, &mut informers, &informers_cancel);
+    let (nodes, mut node_rx) = informer::<Node>(&ctx);
+    let (pods, mut pod_rx) = informer::<Pod>(&ctx);
+    let (pvs, mut pv_rx) = informer::<PersistentVolume>(&ctx);
+    let (pvcs, mut pvc_rx) = informer::<PersistentVolumeClaim>(&ctx);
+    let (namespaces, mut ns_rx) = informer::<Namespace>(&ctx);
     let mut sched = Scheduler {
         queue: WorkQueue::new(config.backoff),
         config,
@@ -106,22 +104,15 @@ pub async fn run(ctx: LeaderContext, config: LoopConfig) {
         }
     }
     sched.queue.shutdown();
-    informers_cancel.cancel();
     sched.writes.abort_all();
-    while informers.join_next().await.is_some() {}
     tracing::info!("scheduler stopped");
 }
 
-/// Start an informer for `K`, subscribed before it lists so no change is missed.
-fn informer<K: Object>(
-    client: &Client,
-    tasks: &mut JoinSet<()>,
-    cancel: &CancellationToken,
-) -> (Store<K>, Receiver<Change<K>>) {
-    let informer = Informer::<K>::new(client, InformerConfig::default());
-    let store = informer.store();
+/// The term's shared cache of `K` and its changes from now on (the cache is read only after
+/// subscribing, so no change is missed).
+fn informer<K: Object>(ctx: &LeaderContext) -> (Store<K>, Receiver<Change<K>>) {
+    let store = ctx.informers.store::<K>();
     let rx = store.subscribe();
-    tasks.spawn(informer.run(cancel.clone()));
     (store, rx)
 }
 

@@ -41,7 +41,7 @@ use flotilla_apiserver::{ApiError, ApiResult};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 
 use crate::leadership::{Component, LeaderContext};
-use crate::runtime::{owner, Action, Change, Controller, ControllerConfig, Informer, InformerConfig, Key, Reconciler};
+use crate::runtime::{owner, Action, Change, Controller, ControllerConfig, Key, Reconciler};
 use crate::runtime::{Recorder, Store};
 use replicasets::{revision, Expectations, Writes};
 use step::Step;
@@ -57,9 +57,7 @@ pub fn component() -> Component {
 
 /// Run the Deployment controller until `ctx.cancel` fires.
 pub async fn run(ctx: LeaderContext) {
-    let deployments = Informer::<Deployment>::new(&ctx.client, InformerConfig::default());
-    let replicasets = Informer::<ReplicaSet>::new(&ctx.client, InformerConfig::default());
-    let (d_store, rs_store) = (deployments.store(), replicasets.store());
+    let (d_store, rs_store) = (ctx.informers.store::<Deployment>(), ctx.informers.store::<ReplicaSet>());
     let reconciler = DeploymentController {
         client: ctx.client.clone(),
         deployments: d_store.clone(),
@@ -71,11 +69,7 @@ pub async fn run(ctx: LeaderContext) {
     let controller = Controller::new("deployment", reconciler, &d_store, ControllerConfig::default())
         .owns(&rs_store)
         .watches(&rs_store, move |change| orphan_owners(&selecting, change));
-    tokio::join!(
-        deployments.run(ctx.cancel.clone()),
-        replicasets.run(ctx.cancel.clone()),
-        controller.run(ctx.cancel.clone())
-    );
+    controller.run(ctx.cancel.clone()).await;
 }
 
 /// The Deployments whose selector matches a changed RS that has no controller.

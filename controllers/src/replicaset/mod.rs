@@ -28,13 +28,9 @@ use flotilla_apiserver::ApiError;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::leadership::{Component, LeaderContext};
-use crate::runtime::{
-    owner, Action, Change, Controller, ControllerConfig, Informer, InformerConfig, Key, Recorder, Store,
-};
+use crate::runtime::{owner, Action, Change, Controller, ControllerConfig, Key, Recorder, Store};
 use expectations::{Expectations, EXPECTATION_TTL};
 
 /// Most pods one reconcile creates or deletes (upstream's `burstReplicas`): a huge scale-up
@@ -43,27 +39,21 @@ pub const BURST: usize = 500;
 
 /// The controller as a leader-only component.
 pub fn component() -> Component {
-    Arc::new(|ctx: LeaderContext| Box::pin(run(ctx.client, ctx.identity, ctx.cancel)))
+    Arc::new(|ctx: LeaderContext| Box::pin(run(ctx)))
 }
 
 /// Who reports the controller's Events, as upstream's controller-manager names it.
 pub const EVENT_SOURCE: &str = "replicaset-controller";
 
 /// Run the informers and the controller until `cancel` fires.
-pub async fn run(client: Client, identity: String, cancel: CancellationToken) {
-    let rs_informer = Informer::<ReplicaSet>::new(&client, InformerConfig::default());
-    let pod_informer = Informer::<Pod>::new(&client, InformerConfig::default());
-    let (replicasets, pods) = (rs_informer.store(), pod_informer.store());
-    let events = Recorder::new(client.clone(), EVENT_SOURCE, identity);
-    let reconciler = ReplicaSetController::new(client, replicasets.clone(), pods.clone()).with_events(events);
+pub async fn run(ctx: LeaderContext) {
+    let (replicasets, pods) = (ctx.informers.store::<ReplicaSet>(), ctx.informers.store::<Pod>());
+    let events = Recorder::new(ctx.client.clone(), EVENT_SOURCE, ctx.identity);
+    let reconciler = ReplicaSetController::new(ctx.client, replicasets.clone(), pods.clone()).with_events(events);
     let rs_cache = replicasets.clone();
     let controller = Controller::new("replicaset", reconciler, &replicasets, ControllerConfig::default())
         .watches(&pods, move |change| pod_to_replicasets(&rs_cache, change));
-    let mut informers = JoinSet::new();
-    informers.spawn(rs_informer.run(cancel.clone()));
-    informers.spawn(pod_informer.run(cancel.clone()));
-    controller.run(cancel).await;
-    while informers.join_next().await.is_some() {}
+    controller.run(ctx.cancel).await;
 }
 
 /// The ReplicaSets to reconcile after a pod change: its controller (before and after), or,

@@ -42,12 +42,12 @@ impl Solo {
     /// and the task.
     pub fn lead(&self, component: flotilla_controllers::leadership::Component) -> (CancellationToken, JoinHandle<()>) {
         let cancel = CancellationToken::new();
-        let ctx = LeaderContext {
-            client: Client::new(Registry::new(Storage::fenced(self.node.clone()))),
-            term: 1,
-            identity: "test-replica".into(),
-            cancel: cancel.clone(),
-        };
+        let ctx = LeaderContext::new(
+            Client::new(Registry::new(Storage::fenced(self.node.clone()))),
+            1,
+            "test-replica",
+            cancel.clone(),
+        );
         (cancel, tokio::spawn(component(ctx)))
     }
 
