@@ -69,6 +69,10 @@ pub struct ServerArgs {
     /// Log entries between snapshots.
     #[arg(long, env = "FLOTILLA_SNAPSHOT_COUNT", default_value_t = 10_000)]
     snapshot_count: u64,
+    /// Seconds a node may go without renewing its Lease before it is marked unreachable
+    /// (upstream's `--node-monitor-grace-period`).
+    #[arg(long, env = "FLOTILLA_NODE_MONITOR_GRACE_PERIOD", default_value_t = 40)]
+    node_monitor_grace_period: u64,
 }
 
 /// How long SIGTERM waits for the replica to stop before the process exits anyway.
@@ -141,6 +145,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone());
         tokio::spawn(flotilla_apiserver::serve(listener, registry, config, api_cancel.clone()))
     });
+    let node_lifecycle = node_lifecycle_config(&args)?;
     // The leader-only components follow this replica's Raft role.
     let leadership = flotilla_controllers::leadership::Leadership::new(replica.node.clone(), args.name.clone(), ranges)
         .with("scheduler", flotilla_scheduler::scheduling_loop::component())
@@ -148,7 +153,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with("deployment", flotilla_controllers::deployment::component())
         .with("garbage-collector", flotilla_controllers::garbage_collector::component())
         .with("namespace", flotilla_controllers::namespace::component())
-        .with("endpoints", flotilla_controllers::endpoints::component());
+        .with("endpoints", flotilla_controllers::endpoints::component())
+        .with("disruption", flotilla_controllers::disruption::component())
+        .with("node-lifecycle", flotilla_controllers::node_lifecycle::component_with(node_lifecycle));
     let leader_task = tokio::spawn(leadership.run(api_cancel.clone()));
     wait_for_signal().await?;
     tracing::info!("stopping");
@@ -179,4 +186,19 @@ pub async fn wait_for_signal() -> anyhow::Result<()> {
         r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT"),
         _ = term.recv() => Ok(()),
     }
+}
+
+/// The node lifecycle controller's settings from the flags (startup grace: 1.5 × grace, as
+/// upstream's 60 s to 40 s).
+fn node_lifecycle_config(
+    args: &ServerArgs,
+) -> anyhow::Result<flotilla_controllers::node_lifecycle::NodeLifecycleConfig> {
+    let grace = Duration::from_secs(args.node_monitor_grace_period);
+    let config = flotilla_controllers::node_lifecycle::NodeLifecycleConfig {
+        grace_period: grace,
+        startup_grace_period: grace + grace / 2,
+        ..Default::default()
+    };
+    config.validate().map_err(|e| anyhow::anyhow!("--node-monitor-grace-period: {e}"))?;
+    Ok(config)
 }

@@ -7,6 +7,8 @@
 //! controllers expect `replicas`, strategies and pull policies to be set. Two strategy
 //! steps live here too: [`generate_job_selector`] on Job create (it needs the new uid) and
 //! [`carry_over_on_update`] before validating an update (keeps allocated service IPs/ports).
+//! [`apply_admission_defaults`] holds what upstream's mutating admission plugins add on
+//! create and update (the `DefaultTolerationSeconds` tolerations of pods).
 //!
 //! Invariants: only absent fields are set, never overwritten. A field counts as absent
 //! when it is missing or `null`, and for enum-like strings also when `""` (Go's zero
@@ -65,6 +67,41 @@ pub fn apply_defaults(plural: &str, obj: &mut Value) {
             set_str(o, "volumeBindingMode", "Immediate");
         }
         _ => {}
+    }
+}
+
+/// Taint keys every pod tolerates for [`DEFAULT_TOLERATION_SECONDS`] unless it says
+/// otherwise: the node lifecycle controller's NoExecute taints on a node that is not ready or
+/// not heard from.
+pub const DEFAULT_TOLERATED_TAINTS: [&str; 2] = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+/// How long a pod stays on a not-ready or unreachable node by default (upstream's
+/// `--default-not-ready-toleration-seconds` and `--default-unreachable-toleration-seconds`):
+/// five minutes rides out a kubelet restart or a short partition without moving workloads.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Defaults upstream's mutating admission plugins add on create and on update (not on
+/// subresources): call after [`apply_defaults`]. For pods, upstream's `DefaultTolerationSeconds`:
+/// tolerations of [`DEFAULT_TOLERATED_TAINTS`] with effect NoExecute, operator `Exists` and
+/// [`DEFAULT_TOLERATION_SECONDS`], each unless a toleration already names that key (or no
+/// key) with effect NoExecute (or no effect). Idempotent; a `spec.tolerations` that is not an
+/// array is left for validation.
+pub fn apply_admission_defaults(plural: &str, obj: &mut Value) {
+    if plural != "pods" {
+        return;
+    }
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    set(spec, "tolerations", json!([]));
+    let Some(tolerations) = spec.get_mut("tolerations").and_then(Value::as_array_mut) else { return };
+    for key in DEFAULT_TOLERATED_TAINTS {
+        let covers = |t: &Value| {
+            let field = |name: &str| t.get(name).and_then(Value::as_str).unwrap_or("");
+            (field("key").is_empty() || field("key") == key)
+                && (field("effect").is_empty() || field("effect") == "NoExecute")
+        };
+        if !tolerations.iter().any(covers) {
+            tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}));
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! - [`runtime`]: informer caches (list + watch), a work queue that never reconciles one
 //!   key twice at once, and rate-limited requeues: what every controller is built on.
 //! - One module per controller, each a leadership component: [`replicaset`],
-//!   [`deployment`], [`disruption`], [`endpoints`], [`garbage_collector`], [`namespace`].
+//!   [`deployment`], [`disruption`], [`endpoints`], [`garbage_collector`], [`namespace`], [`node_lifecycle`].
 
 pub mod deployment;
 pub mod disruption;
@@ -14,5 +14,6 @@ pub mod endpoints;
 pub mod garbage_collector;
 pub mod leadership;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod replicaset;
 pub mod runtime;

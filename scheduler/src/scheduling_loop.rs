@@ -38,7 +38,6 @@ use flotilla_controllers::runtime::{Change, Key, Object, Recorder, Store, WorkQu
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 pub use config::LoopConfig;
 /// Who reports scheduling events (`source.component`), as upstream's scheduler names itself.

@@ -242,3 +242,72 @@ fn storage_namespace_node_endpoint_defaults() {
     assert_eq!((sc["reclaimPolicy"].clone(), sc["volumeBindingMode"].clone()), (json!("Delete"), json!("Immediate")));
     assert_eq!(defaulted("configmaps", json!({"data": {}})), json!({"data": {}}));
 }
+
+fn created_pod(tolerations: Option<Value>) -> Value {
+    let mut pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}});
+    if let Some(t) = tolerations {
+        pod["spec"]["tolerations"] = t;
+    }
+    apply_defaults("pods", &mut pod);
+    apply_admission_defaults("pods", &mut pod);
+    let once = pod.clone();
+    apply_admission_defaults("pods", &mut pod);
+    assert_eq!(pod, once, "create defaults must be idempotent");
+    pod
+}
+
+fn default_toleration(key: &str) -> Value {
+    json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})
+}
+
+#[test]
+fn created_pods_tolerate_not_ready_and_unreachable_nodes_for_five_minutes() {
+    let pod = created_pod(None);
+    assert_eq!(
+        pod["spec"]["tolerations"],
+        json!([
+            default_toleration("node.kubernetes.io/not-ready"),
+            default_toleration("node.kubernetes.io/unreachable")
+        ])
+    );
+    // Other tolerations stay, in front.
+    let gpu = json!({"key": "gpu", "operator": "Exists", "effect": "NoSchedule"});
+    let pod = created_pod(Some(json!([gpu.clone()])));
+    assert_eq!(pod["spec"]["tolerations"][0], gpu);
+    assert_eq!(pod["spec"]["tolerations"].as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn a_pod_that_already_tolerates_a_taint_keeps_its_own_toleration() {
+    let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 6000});
+    let pod = created_pod(Some(json!([own.clone()])));
+    assert_eq!(pod["spec"]["tolerations"], json!([own, default_toleration("node.kubernetes.io/not-ready")]));
+    // An empty key (every taint) or an empty effect (every effect) covers it too; the value
+    // and operator are not looked at (as upstream), so this pod is left without defaults.
+    for covering in [
+        json!([{"operator": "Exists"}]),
+        json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists"},
+               {"key": "node.kubernetes.io/unreachable", "operator": "Equal", "value": "x", "effect": "NoExecute"}]),
+    ] {
+        assert_eq!(created_pod(Some(covering.clone()))["spec"]["tolerations"], covering);
+    }
+    // A NoSchedule toleration does not cover the NoExecute taint.
+    let no_schedule = json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"});
+    let pod = created_pod(Some(json!([no_schedule.clone()])));
+    assert_eq!(pod["spec"]["tolerations"][1], default_toleration("node.kubernetes.io/not-ready"));
+}
+
+#[test]
+fn create_defaults_touch_only_pods_and_only_through_the_create_step() {
+    // `apply_defaults` (create and update) never adds them: an update keeps what it is sent.
+    let mut updated = json!({"spec": {"containers": [{"name": "a", "image": "nginx"}]}});
+    apply_defaults("pods", &mut updated);
+    assert!(updated["spec"].get("tolerations").is_none());
+    let mut template = json!({"spec": {"template": {"spec": {"containers": []}}}});
+    let before = template.clone();
+    apply_admission_defaults("deployments", &mut template);
+    assert_eq!(template, before, "pod templates are admitted as pods when their pods are created");
+    let mut odd = json!({"spec": {"tolerations": "oops"}});
+    apply_admission_defaults("pods", &mut odd);
+    assert_eq!(odd, json!({"spec": {"tolerations": "oops"}}), "left for validation");
+}

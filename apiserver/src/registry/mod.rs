@@ -292,6 +292,7 @@ impl Registry {
         meta::stamp_new(obj);
         reset_status_on_create(res, obj);
         crate::defaults::apply_defaults(res.plural, obj);
+        crate::defaults::apply_admission_defaults(res.plural, obj);
         if res.plural == "jobs" {
             let uid = meta::meta_str(obj, "uid").unwrap_or_default().to_string();
             crate::defaults::generate_job_selector(obj, &uid);

@@ -184,6 +184,9 @@ impl Registry {
             meta::meta_mut(&mut new).insert("namespace".into(), json!(ns));
         }
         crate::defaults::apply_defaults(res.plural, &mut new);
+        if part == Part::Main {
+            crate::defaults::apply_admission_defaults(res.plural, &mut new);
+        }
         crate::defaults::carry_over_on_update(res.plural, &mut new, old);
         if meta::is_terminating(old) {
             check_no_new_finalizers(res, name, old, &new)?;
