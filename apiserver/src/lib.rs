@@ -55,7 +55,7 @@ pub async fn serve(
     config: ApiConfig,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    tokio::spawn(bootstrap::ensure_system_namespaces(registry.clone(), cancel.clone()));
+    tokio::spawn(bootstrap::ensure_bootstrap_objects(registry.clone(), cancel.clone()));
     let app = http::router(registry, config);
     tracing::info!(addr = %listener.local_addr()?, "kubernetes API listening");
     axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await

@@ -21,7 +21,7 @@ pub async fn solo_registry(dir: &Path) -> (Arc<StoreNode>, Registry) {
     let registry = Registry::new(Storage::new(node.clone()));
     tokio::time::timeout(
         START_DEADLINE,
-        crate::bootstrap::ensure_system_namespaces(registry.clone(), CancellationToken::new()),
+        crate::bootstrap::ensure_bootstrap_objects(registry.clone(), CancellationToken::new()),
     )
     .await
     .expect("system namespaces created in time");

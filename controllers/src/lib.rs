@@ -6,14 +6,21 @@
 //! - [`runtime`]: informer caches (list + watch), a work queue that never reconciles one
 //!   key twice at once, and rate-limited requeues: what every controller is built on.
 //! - One module per controller, each a leadership component: [`replicaset`],
-//!   [`deployment`], [`disruption`], [`endpoints`], [`garbage_collector`], [`namespace`], [`node_lifecycle`].
+//!   [`deployment`], [`statefulset`], [`daemonset`], [`job`], [`endpoints`],
+//!   [`garbage_collector`], [`namespace`], [`node_lifecycle`], [`disruption`], [`volume`].
+//! - [`history`]: ControllerRevisions shared by StatefulSets and DaemonSets.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod garbage_collector;
+pub mod history;
+pub mod job;
 pub mod leadership;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod runtime;
+pub mod statefulset;
+pub mod volume;

@@ -42,7 +42,7 @@ async fn only_the_leader_runs_controllers_and_a_deposed_one_is_fenced() {
     let c = Cluster::start(3, |_| {}).await;
     // The API servers create the system namespaces at start-up; this cluster has none.
     let first = Registry::new(Storage::new(c.node(0).clone()));
-    flotilla_apiserver::bootstrap::ensure_system_namespaces(first, CancellationToken::new()).await;
+    flotilla_apiserver::bootstrap::ensure_bootstrap_objects(first, CancellationToken::new()).await;
     let slots: Slots = Arc::new(Mutex::new(vec![None, None, None]));
     let cancel = CancellationToken::new();
     for i in 0..3 {

@@ -74,6 +74,7 @@ fn a_scale_up_survives_kill9_of_the_leader_and_creates_each_pod_once() {
     let rs = k.ok(&["get", "rs", "-l", LABEL, "-o", "name"]);
     assert_eq!(rs.lines().count(), 1, "one ReplicaSet: {rs}");
     let _ = watch.kill();
+    let _ = watch.wait();
 
     // The controllers moved off the dead replica, and the dead replica rejoins cleanly.
     let holder =

@@ -11,6 +11,9 @@ use super::{
     arr_field, field, field_or_null, obj_field, one_of, optional_one_of, semantic_eq, str_field, Bad, Errors, Path,
 };
 
+/// The annotation that predates `storageClassName`; a claim carrying it keeps its class.
+const BETA_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
+
 const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
 
 /// The `PersistentVolumeSource` fields of a PV spec; exactly one must be set.
@@ -146,7 +149,16 @@ pub(crate) fn validate_update(plural: &str, new: &Value, old: &Value, errs: &mut
 fn validate_pvc_update(old: &Value, n: &Value, o: &Value, errs: &mut Errors) {
     let mut munged = n.clone();
     let bound = field(old, "status").map(|s| str_field(s, "phase")) == Some("Bound");
+    // Upstream's retroactive default StorageClass (GA 1.28): a claim that had no class at
+    // all (nil, not ""), and no beta class annotation, may be given one once.
+    let beta_class = field(old, "metadata").and_then(|m| field(m, "annotations")).and_then(|a| field(a, BETA_CLASS));
+    let class_from_nil = beta_class.is_none()
+        && field(o, "storageClassName").is_none_or(Value::is_null)
+        && !str_field(n, "storageClassName").is_empty();
     if let Some(m) = munged.as_object_mut() {
+        if class_from_nil {
+            m.remove("storageClassName");
+        }
         if str_field(o, "volumeName").is_empty() {
             m.remove("volumeName");
         }
@@ -161,8 +173,13 @@ fn validate_pvc_update(old: &Value, n: &Value, o: &Value, errs: &mut Errors) {
         }
     }
     let mut old_cmp = o.clone();
-    if let Some(m) = old_cmp.as_object_mut().filter(|_| str_field(o, "volumeName").is_empty()) {
-        m.remove("volumeName");
+    if let Some(m) = old_cmp.as_object_mut() {
+        if str_field(o, "volumeName").is_empty() {
+            m.remove("volumeName");
+        }
+        if class_from_nil {
+            m.remove("storageClassName");
+        }
     }
     if !semantic_eq(Some(&munged), Some(&old_cmp)) {
         let msg =
@@ -228,6 +245,22 @@ mod tests {
         let mut bound = pvc();
         bound["status"]["phase"] = json!("Bound");
         assert_eq!(update("persistentvolumeclaims", &grow, &bound), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_claim_without_class_may_be_given_one_once() {
+        let old = pvc();
+        let mut classed = pvc();
+        classed["spec"]["storageClassName"] = json!("local-path");
+        assert_eq!(update("persistentvolumeclaims", &classed, &old), Vec::<String>::new());
+        let mut other = pvc();
+        other["spec"]["storageClassName"] = json!("fast");
+        assert_eq!(update("persistentvolumeclaims", &other, &classed).len(), 1, "a class, once set, is frozen");
+        let mut beta = pvc();
+        beta["metadata"]["annotations"] = json!({BETA_CLASS: "slow"});
+        let mut beta_classed = beta.clone();
+        beta_classed["spec"]["storageClassName"] = json!("local-path");
+        assert_eq!(update("persistentvolumeclaims", &beta_classed, &beta).len(), 1);
     }
 
     #[test]
