@@ -73,7 +73,8 @@ pub fn apply_defaults(plural: &str, obj: &mut Value) {
 /// Taint keys every pod tolerates for [`DEFAULT_TOLERATION_SECONDS`] unless it says
 /// otherwise: the node lifecycle controller's NoExecute taints on a node that is not ready or
 /// not heard from.
-pub const DEFAULT_TOLERATED_TAINTS: [&str; 2] = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+pub const DEFAULT_TOLERATED_TAINTS: [&str; 2] =
+    [crate::selector::toleration::TAINT_NODE_NOT_READY, crate::selector::toleration::TAINT_NODE_UNREACHABLE];
 /// How long a pod stays on a not-ready or unreachable node by default (upstream's
 /// `--default-not-ready-toleration-seconds` and `--default-unreachable-toleration-seconds`):
 /// five minutes rides out a kubelet restart or a short partition without moving workloads.

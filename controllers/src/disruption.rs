@@ -38,6 +38,7 @@ use k8s_openapi::Resource;
 
 use crate::deployment::rollout::scaled;
 use crate::leadership::{Component, LeaderContext};
+use crate::pod;
 use crate::runtime::{owner, Action, Change, Controller, ControllerConfig, Key, Reconciler, Store};
 
 /// How long an evicted pod may stay undeleted before it counts again (upstream's
@@ -182,7 +183,7 @@ pub fn budget_status(
     let (disrupted, recheck) = still_disrupted(old.disrupted_pods.as_ref(), pods, now);
     let current_healthy = pods
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
+        .filter(|p| !pod::is_terminating(p) && pod::is_ready(p))
         .filter(|p| !disrupted.contains_key(p.metadata.name.as_deref().unwrap_or_default()))
         .count() as i32;
     let generation = pdb.metadata.generation;
@@ -251,7 +252,7 @@ fn still_disrupted(
     let timeout = jiff::SignedDuration::try_from(DELETION_TIMEOUT).expect("small duration");
     for (name, at) in old.into_iter().flatten() {
         let Some(pod) = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)) else { continue };
-        if pod.metadata.deletion_timestamp.is_some() {
+        if pod::is_terminating(pod) {
             continue;
         }
         let expires = at.0.checked_add(timeout).unwrap_or(at.0);
@@ -263,10 +264,6 @@ fn still_disrupted(
         kept.insert(name.clone(), at.clone());
     }
     (kept, recheck)
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    crate::replicaset::pods::is_ready(pod)
 }
 
 /// The `DisruptionAllowed` condition, keeping its transition time while its status holds.

@@ -38,6 +38,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::leadership::{Component, LeaderContext};
+use crate::pod;
 use crate::runtime::{Action, Change, Controller, ControllerConfig, Key, Reconciler, Store};
 
 /// Label upstream sets on the Endpoints of a headless Service (clusterIP None).
@@ -163,17 +164,11 @@ pub fn desired_labels(svc: &Service) -> BTreeMap<String, String> {
     labels
 }
 
-/// Whether a pod is listed at all: it has an IP, is not terminating and has not finished.
+/// The pod's IP, if it is listed at all: it has one and is active (not terminating, not
+/// finished).
 fn listed(pod: &Pod) -> Option<&str> {
-    let status = pod.status.as_ref()?;
-    let ip = status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
-    let finished = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
-    (pod.metadata.deletion_timestamp.is_none() && !finished).then_some(ip)
-}
-
-fn ready(pod: &Pod) -> bool {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
-    conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    let ip = pod.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+    pod::is_active(pod).then_some(ip)
 }
 
 /// The port a Service port reaches on `pod`: a number as is (the service port when unset),
@@ -246,7 +241,7 @@ pub fn desired_subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> 
         }
         let group = groups.entry(port_set.into_iter().collect()).or_default();
         let addr = address(pod, ip, svc_name);
-        if publish_not_ready || ready(pod) {
+        if publish_not_ready || pod::is_ready(pod) {
             group.0.push(addr);
         } else {
             group.1.push(addr);

@@ -29,7 +29,7 @@ use flotilla_apiserver::registry::DeleteOptions;
 use flotilla_apiserver::{ApiError, ApiResult};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::{Metadata, Resource};
 use serde_json::{json, Value};
@@ -137,24 +137,11 @@ where
             namespace: meta.namespace.clone(),
             labels: Some(labels),
             annotations: meta.annotations.clone(),
-            owner_references: Some(vec![controller_reference(owner)]),
+            owner_references: Some(vec![owner::controller_reference(owner)]),
             ..Default::default()
         },
         data: Some(RawExtension(patch(t))),
         revision,
-    }
-}
-
-/// The controller ownerReference `owner` puts on what it makes; `blockOwnerDeletion` lets a
-/// foreground deletion of the owner wait for them.
-pub fn controller_reference<K: Resource + Metadata<Ty = ObjectMeta>>(owner: &K) -> OwnerReference {
-    OwnerReference {
-        api_version: K::API_VERSION.into(),
-        kind: K::KIND.into(),
-        name: owner.metadata().name.clone().unwrap_or_default(),
-        uid: owner.metadata().uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
     }
 }
 

@@ -9,6 +9,7 @@
 //!   [`deployment`], [`statefulset`], [`daemonset`], [`job`], [`endpoints`],
 //!   [`garbage_collector`], [`namespace`], [`node_lifecycle`], [`disruption`], [`volume`].
 //! - [`history`]: ControllerRevisions shared by StatefulSets and DaemonSets.
+//! - [`pod`]: one pod's state (active, ready, available...) as every controller judges it.
 
 pub mod daemonset;
 pub mod deployment;
@@ -20,6 +21,7 @@ pub mod job;
 pub mod leadership;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod pod;
 pub mod replicaset;
 pub mod runtime;
 pub mod statefulset;

@@ -22,18 +22,14 @@ use std::sync::{Arc, Mutex};
 
 use flotilla_apiserver::client::{Api, Client};
 use flotilla_apiserver::registry::{DeleteOptions, ListOptions};
-use flotilla_apiserver::ApiError;
 use flotilla_controllers::daemonset;
 use flotilla_controllers::daemonset::eligibility::target_node;
 use flotilla_controllers::history::REVISION_HASH_LABEL;
-use flotilla_controllers::leadership::LeaderContext;
-use flotilla_controllers::runtime::{Informer, InformerConfig, Store};
+use flotilla_controllers::runtime::Store;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use k8s_openapi::api::core::v1::{Event, Node, Pod, PodCondition, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::json;
-use support::{until, wait_for, Solo};
-use tokio_util::sync::CancellationToken;
+use support::{is_ready, until, wait_for, Solo};
 
 const NS: &str = "default";
 
@@ -52,42 +48,28 @@ struct Env {
     solo: Solo,
     pods: Store<Pod>,
     watch: Arc<Watch>,
-    cancel: CancellationToken,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
 }
 
 impl Env {
     async fn start() -> Self {
         let solo = Solo::start().await;
-        let cancel = CancellationToken::new();
-        tokio::spawn(daemonset::run(LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone())));
-        let informer = Informer::<Pod>::new(&solo.client, InformerConfig::default());
-        let pods = informer.store();
-        let mut changes = pods.subscribe();
-        tokio::spawn(informer.run(cancel.clone()));
+        solo.lead(daemonset::component());
         let (watch, client) = (Arc::new(Watch::default()), solo.client.clone());
         let w = watch.clone();
-        tokio::spawn(async move {
-            let mut seen: BTreeMap<String, Arc<Pod>> = BTreeMap::new();
-            while let Some(c) = changes.recv().await {
-                match c.new {
-                    Some(p) => {
-                        play_node(&client, &p);
-                        w.targeted.lock().unwrap().extend(target_node(&p).map(String::from));
-                        seen.insert(c.key.name.clone(), p);
-                    }
-                    None => drop(seen.remove(&c.key.name)),
+        let mut seen: BTreeMap<String, Arc<Pod>> = BTreeMap::new();
+        let pods = support::observe::<Pod>(&solo, move |c, _| {
+            match c.new {
+                Some(p) => {
+                    play_node(&client, &p);
+                    w.targeted.lock().unwrap().extend(target_node(&p).map(String::from));
+                    seen.insert(c.key.name.clone(), p);
                 }
-                check(&w, &seen);
+                None => drop(seen.remove(&c.key.name)),
             }
-        });
-        tokio::time::timeout(support::DEADLINE, pods.wait_synced()).await.expect("pod cache synced");
-        Self { solo, pods, watch, cancel }
+            check(&w, &seen);
+        })
+        .await;
+        Self { solo, pods, watch }
     }
 
     fn client(&self) -> &Client {
@@ -112,7 +94,7 @@ impl Env {
         wait_for(&format!("one ready pod on each of {nodes:?}"), || async {
             let map = self.by_node();
             let ok = map.len() == nodes.len()
-                && nodes.iter().all(|n| map.get(*n).is_some_and(|p| p.len() == 1 && ready(&p[0])))
+                && nodes.iter().all(|n| map.get(*n).is_some_and(|p| p.len() == 1 && is_ready(&p[0])))
                 && self.pods.list_in(NS).len() == nodes.len();
             ok.then_some(map)
         })
@@ -130,16 +112,7 @@ impl Env {
     }
 
     async fn edit(&self, f: impl Fn(&mut DaemonSet)) {
-        wait_for("daemonset edited", || async {
-            let mut ds = self.sets().get("agent").await.ok()?;
-            f(&mut ds);
-            match self.sets().update("agent", &ds).await {
-                Ok(ds) => Some(ds),
-                Err(ApiError::Conflict(_)) => None,
-                Err(e) => panic!("update daemonset: {e}"),
-            }
-        })
-        .await;
+        support::edit(&self.sets(), "agent", f).await;
     }
 
     async fn add_node(&self, name: &str, labels: serde_json::Value, taints: serde_json::Value) {
@@ -150,11 +123,6 @@ impl Env {
         .expect("node");
         self.client().api::<Node>(None).create(&node).await.expect("create node");
     }
-}
-
-fn ready(p: &Pod) -> bool {
-    let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref());
-    conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn hash_of(p: &Pod) -> Option<String> {
@@ -169,7 +137,7 @@ fn check(w: &Watch, seen: &BTreeMap<String, Arc<Pod>>) {
     }
     let covered: BTreeSet<&str> = seen
         .values()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && ready(p))
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
         .filter_map(|p| target_node(p))
         .collect();
     let missing = nodes.iter().filter(|n| !covered.contains(n.as_str())).count();
@@ -195,22 +163,7 @@ fn play_node(client: &Client, p: &Pod) {
         } else if bound.is_none() {
             let _ = client.bind(NS, &name, &target.expect("a daemon pod names its node")).await;
         } else if phase.as_deref() == Some("Pending") {
-            for _ in 0..20 {
-                let Ok(mut pod) = api.get(&name).await else { return };
-                pod.status = Some(PodStatus {
-                    phase: Some("Running".into()),
-                    conditions: Some(vec![PodCondition {
-                        type_: "Ready".into(),
-                        status: "True".into(),
-                        last_transition_time: Some(Time(jiff::Timestamp::now())),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
-                });
-                if api.update_status(&name, &pod).await.is_ok() {
-                    return;
-                }
-            }
+            support::mark_ready(&api, &name).await;
         }
     });
 }
@@ -283,7 +236,7 @@ async fn a_pod_runs_on_every_eligible_node_and_follows_nodes_joining_and_leaving
     })
     .await;
     wait_for("creation and deletion events", || async {
-        let (events, _) = env.client().api::<Event>(Some(NS)).list(&ListOptions::default()).await.ok()?;
+        let events = support::events(env.client(), NS).await;
         let reasons: BTreeSet<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
         let created = events.iter().any(|e| e.message.as_deref().is_some_and(|m| m.starts_with("Created pod: agent-")));
         (created && reasons.contains("SuccessfulDelete")).then_some(())
@@ -305,7 +258,7 @@ async fn a_failed_daemon_pod_is_replaced() {
     until("the failed pod replaced", || {
         env.by_node()
             .get("n1")
-            .is_some_and(|p| p.len() == 1 && p[0].metadata.name != first.metadata.name && ready(&p[0]))
+            .is_some_and(|p| p.len() == 1 && p[0].metadata.name != first.metadata.name && is_ready(&p[0]))
     })
     .await;
     assert!(env.pods.get(Some(NS), &name).is_none(), "the failed pod is gone");

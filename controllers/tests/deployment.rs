@@ -25,7 +25,6 @@ use flotilla_apiserver::registry::ListOptions;
 use flotilla_apiserver::ApiError;
 use flotilla_controllers::deployment::replicasets::{desired, revision};
 use flotilla_controllers::deployment::{self, template};
-use flotilla_controllers::leadership::LeaderContext;
 use flotilla_controllers::runtime::{owner, Change, Informer, InformerConfig, Store};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
@@ -35,7 +34,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 use support::{until, wait_for, Solo};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const NS: &str = "default";
 
@@ -48,22 +46,18 @@ struct Env {
     changes: mpsc::Receiver<Change<ReplicaSet>>,
     /// The controlled RSs as the changes so far left them (see [`check`]).
     seen: BTreeMap<String, ReplicaSet>,
-    cancel: CancellationToken,
 }
 
 impl Env {
     async fn start() -> Self {
         let solo = Solo::start().await;
-        let cancel = CancellationToken::new();
-        let ctx =
-            LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone());
-        tokio::spawn(deployment::run(ctx));
+        solo.lead(deployment::component());
         let informer = Informer::<ReplicaSet>::new(&solo.client, InformerConfig::default());
         let (rs, changes) = (informer.store(), informer.store().subscribe());
-        tokio::spawn(informer.run(cancel.clone()));
+        tokio::spawn(informer.run(solo.cancel.clone()));
         tokio::time::timeout(support::DEADLINE, rs.wait_synced()).await.expect("RS cache synced in time");
         let (deployments, rs_api) = (solo.client.api(Some(NS)), solo.client.api(Some(NS)));
-        Env { deployments, rs_api, rs, changes, seen: BTreeMap::new(), cancel, _solo: solo }
+        Env { deployments, rs_api, rs, changes, seen: BTreeMap::new(), _solo: solo }
     }
 
     async fn get(&self, name: &str) -> Deployment {
@@ -72,15 +66,7 @@ impl Env {
 
     /// Change `name`'s spec with `f`, retrying on conflicts.
     async fn edit(&self, name: &str, f: impl Fn(&mut Deployment)) -> Deployment {
-        loop {
-            let mut d = self.get(name).await;
-            f(&mut d);
-            match self.deployments.update(name, &d).await {
-                Ok(d) => return d,
-                Err(ApiError::Conflict(_)) => continue,
-                Err(e) => panic!("update deployment: {e}"),
-            }
-        }
+        support::edit(&self.deployments, name, f).await
     }
 
     /// The RSs controlled by `d`, oldest revision first.
@@ -113,12 +99,6 @@ fn rolled_out(d: &Deployment) -> bool {
     let s = d.status.clone().unwrap_or_default();
     let r = d.spec.as_ref().and_then(|s| s.replicas);
     observed(d) && s.updated_replicas == r && s.replicas == r && s.available_replicas == r
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
 }
 
 fn controlled_by(rs: &ReplicaSet, d: &Deployment) -> bool {

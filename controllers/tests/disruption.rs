@@ -13,15 +13,13 @@ use std::collections::BTreeMap;
 use flotilla_apiserver::client::Api;
 use flotilla_apiserver::ApiError;
 use flotilla_controllers::disruption;
-use flotilla_controllers::leadership::LeaderContext;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 use support::{wait_for, Solo};
-use tokio_util::sync::CancellationToken;
 
 const NS: &str = "default";
 
@@ -72,13 +70,8 @@ async fn ready_pod(pods: &Api<Pod>, name: &str, owner: Option<&ReplicaSet>) -> P
         spec: Some(PodSpec { containers: vec![container()], ..Default::default() }),
         status: None,
     };
-    let mut created = pods.create(&pod).await.expect("create pod");
-    created.status = Some(PodStatus {
-        phase: Some("Running".into()),
-        conditions: Some(vec![PodCondition { type_: "Ready".into(), status: "True".into(), ..Default::default() }]),
-        ..Default::default()
-    });
-    pods.update_status(name, &created).await.expect("pod status")
+    pods.create(&pod).await.expect("create pod");
+    support::mark_ready(pods, name).await.expect("pod status")
 }
 
 async fn budget(solo: &Solo, max_unavailable: i32) -> PodDisruptionBudget {
@@ -109,16 +102,10 @@ fn allowed(p: &PodDisruptionBudget) -> Option<i32> {
     (s.observed_generation == p.metadata.generation).then_some(s.disruptions_allowed)
 }
 
-fn start(solo: &Solo) -> CancellationToken {
-    let cancel = CancellationToken::new();
-    tokio::spawn(disruption::component()(LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone())));
-    cancel
-}
-
 #[tokio::test]
 async fn evictions_spend_the_budget_and_the_controller_refills_it() {
     let solo = Solo::start().await;
-    let cancel = start(&solo);
+    solo.lead(disruption::component());
     let rs = replicaset(&solo).await;
     let pods = solo.client.api::<Pod>(Some(NS));
     for name in ["web-a", "web-b", "web-c"] {
@@ -144,13 +131,12 @@ async fn evictions_spend_the_budget_and_the_controller_refills_it() {
     ready_pod(&pods, "web-d", Some(&rs)).await;
     until_status(&solo, "the replacement refills the budget", |p| allowed(p) == Some(1)).await;
     solo.registry.evict(NS, "web-b", &json!({})).await.expect("room again");
-    cancel.cancel();
 }
 
 #[tokio::test]
 async fn pods_without_a_controller_make_a_max_unavailable_budget_unusable() {
     let solo = Solo::start().await;
-    let cancel = start(&solo);
+    solo.lead(disruption::component());
     let pods = solo.client.api::<Pod>(Some(NS));
     ready_pod(&pods, "lonely", None).await;
     budget(&solo, 1).await;
@@ -164,5 +150,4 @@ async fn pods_without_a_controller_make_a_max_unavailable_budget_unusable() {
     assert_eq!(allowed(&pdb), Some(0));
     let refused = solo.registry.evict(NS, "lonely", &json!({})).await.expect_err("no disruption allowed");
     assert!(matches!(refused, ApiError::DisruptionBudget(..)), "{refused:?}");
-    cancel.cancel();
 }

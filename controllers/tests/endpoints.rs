@@ -16,23 +16,13 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use flotilla_apiserver::client::{Api, Client};
+use flotilla_apiserver::client::Api;
 use flotilla_apiserver::registry::DeleteOptions;
 use flotilla_apiserver::ApiError;
 use flotilla_controllers::endpoints;
-use flotilla_controllers::leadership::LeaderContext;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use serde_json::json;
 use support::{wait_for, Solo};
-use tokio_util::sync::CancellationToken;
-
-/// Start the controller component on `client`; cancel the returned token to stop it.
-fn start(client: &Client) -> CancellationToken {
-    let cancel = CancellationToken::new();
-    let ctx = LeaderContext::new(client.clone(), 1, "test", cancel.clone());
-    tokio::spawn(endpoints::component()(ctx));
-    cancel
-}
 
 fn service(name: &str, selector: Option<serde_json::Value>, target_port: serde_json::Value) -> Service {
     let mut spec = json!({"ports": [{"name": "http", "port": 80, "targetPort": target_port}]});
@@ -53,16 +43,13 @@ fn pod(name: &str, app: &str, ports: serde_json::Value) -> Pod {
 
 /// Give pod `name` an IP and a Ready condition through the status subresource.
 async fn set_status(pods: &Api<Pod>, name: &str, ip: &str, ready: bool) {
-    let mut p = pods.get(name).await.expect("get pod");
-    p.status = Some(
-        serde_json::from_value(json!({
-            "phase": "Running",
-            "podIP": ip,
-            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-        }))
-        .expect("status"),
-    );
-    pods.update_status(name, &p).await.expect("update pod status");
+    let status = serde_json::from_value(json!({
+        "phase": "Running",
+        "podIP": ip,
+        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+    }))
+    .expect("status");
+    support::report(pods, name, status).await.expect("update pod status");
 }
 
 /// Per subset: (port numbers, ready IPs, not-ready IPs).
@@ -101,7 +88,7 @@ async fn endpoints_follow_readiness_and_membership_and_go_with_the_service() {
         solo.client.api::<Service>(Some("default")),
         solo.client.api::<Endpoints>(Some("default")),
     );
-    let cancel = start(&solo.client);
+    solo.lead(endpoints::component());
     svcs.create(&service("web", Some(json!({"app": "web"})), json!(8080))).await.expect("create service");
     for (i, name) in ["web-a", "web-b", "web-c"].into_iter().enumerate() {
         pods.create(&pod(name, "web", json!([]))).await.expect("create pod");
@@ -141,7 +128,6 @@ async fn endpoints_follow_readiness_and_membership_and_go_with_the_service() {
         matches!(eps.get("web").await, Err(ApiError::NotFound(_))).then_some(())
     })
     .await;
-    cancel.cancel();
 }
 
 #[tokio::test]
@@ -152,7 +138,7 @@ async fn named_target_ports_resolve_through_each_pods_container_ports() {
         solo.client.api::<Service>(Some("default")),
         solo.client.api::<Endpoints>(Some("default")),
     );
-    let cancel = start(&solo.client);
+    solo.lead(endpoints::component());
     svcs.create(&service("api", Some(json!({"app": "api"})), json!("serve"))).await.expect("create service");
     let named = |n: i32| json!([{"name": "serve", "containerPort": n}]);
     pods.create(&pod("api-a", "api", named(8080))).await.expect("pod a");
@@ -168,7 +154,6 @@ async fn named_target_ports_resolve_through_each_pods_container_ports() {
         vec![(vec![8080], strings(&["10.2.0.1"]), vec![]), (vec![9090], vec![], strings(&["10.2.0.2"]))],
     )
     .await;
-    cancel.cancel();
 }
 
 #[tokio::test]
@@ -191,7 +176,7 @@ async fn a_service_without_a_selector_is_left_alone() {
     pods.create(&pod("web-a", "web", json!([]))).await.expect("pod");
     set_status(&pods, "web-a", "10.3.0.1", true).await;
 
-    let cancel = start(&solo.client);
+    solo.lead(endpoints::component());
     // A Service with a selector, created last, proves the controller has run past the
     // others before the selectorless ones are checked.
     svcs.create(&service("web", Some(json!({"app": "web"})), json!(8080))).await.expect("service");
@@ -208,5 +193,4 @@ async fn a_service_without_a_selector_is_left_alone() {
     assert_eq!(now.metadata.resource_version, edited.metadata.resource_version, "user endpoints untouched");
     assert_eq!(now.subsets, written.subsets);
     assert!(matches!(eps.get("bare").await, Err(ApiError::NotFound(_))), "no endpoints created for `bare`");
-    cancel.cancel();
 }

@@ -19,23 +19,14 @@ use flotilla_apiserver::client::Client;
 use flotilla_apiserver::registry::{DeleteOptions, Propagation};
 use flotilla_apiserver::ApiError;
 use flotilla_controllers::garbage_collector::{self, FOREGROUND, ORPHAN};
-use flotilla_controllers::leadership::LeaderContext;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use support::{configmap, wait_for, Solo};
-use tokio_util::sync::CancellationToken;
 
 const NS: &str = "default";
 /// A finalizer standing for another controller that holds an object.
 const HOLD: &str = "example.com/hold";
-
-fn start(solo: &Solo) -> CancellationToken {
-    let cancel = CancellationToken::new();
-    let ctx = LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone());
-    tokio::spawn(garbage_collector::component()(ctx));
-    cancel
-}
 
 fn pod_spec() -> PodSpec {
     PodSpec {
@@ -119,7 +110,7 @@ async fn background_deletion_removes_dependents_whose_owners_are_all_gone() {
     cm.metadata.owner_references = Some(vec![reference("v1", "Pod", "web-1", p1.metadata.uid.as_deref().unwrap())]);
     maps.create(&cm).await.expect("create configmap");
 
-    let cancel = start(&solo);
+    solo.lead(garbage_collector::component());
     let rss = client.api::<ReplicaSet>(Some(NS));
     let deleted = rss.delete("web", &delete_with(Propagation::Background)).await.expect("delete replicaset");
     assert!(deleted.gone, "a Background delete removes the owner at once");
@@ -132,7 +123,6 @@ async fn background_deletion_removes_dependents_whose_owners_are_all_gone() {
     let shared = pods.get("shared").await.expect("a pod with a live owner stays");
     assert!(shared.metadata.deletion_timestamp.is_none());
     assert!(rss.get("other").await.is_ok());
-    cancel.cancel();
 }
 
 #[tokio::test]
@@ -149,7 +139,7 @@ async fn orphan_deletion_releases_dependents_then_the_owner() {
     let held = rss.get("web").await.expect("held until the collector runs");
     assert!(held.metadata.finalizers.unwrap_or_default().contains(&ORPHAN.to_string()));
 
-    let cancel = start(&solo);
+    solo.lead(garbage_collector::component());
     wait_for("the replicaset removed", || async { gone(&rss, "web").await.then_some(()) }).await;
     let pods = client.api::<Pod>(Some(NS));
     for name in ["web-1", "web-2"] {
@@ -157,7 +147,6 @@ async fn orphan_deletion_releases_dependents_then_the_owner() {
         assert!(p.metadata.deletion_timestamp.is_none(), "{name} not deleted");
         assert!(p.metadata.owner_references.unwrap_or_default().is_empty(), "{name} released");
     }
-    cancel.cancel();
 }
 
 #[tokio::test]
@@ -175,7 +164,7 @@ async fn foreground_deletion_removes_dependents_before_the_owner() {
     let deleted = rss.delete("web", &delete_with(Propagation::Foreground)).await.expect("delete replicaset");
     assert!(!deleted.gone, "the foregroundDeletion finalizer holds the owner");
 
-    let cancel = start(&solo);
+    solo.lead(garbage_collector::component());
     wait_for("web-1 deleted and web-2 terminating", || async {
         let web2 = pods.get("web-2").await.ok()?;
         (gone(&pods, "web-1").await && web2.metadata.deletion_timestamp.is_some()).then_some(())
@@ -185,29 +174,21 @@ async fn foreground_deletion_removes_dependents_before_the_owner() {
     assert!(owner.metadata.finalizers.unwrap_or_default().contains(&FOREGROUND.to_string()));
 
     // The collector may still be writing web-2 (its own foregroundDeletion): retry on conflict.
-    wait_for("web-2 released", || async {
-        let mut release = pods.get("web-2").await.expect("web-2 still held");
-        release.metadata.finalizers =
-            release.metadata.finalizers.map(|f| f.into_iter().filter(|f| f != HOLD).collect::<Vec<_>>());
-        match pods.update("web-2", &release).await {
-            Ok(_) => Some(()),
-            Err(ApiError::Conflict(_)) => None,
-            Err(e) => panic!("release web-2: {e}"),
-        }
+    support::edit(&pods, "web-2", |p| {
+        p.metadata.finalizers = p.metadata.finalizers.take().map(|f| f.into_iter().filter(|f| f != HOLD).collect());
     })
     .await;
     wait_for("the last pod and then the replicaset removed", || async {
         (gone(&pods, "web-2").await && gone(&rss, "web").await).then_some(())
     })
     .await;
-    cancel.cancel();
 }
 
 #[tokio::test]
 async fn a_dependent_of_a_missing_owner_is_collected_and_one_of_a_live_owner_is_not() {
     let solo = Solo::start().await;
     let client = &solo.client;
-    let cancel = start(&solo);
+    solo.lead(garbage_collector::component());
     let rs = replicaset(client, "web").await;
     pod(client, "kept", vec![rs_ref(&rs)]).await;
     let mut wrong = rs_ref(&rs);
@@ -217,5 +198,4 @@ async fn a_dependent_of_a_missing_owner_is_collected_and_one_of_a_live_owner_is_
     wait_for("the stray pod collected", || async { gone(&pods, "stray").await.then_some(()) }).await;
     let kept = pods.get("kept").await.expect("a pod with a live owner stays");
     assert!(kept.metadata.deletion_timestamp.is_none());
-    cancel.cancel();
 }

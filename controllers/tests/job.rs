@@ -32,13 +32,12 @@ use flotilla_apiserver::patch::PatchType;
 use flotilla_apiserver::registry::{DeleteOptions, ListOptions, Part};
 use flotilla_apiserver::ApiError;
 use flotilla_controllers::job::{self, decide, pods as job_pods, JobConfig, JobController};
-use flotilla_controllers::leadership::LeaderContext;
-use flotilla_controllers::runtime::{Backoff, Change, Informer, InformerConfig, Key, Reconciler, Store, Writer};
+use flotilla_controllers::pod;
+use flotilla_controllers::runtime::{owner, Backoff, Change, Key, Reconciler, Store, Writer};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus, UncountedTerminatedPods};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateTerminated, ContainerStatus, Event, Pod, PodSpec, PodStatus,
-    PodTemplateSpec,
+    Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus, PodTemplateSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::json;
@@ -63,37 +62,33 @@ struct Env {
     pods: Store<Pod>,
     /// What the test's informers saw.
     seen: Arc<Mutex<Seen>>,
-    cancel: CancellationToken,
     controller: Option<(CancellationToken, JoinHandle<()>)>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
 }
 
 impl Env {
     async fn start() -> Self {
         let solo = Solo::start().await;
-        let cancel = CancellationToken::new();
-        let pod_informer = Informer::<Pod>::new(&solo.client, InformerConfig::default());
-        let job_informer = Informer::<Job>::new(&solo.client, InformerConfig::default());
-        let (pods, job_cache) = (pod_informer.store(), job_informer.store());
         let seen = Arc::new(Mutex::new(Seen::default()));
-        tokio::spawn(observe(pods.clone(), job_cache, seen.clone()));
-        tokio::spawn(pod_informer.run(cancel.clone()));
-        tokio::spawn(job_informer.run(cancel.clone()));
+        let record = seen.clone();
+        let job_cache = support::observe::<Job>(&solo, move |c, _| {
+            if let Some(job) = c.new {
+                record.lock().expect("seen").job_changed(&job);
+            }
+        })
+        .await;
+        let record = seen.clone();
+        let pods = support::observe::<Pod>(&solo, move |c, pods| {
+            record.lock().expect("seen").pod_changed(&c, pods, &job_cache);
+        })
+        .await;
         let (jobs, pod_api) = (solo.client.api::<Job>(Some(NS)), solo.client.api::<Pod>(Some(NS)));
-        let mut env = Self { solo, jobs, pod_api, pods, seen, cancel, controller: None };
+        let mut env = Self { solo, jobs, pod_api, pods, seen, controller: None };
         env.start_controller();
         env
     }
 
     fn start_controller(&mut self) {
-        let token = self.cancel.child_token();
-        let ctx = LeaderContext::new(self.solo.client.clone(), 1, "test", token.clone());
-        self.controller = Some((token, tokio::spawn(job::component_with(config())(ctx))));
+        self.controller = Some(self.solo.lead(job::component_with(config())));
     }
 
     /// Stop the controller and wait until it has (a leader change, seen from the store).
@@ -105,7 +100,7 @@ impl Env {
     }
 
     fn owned(&self, job: &Job) -> Vec<Arc<Pod>> {
-        self.pods.list_in(NS).into_iter().filter(|p| job_pods::owned_by(p, job)).collect()
+        self.pods.list_in(NS).into_iter().filter(|p| owner::is_controlled_by(&p.metadata, &job.metadata)).collect()
     }
 
     /// Wait for an active pod of `job` not in `skip`, or None once the Job finished.
@@ -115,7 +110,7 @@ impl Env {
             if decide::finished_at(&job).is_some() {
                 return Some(None);
             }
-            let active = self.owned(&job).into_iter().filter(|p| job_pods::is_active(p));
+            let active = self.owned(&job).into_iter().filter(|p| pod::is_active(p));
             active.map(|p| job_pods::name(&p).to_string()).find(|n| !skip.contains(n)).map(Some)
         })
         .await
@@ -161,7 +156,7 @@ impl Env {
     }
 
     async fn events(&self, reason: &str) -> Vec<String> {
-        let (events, _) = self.solo.client.api::<Event>(Some(NS)).list(&ListOptions::default()).await.expect("events");
+        let events = support::events(&self.solo.client, NS).await;
         events.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).filter_map(|e| e.message).collect()
     }
 }
@@ -187,8 +182,11 @@ impl Seen {
         }
         for job in jobs.list_in(NS) {
             let parallelism = job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(1);
-            let active =
-                pods.list_in(NS).iter().filter(|p| job_pods::owned_by(p, &job) && job_pods::is_active(p)).count();
+            let active = pods
+                .list_in(NS)
+                .iter()
+                .filter(|p| owner::is_controlled_by(&p.metadata, &job.metadata) && pod::is_active(p))
+                .count();
             if active as i32 > parallelism {
                 self.breaches.push(format!("{active} active pods, parallelism {parallelism}"));
             }
@@ -204,22 +202,6 @@ impl Seen {
             self.breaches.push(format!("succeeded went {before} → {now} of {completions}"));
         }
         self.jobs.push(job.clone());
-    }
-}
-
-/// Feed every change the test's informers apply to `seen`.
-async fn observe(pods: Store<Pod>, jobs: Store<Job>, seen: Arc<Mutex<Seen>>) {
-    let (mut pod_changes, mut job_changes) = (pods.subscribe(), jobs.subscribe());
-    loop {
-        tokio::select! {
-            Some(c) = pod_changes.recv() => seen.lock().expect("seen").pod_changed(&c, &pods, &jobs),
-            Some(c) = job_changes.recv() => {
-                if let Some(job) = c.new {
-                    seen.lock().expect("seen").job_changed(&job);
-                }
-            }
-            else => return,
-        }
     }
 }
 
@@ -247,25 +229,21 @@ fn job_spec(completions: Option<i32>, parallelism: i32) -> Job {
 /// second as `metav1.Time` has it). Returns that finish time.
 async fn finish(api: &Api<Pod>, pod: &str, phase: &str) -> Timestamp {
     let at = Timestamp::from_second(Timestamp::now().as_second()).expect("the current second");
-    wait_for(&format!("{pod} reported {phase}"), || async {
-        let mut p = api.get(pod).await.ok()?;
-        let terminated = ContainerStateTerminated {
-            exit_code: if phase == "Succeeded" { 0 } else { 1 },
-            finished_at: Some(Time(at)),
+    let terminated = ContainerStateTerminated {
+        exit_code: if phase == "Succeeded" { 0 } else { 1 },
+        finished_at: Some(Time(at)),
+        ..Default::default()
+    };
+    let status = PodStatus {
+        phase: Some(phase.into()),
+        container_statuses: Some(vec![ContainerStatus {
+            name: "pi".into(),
+            state: Some(ContainerState { terminated: Some(terminated), ..Default::default() }),
             ..Default::default()
-        };
-        p.status = Some(PodStatus {
-            phase: Some(phase.into()),
-            container_statuses: Some(vec![ContainerStatus {
-                name: "pi".into(),
-                state: Some(ContainerState { terminated: Some(terminated), ..Default::default() }),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
-        api.update_status(pod, &p).await.ok()
-    })
-    .await;
+        }]),
+        ..Default::default()
+    };
+    support::report(api, pod, status).await.unwrap_or_else(|| panic!("{pod} reported {phase}"));
     at
 }
 
@@ -362,7 +340,7 @@ async fn the_active_deadline_fails_the_job_and_deletes_its_pods() {
 async fn pods_deleted_by_hand_while_no_controller_ran_are_counted_once() {
     let mut env = Env::start().await;
     let job = env.jobs.create(&job_spec(Some(2), 2)).await.expect("create job");
-    until("two active pods", || env.owned(&job).iter().filter(|p| job_pods::is_active(p)).count() == 2).await;
+    until("two active pods", || env.owned(&job).iter().filter(|p| pod::is_active(p)).count() == 2).await;
     env.stop_controller().await;
     let names: Vec<String> = env.owned(&job).iter().map(|p| job_pods::name(p).to_string()).collect();
     finish(&env.pod_api, &names[0], "Succeeded").await;
@@ -431,7 +409,7 @@ async fn ttl_zero_deletes_the_job_once_it_completed() {
 async fn suspending_deletes_the_active_pods_and_resuming_restarts_the_clock() {
     let env = Env::start().await;
     let job = env.jobs.create(&job_spec(Some(2), 2)).await.expect("create job");
-    until("two active pods", || env.owned(&job).iter().filter(|p| job_pods::is_active(p)).count() == 2).await;
+    until("two active pods", || env.owned(&job).iter().filter(|p| pod::is_active(p)).count() == 2).await;
     let started = wait_for("startTime", || async { status(&env.jobs.get("pi").await.ok()?).start_time }).await;
     let jobs = &env.jobs;
     let suspend = |on: bool| async move {

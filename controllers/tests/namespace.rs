@@ -13,20 +13,11 @@ mod support;
 use flotilla_apiserver::client::Client;
 use flotilla_apiserver::registry::{DeleteOptions, ListOptions};
 use flotilla_apiserver::ApiError;
-use flotilla_controllers::leadership::LeaderContext;
 use flotilla_controllers::namespace;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use support::{configmap, wait_for, Solo};
-use tokio_util::sync::CancellationToken;
-
-fn start(solo: &Solo) -> CancellationToken {
-    let cancel = CancellationToken::new();
-    let ctx = LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone());
-    tokio::spawn(namespace::component()(ctx));
-    cancel
-}
 
 async fn create_namespace(client: &Client, name: &str) {
     let ns = Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
@@ -91,7 +82,7 @@ async fn a_deleted_namespace_is_emptied_then_removed() {
     let kept = client.api::<ConfigMap>(Some("kept"));
     kept.create(&configmap("kept", "stays", &[("v", "1")], &[])).await.expect("create kept configmap");
 
-    let cancel = start(&solo);
+    solo.lead(namespace::component());
     client.api::<Namespace>(None).delete("doomed", &DeleteOptions::default()).await.expect("delete namespace");
     wait_gone(client, "doomed").await;
 
@@ -103,7 +94,6 @@ async fn a_deleted_namespace_is_emptied_then_removed() {
     assert!(kept.get("stays").await.is_ok(), "another namespace's objects are untouched");
     let kept_ns = client.api::<Namespace>(None).get("kept").await.expect("kept namespace");
     assert!(kept_ns.metadata.deletion_timestamp.is_none());
-    cancel.cancel();
 }
 
 #[tokio::test]
@@ -117,7 +107,7 @@ async fn a_namespace_waits_for_content_held_by_a_finalizer() {
     maps.create(&pinned).await.expect("create pinned configmap");
     maps.create(&configmap("held", "free", &[], &[])).await.expect("create free configmap");
 
-    let cancel = start(&solo);
+    solo.lead(namespace::component());
     let namespaces = client.api::<Namespace>(None);
     namespaces.delete("held", &DeleteOptions::default()).await.expect("delete namespace");
     let pinned = wait_for("the pinned configmap marked and the free one deleted", || async {
@@ -134,5 +124,4 @@ async fn a_namespace_waits_for_content_held_by_a_finalizer() {
     release.metadata.finalizers = None;
     maps.update("pinned", &release).await.expect("remove the finalizer");
     wait_gone(client, "held").await;
-    cancel.cancel();
 }

@@ -20,23 +20,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flotilla_apiserver::client::{Api, Client};
+use flotilla_apiserver::selector::toleration::{TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE};
 use flotilla_apiserver::ApiError;
-use flotilla_controllers::leadership::LeaderContext;
 use flotilla_controllers::node_lifecycle::{self, NodeLifecycleConfig, NODE_LEASE_NAMESPACE};
-use flotilla_controllers::runtime::{Informer, InformerConfig};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{
-    Container, Event, Node, NodeCondition, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Toleration,
-};
+use k8s_openapi::api::core::v1::{Container, Node, NodeCondition, NodeStatus, Pod, PodSpec, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use support::{until, wait_for, Solo};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "default";
-const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-const NOT_READY: &str = "node.kubernetes.io/not-ready";
 /// Short enough for quick tests, 15 lease renewals long so a busy machine never misses one.
 const GRACE: Duration = Duration::from_secs(3);
 const RENEW_EVERY: Duration = Duration::from_millis(200);
@@ -55,47 +50,30 @@ type NodeLog = Arc<Mutex<Vec<(Instant, Arc<Node>)>>>;
 
 struct Env {
     solo: Solo,
-    cancel: CancellationToken,
     /// Every node state the test's own informer saw, in order, with when it saw it.
     node_log: NodeLog,
     /// Pod names in the order they were first seen terminating (or gone).
     evicted: Arc<Mutex<Vec<String>>>,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
 impl Env {
     async fn start() -> Self {
         let solo = Solo::start().await;
-        let cancel = CancellationToken::new();
         let (node_log, evicted): (NodeLog, _) = (Arc::default(), Arc::new(Mutex::new(Vec::new())));
-        let nodes = Informer::<Node>::new(&solo.client, InformerConfig::default());
-        let mut node_changes = nodes.store().subscribe();
         let log = node_log.clone();
-        tokio::spawn(async move {
-            while let Some(c) = node_changes.recv().await {
-                log.lock().expect("log").extend(c.new.map(|n| (Instant::now(), n)));
-            }
-        });
-        let pods = Informer::<Pod>::new(&solo.client, InformerConfig::default());
-        let mut pod_changes = pods.store().subscribe();
+        support::observe::<Node>(&solo, move |c, _| {
+            log.lock().expect("log").extend(c.new.map(|n| (Instant::now(), n)))
+        })
+        .await;
         let log = evicted.clone();
-        tokio::spawn(async move {
-            while let Some(c) = pod_changes.recv().await {
-                let terminating =
-                    |p: &Option<Arc<Pod>>| p.as_ref().is_none_or(|p| p.metadata.deletion_timestamp.is_some());
-                if c.old.is_some() && !terminating(&c.old) && terminating(&c.new) {
-                    log.lock().expect("log").push(c.key.name.clone());
-                }
+        support::observe::<Pod>(&solo, move |c, _| {
+            let terminating = |p: &Option<Arc<Pod>>| p.as_ref().is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+            if c.old.is_some() && !terminating(&c.old) && terminating(&c.new) {
+                log.lock().expect("log").push(c.key.name.clone());
             }
-        });
-        tokio::spawn(nodes.run(cancel.clone()));
-        tokio::spawn(pods.run(cancel.clone()));
-        Self { solo, cancel, node_log, evicted }
+        })
+        .await;
+        Self { solo, node_log, evicted }
     }
 
     fn client(&self) -> &Client {
@@ -104,10 +82,7 @@ impl Env {
 
     /// Start the controller as a leader would; cancel the token to stop it.
     fn start_controller(&self) -> CancellationToken {
-        let cancel = self.cancel.child_token();
-        let ctx = LeaderContext::new(self.client().clone(), 1, "test", cancel.clone());
-        tokio::spawn(node_lifecycle::component_with(config())(ctx));
-        cancel
+        self.solo.lead(node_lifecycle::component_with(config())).0
     }
 
     /// Register a Ready node and its Lease, renewed until the returned token is cancelled.
@@ -123,7 +98,7 @@ impl Env {
 
     /// Renew `name`'s Lease every [`RENEW_EVERY`] until the returned token is cancelled.
     fn renew(&self, name: &str) -> CancellationToken {
-        let stop = self.cancel.child_token();
+        let stop = self.solo.cancel.child_token();
         let (api, name, until) =
             (self.client().api::<Lease>(Some(NODE_LEASE_NAMESPACE)), name.to_string(), stop.clone());
         tokio::spawn(async move {
@@ -177,14 +152,7 @@ impl Env {
             status: None,
         };
         api.create(&pod).await.expect("create pod");
-        wait_for("pod marked ready", || async {
-            let mut p = api.get(name).await.ok()?;
-            let ready = PodCondition { type_: "Ready".into(), status: "True".into(), ..Default::default() };
-            p.status =
-                Some(PodStatus { phase: Some("Running".into()), conditions: Some(vec![ready]), ..Default::default() });
-            api.update_status(name, &p).await.ok()
-        })
-        .await;
+        support::mark_ready(&api, name).await.expect("pod marked ready");
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -201,7 +169,10 @@ impl Env {
         wait_for(&format!("{name} tainted unreachable"), || async {
             let node = api.get(name).await.ok()?;
             let keys = managed_taints(&node);
-            let want = [(UNREACHABLE.to_string(), "NoSchedule".to_string()), (UNREACHABLE.into(), "NoExecute".into())];
+            let want = [
+                (TAINT_NODE_UNREACHABLE.to_string(), "NoSchedule".to_string()),
+                (TAINT_NODE_UNREACHABLE.into(), "NoExecute".into()),
+            ];
             (keys == want).then_some(node)
         })
         .await
@@ -222,10 +193,9 @@ impl Env {
 
     /// Wait for an Event about `object` with `reason` and `message`.
     async fn event(&self, object: &str, reason: &str, message: &str) {
-        let api = self.client().api::<Event>(Some(NS));
         wait_for(&format!("event {reason} on {object}"), || async {
-            let (events, _) = api.list(&Default::default()).await.ok()?;
-            events
+            support::events(self.client(), NS)
+                .await
                 .iter()
                 .any(|e| {
                     e.involved_object.name.as_deref() == Some(object)
@@ -285,7 +255,7 @@ fn tolerate(key: &str, seconds: Option<i64>) -> Toleration {
 /// have no value, so this pod tolerates neither. Naming both keys with NoExecute keeps the
 /// create-time default tolerations (300 s) off it.
 fn intolerant() -> Vec<Toleration> {
-    [NOT_READY, UNREACHABLE]
+    [TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE]
         .map(|key| Toleration {
             key: Some(key.into()),
             operator: Some("Equal".into()),
@@ -348,9 +318,10 @@ async fn pods_on_an_unreachable_node_turn_not_ready_and_go_as_their_tolerations_
     let (n1, _n2) = (env.kubelet("n1").await, env.kubelet("n2").await);
     let fast = Duration::from_secs(4);
     env.pod("intolerant", "n1", intolerant()).await;
-    let timed = vec![tolerate(UNREACHABLE, Some(fast.as_secs() as i64)), tolerate(NOT_READY, Some(4))];
+    let timed =
+        vec![tolerate(TAINT_NODE_UNREACHABLE, Some(fast.as_secs() as i64)), tolerate(TAINT_NODE_NOT_READY, Some(4))];
     env.pod("timed", "n1", timed).await;
-    env.pod("forever", "n1", vec![tolerate(UNREACHABLE, None), tolerate(NOT_READY, None)]).await;
+    env.pod("forever", "n1", vec![tolerate(TAINT_NODE_UNREACHABLE, None), tolerate(TAINT_NODE_NOT_READY, None)]).await;
     env.pod("bystander", "n2", intolerant()).await;
     let _controller = env.start_controller();
 
@@ -380,7 +351,12 @@ async fn pods_on_an_unreachable_node_turn_not_ready_and_go_as_their_tolerations_
 async fn a_node_reporting_again_loses_its_taints_and_pending_evictions_are_cancelled() {
     let env = Env::start().await;
     let (n1, _n2) = (env.kubelet("n1").await, env.kubelet("n2").await);
-    env.pod("patient", "n1", vec![tolerate(UNREACHABLE, Some(3600)), tolerate(NOT_READY, Some(3600))]).await;
+    env.pod(
+        "patient",
+        "n1",
+        vec![tolerate(TAINT_NODE_UNREACHABLE, Some(3600)), tolerate(TAINT_NODE_NOT_READY, Some(3600))],
+    )
+    .await;
     let _controller = env.start_controller();
     n1.cancel();
     env.unreachable("n1").await;

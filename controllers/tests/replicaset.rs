@@ -13,6 +13,8 @@
 //!
 //! - Expectations: driven by hand over a pod cache that has not seen its creates yet, a
 //!   second reconcile creates nothing; once the cache catches up, nothing more either.
+//! - Slow start (shared with the DaemonSet and Job controllers): batches of 1, 2, 4, …; the
+//!   first batch with a failed create is the last, and what it created is expected.
 //!
 //! Every test also records each pod ever added for the ReplicaSet (from its own informer):
 //! the controller must never create more pods than the scenario needs — the expectations
@@ -27,15 +29,15 @@ use flotilla_apiserver::client::{Api, Client};
 use flotilla_apiserver::registry::DeleteOptions;
 use flotilla_apiserver::registry::ListOptions;
 use flotilla_apiserver::ApiError;
-use flotilla_controllers::leadership::LeaderContext;
 use flotilla_controllers::replicaset;
+use flotilla_controllers::replicaset::expectations::Expectations;
+use flotilla_controllers::replicaset::slow_start::Creates;
 use flotilla_controllers::replicaset::ReplicaSetController;
-use flotilla_controllers::runtime::{Action, Informer, InformerConfig, Key, Reconciler, Store, Writer};
+use flotilla_controllers::runtime::{Action, Key, Reconciler, Recorder, Store, Writer};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodSpec, PodStatus, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
-use support::{until, wait_for, Solo};
-use tokio_util::sync::CancellationToken;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use support::{edit, mark_ready, until, wait_for, Solo};
 
 const NS: &str = "default";
 const ALPHABET: &str = "bcdfghjklmnpqrstvwxz2456789";
@@ -46,37 +48,22 @@ struct Env {
     pods: Store<Pod>,
     /// Names of every pod ever added to the cache.
     added: Arc<Mutex<BTreeSet<String>>>,
-    cancel: CancellationToken,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
 }
 
 impl Env {
     /// A store, the test's pod informer, and the ReplicaSet controller running.
     async fn start() -> Self {
         let solo = Solo::start().await;
-        let cancel = CancellationToken::new();
-        let informer = Informer::<Pod>::new(&solo.client, InformerConfig::default());
-        let pods = informer.store();
-        let mut changes = pods.subscribe();
         let added = Arc::new(Mutex::new(BTreeSet::new()));
         let log = added.clone();
-        tokio::spawn(async move {
-            while let Some(c) = changes.recv().await {
-                if c.old.is_none() {
-                    log.lock().expect("log lock").insert(c.key.name.clone());
-                }
+        let pods = support::observe::<Pod>(&solo, move |c, _| {
+            if c.old.is_none() {
+                log.lock().expect("log lock").insert(c.key.name.clone());
             }
-        });
-        tokio::spawn(informer.run(cancel.clone()));
-        let ctx =
-            LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone());
-        tokio::spawn(replicaset::component()(ctx));
-        Self { solo, pods, added, cancel }
+        })
+        .await;
+        solo.lead(replicaset::component());
+        Self { solo, pods, added }
     }
 
     fn client(&self) -> &Client {
@@ -162,35 +149,7 @@ fn bare_pod(name: &str, owner: Option<OwnerReference>) -> Pod {
 
 /// Set `spec.replicas`, retrying on conflicts with the controller's status writes.
 async fn scale(api: &Api<ReplicaSet>, name: &str, replicas: i32) -> ReplicaSet {
-    wait_for("scaled", || async {
-        let mut rs = api.get(name).await.ok()?;
-        rs.spec.as_mut()?.replicas = Some(replicas);
-        match api.update(name, &rs).await {
-            Ok(rs) => Some(rs),
-            Err(ApiError::Conflict(_)) => None,
-            Err(e) => panic!("scale {name}: {e}"),
-        }
-    })
-    .await
-}
-
-/// Mark `pod` Ready through the status subresource.
-async fn mark_ready(api: &Api<Pod>, pod: &str) {
-    wait_for("pod marked ready", || async {
-        let mut p = api.get(pod).await.ok()?;
-        p.status = Some(PodStatus {
-            phase: Some("Running".into()),
-            conditions: Some(vec![PodCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                last_transition_time: Some(Time(jiff::Timestamp::now())),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
-        api.update_status(pod, &p).await.ok()
-    })
-    .await;
+    edit(api, name, |rs| rs.spec.get_or_insert_with(Default::default).replicas = Some(replicas)).await
 }
 
 #[tokio::test]
@@ -225,7 +184,7 @@ async fn scaling_up_then_down_converges_and_keeps_the_ready_pod() {
     assert_eq!(env.ever_added("web"), 5, "scaling 3 → 5 created exactly 2 pods");
 
     let keeper = pods[2].metadata.name.clone().expect("name");
-    mark_ready(&env.client().api::<Pod>(Some(NS)), &keeper).await;
+    mark_ready(&env.client().api::<Pod>(Some(NS)), &keeper).await.expect("the keeper marked ready");
     let rs = scale(&api, "web", 1).await;
     let pods = env.converged(&rs, 1).await;
     assert_eq!(pods[0].metadata.name.as_deref(), Some(keeper.as_str()), "the ready pod is deleted last");
@@ -286,7 +245,7 @@ async fn status_reports_ready_pods_and_the_observed_generation() {
     let pods = env.converged(&rs, 3).await;
     let pod_api = env.client().api::<Pod>(Some(NS));
     for p in &pods {
-        mark_ready(&pod_api, p.metadata.name.as_deref().expect("name")).await;
+        mark_ready(&pod_api, p.metadata.name.as_deref().expect("name")).await.expect("pod marked ready");
     }
     let status = wait_for("status counts the ready pods", || async {
         let status = api.get("web").await.ok()?.status?;
@@ -327,4 +286,26 @@ async fn a_lagging_pod_cache_does_not_cause_duplicate_creates() {
     assert_eq!(action, Action::Done);
     let status = rs_api.get("web").await.expect("get rs").status.expect("status written");
     assert_eq!(status.replicas, 3);
+}
+
+#[tokio::test]
+async fn slow_start_stops_at_the_first_batch_with_a_failed_create() {
+    let solo = Solo::start().await;
+    let (rs_api, pod_api) = (solo.client.api::<ReplicaSet>(Some(NS)), solo.client.api::<Pod>(Some(NS)));
+    let rs = rs_api.create(&replicaset("web", 7)).await.expect("create rs");
+    pod_api.create(&bare_pod("p1", None)).await.expect("the pod whose name is taken");
+    let wanted: Vec<Pod> = (0..7).map(|i| bare_pod(&format!("p{i}"), None)).collect();
+    let (events, expectations) = (Recorder::detached("test", "test"), Expectations::default());
+    let creates = Creates { api: &pod_api, events: &events, expectations: &expectations };
+    let key = Key::namespaced(NS, "web");
+
+    let (created, error) = creates.run(&rs, &key, &wanted).await;
+    assert_eq!(created, 2, "batch 1 (p0) and the rest of batch 2 (p2)");
+    assert!(matches!(error, Some(ApiError::AlreadyExists(_))), "{error:?}");
+    let (pods, _) = pod_api.list(&ListOptions::default()).await.expect("list pods");
+    let mut names: Vec<_> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["p0", "p1", "p2"], "batch 3 (p3..p6) never started");
+    assert!(expectations.pending(&key, |n| n == "p0", |_, _| false), "p2 is expected until seen");
+    assert!(!expectations.pending(&key, |n| n == "p2", |_, _| false), "and nothing else is");
 }

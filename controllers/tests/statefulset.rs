@@ -25,15 +25,12 @@ use std::sync::{Arc, Mutex};
 use flotilla_apiserver::client::{Api, Client};
 use flotilla_apiserver::registry::{DeleteOptions, ListOptions};
 use flotilla_apiserver::ApiError;
-use flotilla_controllers::leadership::LeaderContext;
-use flotilla_controllers::runtime::{Informer, InformerConfig, Store};
-use flotilla_controllers::{history, statefulset};
+use flotilla_controllers::runtime::Store;
+use flotilla_controllers::{garbage_collector, history, statefulset};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, PodCondition, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use serde_json::json;
 use support::{until, wait_for, Solo};
-use tokio_util::sync::CancellationToken;
 
 const NS: &str = "default";
 
@@ -52,13 +49,6 @@ struct Env {
     solo: Solo,
     pods: Store<Pod>,
     log: Arc<Mutex<Log>>,
-    cancel: CancellationToken,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
 }
 
 impl Env {
@@ -66,39 +56,31 @@ impl Env {
     /// every new pod is marked Running and Ready as soon as it is seen.
     async fn start(kubelet: bool) -> Self {
         let solo = Solo::start().await;
-        let cancel = CancellationToken::new();
-        let ctx = LeaderContext::new(solo.client.clone(), 1, "test", cancel.clone());
-        tokio::spawn(statefulset::run(ctx));
-        let informer = Informer::<Pod>::new(&solo.client, InformerConfig::default());
-        let pods = informer.store();
-        let mut changes = pods.subscribe();
-        tokio::spawn(informer.run(cancel.clone()));
+        solo.lead(statefulset::component());
         let log = Arc::new(Mutex::new(Log::default()));
         let (record, client) = (log.clone(), solo.client.clone());
-        tokio::spawn(async move {
-            let mut seen: BTreeMap<String, Arc<Pod>> = BTreeMap::new();
-            while let Some(c) = changes.recv().await {
-                let mut log = record.lock().expect("log");
-                match &c.new {
-                    Some(p) => {
-                        if c.old.is_none() {
-                            log.added.push(c.key.name.clone());
-                            check_predecessors(&seen, &c.key.name, &mut log.violations);
-                        }
-                        if kubelet && !ready(p) && p.metadata.deletion_timestamp.is_none() {
-                            tokio::spawn(mark_ready(client.clone(), c.key.name.clone()));
-                        }
-                        seen.insert(c.key.name.clone(), p.clone());
+        let mut seen: BTreeMap<String, Arc<Pod>> = BTreeMap::new();
+        let pods = support::observe::<Pod>(&solo, move |c, _| {
+            let mut log = record.lock().expect("log");
+            match &c.new {
+                Some(p) => {
+                    if c.old.is_none() {
+                        log.added.push(c.key.name.clone());
+                        check_predecessors(&seen, &c.key.name, &mut log.violations);
                     }
-                    None => {
-                        log.deleted.push(c.key.name.clone());
-                        seen.remove(&c.key.name);
+                    if kubelet && !ready(p) && p.metadata.deletion_timestamp.is_none() {
+                        tokio::spawn(mark_ready(client.clone(), c.key.name.clone()));
                     }
+                    seen.insert(c.key.name.clone(), p.clone());
+                }
+                None => {
+                    log.deleted.push(c.key.name.clone());
+                    seen.remove(&c.key.name);
                 }
             }
-        });
-        tokio::time::timeout(support::DEADLINE, pods.wait_synced()).await.expect("pod cache synced");
-        Self { solo, pods, log, cancel }
+        })
+        .await;
+        Self { solo, pods, log }
     }
 
     fn client(&self) -> &Client {
@@ -124,16 +106,7 @@ impl Env {
 
     /// Change StatefulSet `web` with `f`, retrying on conflicts with status writes.
     async fn edit(&self, f: impl Fn(&mut StatefulSet)) -> StatefulSet {
-        wait_for("statefulset edited", || async {
-            let mut set = self.sets().get("web").await.ok()?;
-            f(&mut set);
-            match self.sets().update("web", &set).await {
-                Ok(s) => Some(s),
-                Err(ApiError::Conflict(_)) => None,
-                Err(e) => panic!("update statefulset: {e}"),
-            }
-        })
-        .await
+        support::edit(&self.sets(), "web", f).await
     }
 
     /// Wait until the status of `web` for its current generation satisfies `pred`.
@@ -162,11 +135,9 @@ fn name(p: &Pod) -> &str {
     p.metadata.name.as_deref().unwrap_or_default()
 }
 
+/// Running and Ready: what OrderedReady waits for in a predecessor.
 fn ready(p: &Pod) -> bool {
-    let s = p.status.as_ref();
-    s.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && s.and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && support::is_ready(p)
 }
 
 /// Record a violation if `added` (`web-i`) appeared while some `web-j`, j < i, was missing or unready.
@@ -180,27 +151,13 @@ fn check_predecessors(seen: &BTreeMap<String, Arc<Pod>>, added: &str, violations
     }
 }
 
-/// Play the kubelet: set `pod` Running and Ready (retrying until the write lands).
+/// Play the kubelet: set `pod` Running and Ready, unless it already is or is going away (a
+/// report spawned for an older state of the pod must not undo a later one).
 async fn mark_ready(client: Client, pod: String) {
     let api = client.api::<Pod>(Some(NS));
-    for _ in 0..50 {
-        let Ok(mut p) = api.get(&pod).await else { return };
-        if ready(&p) || p.metadata.deletion_timestamp.is_some() {
-            return;
-        }
-        p.status = Some(PodStatus {
-            phase: Some("Running".into()),
-            conditions: Some(vec![PodCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                last_transition_time: Some(Time(jiff::Timestamp::now())),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
-        if api.update_status(&pod, &p).await.is_ok() {
-            return;
-        }
+    let Ok(p) = api.get(&pod).await else { return };
+    if !ready(&p) && p.metadata.deletion_timestamp.is_none() {
+        support::mark_ready(&api, &pod).await;
     }
 }
 
@@ -273,7 +230,7 @@ async fn ordered_ready_creates_each_pod_after_the_previous_is_ready_with_identit
         assert_eq!(claim.metadata.labels.and_then(|l| l.get("app").cloned()).as_deref(), Some("web"));
     }
     let events = wait_for("creation events", || async {
-        let (events, _) = env.client().api::<Event>(Some(NS)).list(&ListOptions::default()).await.ok()?;
+        let events = support::events(env.client(), NS).await;
         let messages: Vec<String> = events.into_iter().filter_map(|e| e.message).collect();
         let wanted = [
             "create Pod web-2 in StatefulSet web successful",
@@ -415,8 +372,7 @@ async fn revisions_are_numbered_renumbered_on_rollback_and_pruned() {
 #[tokio::test]
 async fn claims_follow_the_delete_retention_policy_through_the_garbage_collector() {
     let env = Env::start(true).await;
-    let gc = LeaderContext::new(env.client().clone(), 1, "test", env.cancel.clone());
-    tokio::spawn(flotilla_controllers::garbage_collector::component()(gc));
+    env.solo.lead(garbage_collector::component());
     let mut set = statefulset(3, "Parallel", 0, 10);
     set.spec.as_mut().unwrap().persistent_volume_claim_retention_policy =
         serde_json::from_value(json!({"whenDeleted": "Delete", "whenScaled": "Delete"})).unwrap();

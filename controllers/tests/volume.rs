@@ -26,16 +26,14 @@ use std::sync::{Arc, Mutex};
 
 use flotilla_apiserver::bootstrap::{DEFAULT_CLASS_ANNOTATION, DEFAULT_STORAGE_CLASS, LOCAL_PATH_PROVISIONER};
 use flotilla_apiserver::client::{Api, Client};
-use flotilla_apiserver::registry::{DeleteOptions, ListOptions};
+use flotilla_apiserver::registry::DeleteOptions;
 use flotilla_apiserver::ApiError;
-use flotilla_controllers::leadership::LeaderContext;
-use flotilla_controllers::runtime::{Informer, InformerConfig, Key, SharedInformers, Store};
+use flotilla_controllers::runtime::{Key, SharedInformers, Store};
 use flotilla_controllers::volume::{self, Binder, Caches, ANN_BIND_COMPLETED, ANN_SELECTED_NODE};
 use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::json;
 use support::{until, wait_for, Solo};
-use tokio_util::sync::CancellationToken;
 
 const NS: &str = "default";
 
@@ -44,32 +42,20 @@ struct Env {
     /// volume name → every claim uid ever seen bound to it.
     ever_bound: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
     violations: Arc<Mutex<Vec<String>>>,
-    cancel: CancellationToken,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
 }
 
 impl Env {
     /// A store with the invariant checker running but no controller yet.
     async fn new() -> Self {
         let solo = Solo::start().await;
-        let cancel = CancellationToken::new();
-        let informer = Informer::<PersistentVolumeClaim>::new(&solo.client, InformerConfig::default());
-        let (claims, mut changes) = (informer.store(), informer.store().subscribe());
         let ever_bound = Arc::new(Mutex::new(BTreeMap::<String, BTreeSet<String>>::new()));
         let violations = Arc::new(Mutex::new(Vec::new()));
         let (log, bad) = (ever_bound.clone(), violations.clone());
-        tokio::spawn(async move {
-            while changes.recv().await.is_some() {
-                check(&claims, &mut log.lock().expect("log"), &mut bad.lock().expect("violations"));
-            }
-        });
-        tokio::spawn(informer.run(cancel.clone()));
-        Self { solo, ever_bound, violations, cancel }
+        support::observe::<PersistentVolumeClaim>(&solo, move |_, claims| {
+            check(claims, &mut log.lock().expect("log"), &mut bad.lock().expect("violations"));
+        })
+        .await;
+        Self { solo, ever_bound, violations }
     }
 
     /// [`Env::new`] with the binder running.
@@ -80,8 +66,7 @@ impl Env {
     }
 
     fn start_controller(&self) {
-        let ctx = LeaderContext::new(self.client().clone(), 1, "test", self.cancel.clone());
-        tokio::spawn(volume::component()(ctx));
+        self.solo.lead(volume::component());
     }
 
     fn client(&self) -> &Client {
@@ -122,7 +107,7 @@ impl Env {
     /// Wait until an Event with `reason` about the object with `uid` exists.
     async fn event(&self, uid: &Option<String>, reason: &str) -> Event {
         wait_for(&format!("event {reason}"), || async {
-            let (events, _) = self.client().api::<Event>(Some(NS)).list(&ListOptions::default()).await.ok()?;
+            let events = support::events(self.client(), NS).await;
             events.into_iter().find(|e| &e.involved_object.uid == uid && e.reason.as_deref() == Some(reason))
         })
         .await
@@ -437,7 +422,7 @@ async fn a_half_binding_whose_claim_chose_another_volume_is_undone() {
 async fn a_deleted_claim_stays_while_a_scheduled_pod_uses_it() {
     let env = Env::new().await;
     // The caches the component would read, without its controllers: this test reconciles.
-    let shared = SharedInformers::new(env.client().clone(), env.cancel.clone());
+    let shared = SharedInformers::new(env.client().clone(), env.solo.cancel.clone());
     let caches = Caches {
         claims: shared.store(),
         volumes: shared.store(),

@@ -23,10 +23,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use flotilla_apiserver::selector::node::Labels;
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
 
 use crate::error::Reason;
-use crate::selector::{LabelSelectorMatcher, Labels};
+use crate::selector::LabelSelectorMatcher;
 use crate::snapshot::Snapshot;
 
 /// The label the API server sets on every namespace to its name.

@@ -17,18 +17,20 @@
 //! 7. VolumeBinding — bound PVs' node affinity;
 //! 8. InterPodAffinity — required pod affinity and anti-affinity, both directions.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, Toleration};
+use flotilla_apiserver::selector::node::{NodeTerm, RequiredNodeAffinity};
+use flotilla_apiserver::selector::toleration::{
+    find_untolerated, forbids_scheduling, tolerated, NO_SCHEDULE, TAINT_NODE_UNSCHEDULABLE,
+};
+use flotilla_controllers::runtime::owner;
+use k8s_openapi::api::core::v1::{Pod, PodSpec, Taint, Toleration};
 
 use crate::affinity::InterPodState;
 use crate::error::Reason;
 use crate::ports::{pod_host_ports, HostPort};
 use crate::resources::PodRequests;
-use crate::selector::{NodeSelectorMatcher, NodeTerm};
-use crate::snapshot::{controller_uid, pod_key, NodeInfo, Snapshot};
-use crate::taints::{first_untolerated, tolerates, NO_SCHEDULE, TAINT_UNSCHEDULABLE};
+use crate::snapshot::{pod_key, NodeInfo, Snapshot};
 use crate::volumes::VolumeState;
 
 /// A pod read once for one scheduling attempt.
@@ -41,8 +43,7 @@ pub(crate) struct PodQuery<'p> {
     pub owner: Option<&'p str>,
     wanted_node: Option<&'p str>,
     tolerates_unschedulable: bool,
-    node_selector: Option<&'p BTreeMap<String, String>>,
-    required: Option<NodeSelectorMatcher>,
+    node_affinity: RequiredNodeAffinity<'p>,
     ports: Vec<HostPort>,
     volumes: VolumeState,
     inter_pod: InterPodState,
@@ -54,6 +55,8 @@ impl<'p> PodQuery<'p> {
         static NO_SPEC: OnceLock<PodSpec> = OnceLock::new();
         let spec = pod.spec.as_ref().unwrap_or_else(|| NO_SPEC.get_or_init(Default::default));
         let tolerations = spec.tolerations.as_deref().unwrap_or(&[]);
+        let unschedulable =
+            Taint { key: TAINT_NODE_UNSCHEDULABLE.into(), effect: NO_SCHEDULE.into(), ..Default::default() };
         let node_affinity = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
         let preferred = node_affinity
             .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_deref())
@@ -67,13 +70,10 @@ impl<'p> PodQuery<'p> {
             tolerations,
             requests: PodRequests::of(spec),
             preferred,
-            owner: controller_uid(pod),
+            owner: owner::controller_ref(&pod.metadata).map(|r| r.uid.as_str()),
             wanted_node: spec.node_name.as_deref().filter(|n| !n.is_empty()),
-            tolerates_unschedulable: tolerations.iter().any(|t| tolerates(t, TAINT_UNSCHEDULABLE, "", NO_SCHEDULE)),
-            node_selector: spec.node_selector.as_ref().filter(|s| !s.is_empty()),
-            required: node_affinity
-                .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-                .map(NodeSelectorMatcher::new),
+            tolerates_unschedulable: tolerated(tolerations, &unschedulable),
+            node_affinity: RequiredNodeAffinity::new(spec),
             ports: pod_host_ports(spec),
             volumes: VolumeState::new(pod, snap)?,
             inter_pod: InterPodState::new(pod, snap),
@@ -117,12 +117,11 @@ impl<'p> PodQuery<'p> {
             return Some(Reason::NodeName);
         }
         if !node.taints.is_empty() {
-            if let Some(taint) = first_untolerated(&node.taints, self.tolerations) {
+            if let Some(taint) = find_untolerated(&node.taints, self.tolerations, forbids_scheduling) {
                 return Some(Reason::UntoleratedTaint { key: &taint.key, value: taint.value.as_deref().unwrap_or("") });
             }
         }
-        let selector_ok = self.node_selector.is_none_or(|s| s.iter().all(|(k, v)| node.labels.get(k) == Some(v)));
-        if !selector_ok || self.required.as_ref().is_some_and(|r| !r.matches(&node.labels, &node.name)) {
+        if !self.node_affinity.matches(&node.labels, &node.name) {
             return Some(Reason::NodeAffinity);
         }
         if !node.ports.is_empty() && self.ports.iter().any(|p| node.ports.conflicts(p)) {

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 
 use super::*;
 use crate::fixtures::{expr, labels, node, pod, pod_term, HOSTNAME};
-use crate::taints::NO_EXECUTE;
+use flotilla_apiserver::selector::toleration::NO_EXECUTE;
 
 /// The reasons `pod` gets on `node` (empty: it fits).
 fn reasons(pod: &Pod, snap: &Snapshot, node: &str) -> Vec<String> {
@@ -29,7 +29,7 @@ fn cordoned_nodes_fail_unless_the_pod_tolerates_unschedulable() {
     let s = snap(vec![node("n1").unschedulable().taint("dedicated", "x", NO_SCHEDULE).build()], vec![]);
     // Filter order: NodeUnschedulable comes before TaintToleration, so only it is reported.
     assert_eq!(reasons(&pod("p").build(), &s, "n1"), ["node(s) were unschedulable"]);
-    let tolerant = pod("p").toleration(TAINT_UNSCHEDULABLE, "Exists", "", NO_SCHEDULE).build();
+    let tolerant = pod("p").toleration(TAINT_NODE_UNSCHEDULABLE, "Exists", "", NO_SCHEDULE).build();
     assert_eq!(reasons(&tolerant, &s, "n1"), ["node(s) had untolerated taint {dedicated: x}"]);
     let everything = pod("p").toleration("", "Exists", "", "").build();
     assert!(reasons(&everything, &s, "n1").is_empty());

@@ -14,9 +14,12 @@
 //! supports: `filter` (PreFilter + Filter, in upstream's plugin order and wording),
 //! [`score`] (weighted 0–100 scores), then a deterministic pick ([`schedule()`]).
 //! Supporting modules: [`quantity`] parses resource quantities, [`resources`] sums pod
-//! requests, `taints`, `ports`, `selector` (label and node selectors), `affinity`
-//! (inter-pod terms), `volumes` (bound PV node affinity), [`snapshot`] (the cluster view
-//! with per-node totals) and [`error`] (the `FailedScheduling` text).
+//! requests, `taints` (the taints a node's conditions imply, soft-taint counts), `ports`,
+//! `selector` (pod affinity label selectors), `affinity` (inter-pod terms), `volumes` (bound
+//! PV node affinity), [`snapshot`] (the cluster view with per-node totals) and [`error`]
+//! (the `FailedScheduling` text). Node selectors and toleration matching are shared with the
+//! controllers: `flotilla_apiserver::selector::{node, toleration}`; pod states with
+//! `flotilla_controllers::pod`.
 //!
 //! Not covered: preemption, topology spread constraints, preferred inter-pod affinity,
 //! image locality, dynamic resources, scheduling gates (the loop skips gated pods).

@@ -34,6 +34,8 @@ use std::sync::Arc;
 use flotilla_apiserver::client::Client;
 use flotilla_apiserver::{ApiError, ApiResult};
 use flotilla_controllers::leadership::{Component, LeaderContext};
+use flotilla_controllers::node_lifecycle::conditions;
+use flotilla_controllers::pod;
 use flotilla_controllers::runtime::{Change, Key, Object, Recorder, Store, WorkQueue};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use tokio::sync::mpsc::Receiver;
@@ -45,7 +47,6 @@ pub const COMPONENT: &str = "default-scheduler";
 /// The reason of the events written when a pod fits nowhere.
 pub const REASON: &str = "FailedScheduling";
 
-use crate::snapshot::is_terminal;
 use crate::{pod_key, schedule, Snapshot};
 
 /// The scheduler as a leader component with the default configuration.
@@ -161,8 +162,7 @@ impl Scheduler {
         spec.scheduler_name.as_deref().unwrap_or(COMPONENT) == self.config.scheduler_name
             && spec.node_name.as_deref().unwrap_or("").is_empty()
             && spec.scheduling_gates.as_ref().is_none_or(Vec::is_empty)
-            && pod.metadata.deletion_timestamp.is_none()
-            && !is_terminal(pod)
+            && pod::is_active(pod)
     }
 
     /// Build the snapshot from the synced caches and queue every pending pod.
@@ -326,10 +326,7 @@ impl Scheduler {
 /// Whether a node update may let a pod fit that did not before: anything the filters read
 /// changed (a heartbeat that only moves timestamps does not queue every waiting pod).
 fn may_admit_more(old: &Node, new: &Node) -> bool {
-    let ready = |n: &Node| {
-        let conditions = n.status.as_ref().and_then(|s| s.conditions.as_ref());
-        conditions.and_then(|cs| cs.iter().find(|c| c.type_ == "Ready")).map(|c| c.status.clone())
-    };
+    let ready = |n: &Node| conditions::status(n, conditions::READY).map(str::to_string);
     old.spec != new.spec
         || old.metadata.labels != new.metadata.labels
         || old.status.as_ref().map(|s| &s.allocatable) != new.status.as_ref().map(|s| &s.allocatable)

@@ -16,6 +16,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use flotilla_controllers::pod;
+use flotilla_controllers::runtime::owner;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Taint};
 
 use crate::affinity::{required_terms, NamespaceLabels, PodTerm};
@@ -33,17 +35,6 @@ pub fn pod_key(pod: &Pod) -> String {
             pod.metadata.name.as_deref().unwrap_or("")
         ),
     }
-}
-
-/// The uid of the pod's controller (its `controller: true` owner reference), if any.
-pub fn controller_uid(pod: &Pod) -> Option<&str> {
-    let refs = pod.metadata.owner_references.as_deref().unwrap_or(&[]);
-    refs.iter().find(|r| r.controller == Some(true)).map(|r| r.uid.as_str())
-}
-
-/// Whether a pod has finished for good and holds no resources.
-pub fn is_terminal(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
 }
 
 /// A node and the totals of the pods placed on it.
@@ -218,7 +209,7 @@ impl Snapshot {
     /// Follows a pod from a watch: placed and running pods are (re)placed, others forgotten.
     pub fn upsert_pod(&mut self, pod: &Pod) {
         match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty()) {
-            Some(node) if !is_terminal(pod) => self.assume(pod, node),
+            Some(node) if !pod::is_finished(pod) => self.assume(pod, node),
             _ => {
                 self.forget(&pod_key(pod));
             }
@@ -238,7 +229,7 @@ impl Snapshot {
             labels: pod.metadata.labels.clone().unwrap_or_default(),
             requests: PodRequests::of(&spec),
             ports: pod_host_ports(&spec),
-            owner: controller_uid(pod).map(str::to_string),
+            owner: owner::controller_ref(&pod.metadata).map(|r| r.uid.clone()),
             anti_affinity: required_terms(pod).1,
             namespace,
         };

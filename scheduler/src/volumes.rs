@@ -11,10 +11,10 @@
 //! An unbound claim constrains nothing here: Flotilla's default StorageClass binds on first
 //! consumer, so the PV binder provisions the volume on whichever node the pod is given.
 
+use flotilla_apiserver::selector::node::{Labels, NodeSelectorMatcher};
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::error::Reason;
-use crate::selector::{Labels, NodeSelectorMatcher};
 use crate::snapshot::Snapshot;
 
 /// The volume constraints of one pod.

@@ -14,10 +14,16 @@
 //! Invariants: a parsed selector holds only requirements that passed validation, sorted into a
 //! canonical order, so two selectors that print the same compare equal, and printing then
 //! parsing yields an equal selector.
+//!
+//! Beside those, the selectors that place pods on nodes, on typed objects, for the scheduler
+//! and the controllers: [`node`] (`nodeSelector`, node affinity terms with `matchFields`) and
+//! [`toleration`] (which taints a pod tolerates).
 
 mod field;
 mod label;
 mod label_parse;
+pub mod node;
+pub mod toleration;
 
 pub use field::FieldSelector;
 pub use label::LabelSelector;

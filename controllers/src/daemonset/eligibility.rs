@@ -8,25 +8,19 @@
 //! node's `spec.taints`. A pod already there *may continue running* when only `NoSchedule`
 //! taints are untolerated (a node turning unschedulable does not evict its daemons).
 //!
-//! Node selector semantics (apimachinery's): terms are ORed, the requirements inside a term
-//! ANDed; `In` needs the label with one of the values, `NotIn` holds when the label is
-//! absent, `Gt`/`Lt` compare integers; `matchFields` supports `metadata.name` with
-//! `In`/`NotIn` and one value. A malformed or empty term matches no node.
-//!
-//! This duplicates a small part of `flotilla-scheduler`'s filters, which depend on this
-//! crate and so cannot be called from it.
+//! Node selectors and toleration matching are the scheduler's, shared through
+//! `flotilla_apiserver::selector::{node, toleration}`, so the DaemonSet never decides a node
+//! fits that the scheduler then rejects (or the other way round).
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{
-    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint,
-    Toleration,
+use flotilla_apiserver::selector::node::{RequiredNodeAffinity, NODE_NAME_FIELD};
+use flotilla_apiserver::selector::toleration::{
+    find_untolerated, forbids_scheduling, NO_EXECUTE, NO_SCHEDULE, TAINT_NODE_DISK_PRESSURE,
+    TAINT_NODE_MEMORY_PRESSURE, TAINT_NODE_NETWORK_UNAVAILABLE, TAINT_NODE_NOT_READY, TAINT_NODE_PID_PRESSURE,
+    TAINT_NODE_UNREACHABLE, TAINT_NODE_UNSCHEDULABLE,
 };
-
-const NO_SCHEDULE: &str = "NoSchedule";
-const NO_EXECUTE: &str = "NoExecute";
-/// The field a daemon pod's node affinity pins it by.
-pub const NODE_NAME_FIELD: &str = "metadata.name";
+use k8s_openapi::api::core::v1::{
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Toleration,
+};
 
 /// Whether a node should run the daemon pod, and whether a pod already there may stay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,15 +33,15 @@ pub struct Fit {
 /// lands on nodes under pressure or cordoned.
 pub fn add_daemon_tolerations(spec: &mut PodSpec) {
     let mut wanted = vec![
-        ("node.kubernetes.io/not-ready", NO_EXECUTE),
-        ("node.kubernetes.io/unreachable", NO_EXECUTE),
-        ("node.kubernetes.io/disk-pressure", NO_SCHEDULE),
-        ("node.kubernetes.io/memory-pressure", NO_SCHEDULE),
-        ("node.kubernetes.io/pid-pressure", NO_SCHEDULE),
-        ("node.kubernetes.io/unschedulable", NO_SCHEDULE),
+        (TAINT_NODE_NOT_READY, NO_EXECUTE),
+        (TAINT_NODE_UNREACHABLE, NO_EXECUTE),
+        (TAINT_NODE_DISK_PRESSURE, NO_SCHEDULE),
+        (TAINT_NODE_MEMORY_PRESSURE, NO_SCHEDULE),
+        (TAINT_NODE_PID_PRESSURE, NO_SCHEDULE),
+        (TAINT_NODE_UNSCHEDULABLE, NO_SCHEDULE),
     ];
     if spec.host_network == Some(true) {
-        wanted.push(("node.kubernetes.io/network-unavailable", NO_SCHEDULE));
+        wanted.push((TAINT_NODE_NETWORK_UNAVAILABLE, NO_SCHEDULE));
     }
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
     for (key, effect) in wanted {
@@ -107,70 +101,14 @@ pub fn fit(spec: &PodSpec, node: &Node) -> Fit {
     if spec.node_name.as_deref().is_some_and(|n| !n.is_empty() && n != name) {
         return no;
     }
-    let selector = spec.node_selector.as_ref();
-    if !selector.is_none_or(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v))) {
-        return no;
-    }
-    let affinity = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
-    let required = affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
-    if required.is_some_and(|r| !r.node_selector_terms.iter().any(|t| term_matches(t, &labels, name))) {
+    if !RequiredNodeAffinity::new(spec).matches(&labels, name) {
         return no;
     }
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[]);
     let tolerations = spec.tolerations.as_deref().unwrap_or(&[]);
-    let untolerated = |effects: &[&str]| {
-        taints.iter().any(|t| effects.contains(&t.effect.as_str()) && !tolerations.iter().any(|tol| tolerates(tol, t)))
-    };
-    Fit { should_run: !untolerated(&[NO_SCHEDULE, NO_EXECUTE]), may_continue: !untolerated(&[NO_EXECUTE]) }
-}
-
-/// Upstream's `Toleration.ToleratesTaint`.
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
-        return false;
-    }
-    if t.key.as_deref().is_some_and(|k| !k.is_empty() && k != taint.key) {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
-
-fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, node: &str) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let field_ok = |r: &NodeSelectorRequirement| {
-        r.key == NODE_NAME_FIELD
-            && r.values.as_ref().is_some_and(|v| v.len() == 1)
-            && matches!(r.operator.as_str(), "In" | "NotIn")
-            && requirement_matches(r, Some(node)) == Some(true)
-    };
-    exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)) == Some(true))
-        && fields.iter().all(field_ok)
-}
-
-/// One requirement against the value it selects on; None when the requirement is malformed.
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> Option<bool> {
-    let values = r.values.as_deref().unwrap_or(&[]);
-    let bound = || match values {
-        [one] => one.parse::<i64>().ok(),
-        _ => None,
-    };
-    let number = value.and_then(|v| v.parse::<i64>().ok());
-    match r.operator.as_str() {
-        "In" if !values.is_empty() => Some(value.is_some_and(|v| values.iter().any(|x| x == v))),
-        "NotIn" if !values.is_empty() => Some(value.is_none_or(|v| !values.iter().any(|x| x == v))),
-        "Exists" if values.is_empty() => Some(value.is_some()),
-        "DoesNotExist" if values.is_empty() => Some(value.is_none()),
-        "Gt" => bound().map(|b| number.is_some_and(|n| n > b)),
-        "Lt" => bound().map(|b| number.is_some_and(|n| n < b)),
-        _ => None,
+    Fit {
+        should_run: find_untolerated(taints, tolerations, forbids_scheduling).is_none(),
+        may_continue: find_untolerated(taints, tolerations, |t| t.effect == NO_EXECUTE).is_none(),
     }
 }
 

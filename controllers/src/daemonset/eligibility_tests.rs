@@ -1,6 +1,6 @@
 //! Unit tests of daemon pod eligibility, tolerations and pinning.
 
-use k8s_openapi::api::core::v1::NodeSpec;
+use k8s_openapi::api::core::v1::{NodeSpec, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;

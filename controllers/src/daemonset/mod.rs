@@ -40,10 +40,11 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::history::{self, REVISION_HASH_LABEL};
 use crate::leadership::{Component, LeaderContext};
+use crate::pod::{is_finished, is_terminating};
 use crate::replicaset::expectations::{Expectations, EXPECTATION_TTL};
+use crate::replicaset::slow_start::Creates;
 use crate::runtime::{owner, Action, Change, Controller, ControllerConfig, Key};
 use crate::runtime::{Reconciler, Recorder, Store};
-use crate::statefulset::pods::{is_finished, is_terminating};
 use failed::FailedPods;
 use plan::{NodePods, Rolling};
 
@@ -182,7 +183,7 @@ impl DaemonSetController {
             .collect();
         let ns = ds.metadata.namespace.as_deref().unwrap_or_default();
         for pod in self.pods.list_in(ns) {
-            let ours = owner::controller_ref(&pod.metadata).is_some_and(|r| Some(&r.uid) == ds.metadata.uid.as_ref());
+            let ours = owner::is_controlled_by(&pod.metadata, &ds.metadata);
             if !ours || (is_terminating(&pod) && is_finished(&pod)) {
                 continue;
             }
@@ -235,34 +236,13 @@ impl DaemonSetController {
 
     /// Create a pod for each node, in slow-start batches (1, 2, 4, …), at most [`BURST`].
     async fn create(&self, key: &Key, ds: &DaemonSet, api: &Api<Pod>, on: &[String], hash: &str) -> ApiResult<()> {
-        let mut batch = 1;
-        let mut rest = &on[..on.len().min(BURST)];
-        while !rest.is_empty() {
-            let (now, later) = rest.split_at(batch.min(rest.len()));
-            let made: Vec<Pod> = now.iter().map(|node| pods::new_pod(ds, node, hash)).collect();
-            let results = join_all(made.iter().map(|pod| api.create(pod))).await;
-            let mut first_error = None;
-            for (node, r) in now.iter().zip(results) {
-                match r {
-                    Ok(pod) => {
-                        let name = pod.metadata.name.unwrap_or_default();
-                        tracing::info!(pod = %name, node = %node, "created daemon pod");
-                        self.recorder.normal(ds, "SuccessfulCreate", format!("Created pod: {name}"));
-                        self.expectations.created(key, name);
-                    }
-                    Err(e) => {
-                        self.recorder.warning(ds, "FailedCreate", format!("Error creating: {e}"));
-                        first_error = first_error.or(Some(e));
-                    }
-                }
-            }
-            if let Some(e) = first_error {
-                return Err(e);
-            }
-            rest = later;
-            batch *= 2;
+        let made: Vec<Pod> = on.iter().take(BURST).map(|node| pods::new_pod(ds, node, hash)).collect();
+        let creates = Creates { api, events: &self.recorder, expectations: &self.expectations };
+        let (created, error) = creates.run(ds, key, &made).await;
+        if !made.is_empty() {
+            tracing::info!(created, wanted = made.len(), "created daemon pods");
         }
-        Ok(())
+        error.map_or(Ok(()), Err)
     }
 
     /// Delete each pod (preconditioned on its uid; with no grace period when flagged).

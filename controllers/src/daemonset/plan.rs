@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::eligibility::Fit;
 use crate::history::REVISION_HASH_LABEL;
-use crate::statefulset::pods::{availability, is_terminating, Availability};
+use crate::pod::{is_terminating, phase, running_availability, Availability};
 
 /// One node's view: whether the daemon pod fits it and the daemon pods meant for it.
 #[derive(Debug, Clone)]
@@ -50,10 +50,6 @@ impl Writes {
     pub fn is_empty(&self) -> bool {
         self.create_on.is_empty() && self.delete.is_empty() && self.failed.is_empty()
     }
-}
-
-fn phase(pod: &Pod) -> Option<&str> {
-    pod.status.as_ref()?.phase.as_deref()
 }
 
 /// Whether `pod` is at the revision whose hash is `hash`.
@@ -138,7 +134,7 @@ pub struct Rolling {
 
 /// One rolling-update step over the nodes that exist.
 pub fn rolling(nodes: &BTreeMap<String, NodePods>, hash: &str, r: Rolling) -> Writes {
-    let available = |p: &Pod| availability(p, r.min_ready, r.now) == Availability::Available;
+    let available = |p: &Pod| running_availability(p, r.min_ready, r.now) == Availability::Available;
     let mut w = Writes::default();
     let existing = nodes.iter().filter(|(_, n)| n.fit.is_some() && !n.pods.is_empty());
     if r.max_surge == 0 {

@@ -1,19 +1,15 @@
 //! Unit tests of the DaemonSet plan: per-node management and rolling-update steps.
 
-use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
+use crate::pod::fixtures::{self, at};
 
 const NEW: &str = "new";
 const OLD: &str = "old";
 const RUNS: Option<Fit> = Some(Fit { should_run: true, may_continue: true });
 const STAYS: Option<Fit> = Some(Fit { should_run: false, may_continue: true });
 const EVICTED: Option<Fit> = Some(Fit { should_run: false, may_continue: false });
-
-fn at(secs: i64) -> Timestamp {
-    Timestamp::from_second(1_700_000_000 + secs).expect("valid timestamp")
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum S {
@@ -26,30 +22,20 @@ enum S {
 
 fn pod(name: &str, hash: &str, state: S, created: i64) -> Arc<Pod> {
     let ready = matches!(state, S::Ready | S::Terminating);
-    let conditions = ready.then(|| {
-        vec![PodCondition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            last_transition_time: Some(Time(at(0))),
-            ..Default::default()
-        }]
-    });
     let phase = match state {
         S::Failed => "Failed",
         S::Done => "Succeeded",
         _ => "Running",
     };
-    Arc::new(Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            creation_timestamp: Some(Time(at(created))),
-            labels: Some([(REVISION_HASH_LABEL.to_string(), hash.to_string())].into()),
-            deletion_timestamp: (state == S::Terminating).then(|| Time(at(50))),
-            ..Default::default()
-        },
-        spec: None,
-        status: Some(PodStatus { phase: Some(phase.into()), conditions, ..Default::default() }),
-    })
+    let mut pod = fixtures::pod(phase, ready.then_some(0));
+    pod.metadata = ObjectMeta {
+        name: Some(name.into()),
+        creation_timestamp: Some(Time(at(created))),
+        labels: Some([(REVISION_HASH_LABEL.to_string(), hash.to_string())].into()),
+        deletion_timestamp: (state == S::Terminating).then(|| Time(at(50))),
+        ..Default::default()
+    };
+    Arc::new(pod)
 }
 
 /// A node's name, fit and pods.

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::eligibility::{add_daemon_tolerations, pin_to_node};
 use crate::deployment::rollout::scaled;
-use crate::history::{self, REVISION_HASH_LABEL};
+use crate::history::REVISION_HASH_LABEL;
+use crate::pod;
 
 /// The template's pod spec with the daemon tolerations: what eligibility is decided on.
 pub fn daemon_spec(ds: &DaemonSet) -> PodSpec {
@@ -25,24 +25,13 @@ pub fn daemon_spec(ds: &DaemonSet) -> PodSpec {
 
 /// The daemon pod of `ds` for `node` at the revision with `hash`.
 pub fn new_pod(ds: &DaemonSet, node: &str, hash: &str) -> Pod {
-    let tm = ds.spec.as_ref().and_then(|s| s.template.metadata.clone()).unwrap_or_default();
-    let mut labels = tm.labels.unwrap_or_default();
-    labels.insert(REVISION_HASH_LABEL.into(), hash.into());
+    let template = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let mut pod = pod::from_template(&template, ds);
+    pod.metadata.labels.get_or_insert_with(Default::default).insert(REVISION_HASH_LABEL.into(), hash.into());
     let mut spec = daemon_spec(ds);
     pin_to_node(&mut spec, node);
-    Pod {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", ds.metadata.name.as_deref().unwrap_or_default())),
-            namespace: ds.metadata.namespace.clone(),
-            labels: Some(labels),
-            annotations: tm.annotations,
-            finalizers: tm.finalizers,
-            owner_references: Some(vec![history::controller_reference(ds)]),
-            ..Default::default()
-        },
-        spec: Some(spec),
-        status: None,
-    }
+    pod.spec = Some(spec);
+    pod
 }
 
 /// Whether the update strategy is RollingUpdate (the default).
@@ -68,14 +57,14 @@ pub fn bounds(ds: &DaemonSet, desired: usize) -> (usize, usize) {
 }
 
 pub fn min_ready(ds: &DaemonSet) -> Duration {
-    let seconds = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
-    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+    pod::min_ready(ds.spec.as_ref().and_then(|s| s.min_ready_seconds))
 }
 
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::apps::v1::{DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
     use k8s_openapi::api::core::v1::PodTemplateSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     use super::*;

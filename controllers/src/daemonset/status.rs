@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 
 use super::plan::{by_age, is_updated, NodePods};
-use crate::statefulset::pods::{availability, Availability};
+use crate::pod::{is_running_and_ready, running_availability, Availability};
 
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -46,8 +46,8 @@ pub fn compute(
         by_age(&mut pods);
         let Some(oldest) = pods.first() else { continue };
         current += 1;
-        ready += usize::from(availability(oldest, Duration::ZERO, now) == Availability::Available);
-        match availability(oldest, min_ready, now) {
+        ready += usize::from(is_running_and_ready(oldest));
+        match running_availability(oldest, min_ready, now) {
             Availability::Available => available += 1,
             Availability::In(wait) => recheck = Some(recheck.map_or(wait, |r| r.min(wait))),
             Availability::Unavailable => {}
@@ -73,34 +73,18 @@ pub fn compute(
 mod tests {
     use std::sync::Arc;
 
-    use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
     use crate::daemonset::eligibility::Fit;
     use crate::history::REVISION_HASH_LABEL;
-
-    fn at(secs: i64) -> Timestamp {
-        Timestamp::from_second(1_700_000_000 + secs).expect("valid timestamp")
-    }
+    use crate::pod::fixtures::at;
 
     fn pod(hash: &str, ready_at: Option<i64>) -> Arc<Pod> {
-        let conditions = ready_at.map(|t| {
-            vec![PodCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                last_transition_time: Some(Time(at(t))),
-                ..Default::default()
-            }]
-        });
-        Arc::new(Pod {
-            metadata: ObjectMeta {
-                labels: Some([(REVISION_HASH_LABEL.to_string(), hash.to_string())].into()),
-                ..Default::default()
-            },
-            spec: None,
-            status: Some(PodStatus { phase: Some("Running".into()), conditions, ..Default::default() }),
-        })
+        let mut pod = crate::pod::fixtures::pod("Running", ready_at);
+        pod.metadata.labels = Some([(REVISION_HASH_LABEL.to_string(), hash.to_string())].into());
+        Arc::new(pod)
     }
 
     #[test]

@@ -14,12 +14,12 @@ use flotilla_apiserver::client::Api;
 use flotilla_apiserver::registry::DeleteOptions;
 use flotilla_apiserver::ApiResult;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::time::Instant;
 
 use super::template::{self, HASH_LABEL};
 use crate::runtime::store::Store;
-use crate::runtime::{Key, Recorder};
+use crate::runtime::{owner, Key, Recorder};
 
 /// The annotation holding a revision, on the Deployment and on each of its ReplicaSets.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -82,18 +82,6 @@ pub fn desired(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
 }
 
-/// The controller reference a Deployment puts on its ReplicaSets.
-pub fn owner_ref(d: &Deployment) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        name: d.metadata.name.clone().unwrap_or_default(),
-        uid: d.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 /// The ReplicaSet writes of one reconcile of Deployment `key`.
 pub struct Writes<'a> {
     pub api: Api<ReplicaSet>,
@@ -113,7 +101,7 @@ impl Writes<'_> {
     /// Make `orphan` (no controller, labels matching) a ReplicaSet of `d`.
     pub async fn adopt(&self, d: &Deployment, orphan: &ReplicaSet) -> ApiResult<ReplicaSet> {
         let mut rs = orphan.clone();
-        rs.metadata.owner_references.get_or_insert_with(Vec::new).push(owner_ref(d));
+        rs.metadata.owner_references.get_or_insert_with(Vec::new).push(owner::controller_reference(d));
         self.update(&rs).await
     }
 
@@ -137,7 +125,7 @@ impl Writes<'_> {
                 namespace: d.metadata.namespace.clone(),
                 labels: Some(labels),
                 annotations: Some(annotations),
-                owner_references: Some(vec![owner_ref(d)]),
+                owner_references: Some(vec![owner::controller_reference(d)]),
                 ..Default::default()
             },
             spec: Some(ReplicaSetSpec {

@@ -168,8 +168,7 @@ impl Step<'_> {
         let collisions = self.d.status.as_ref().and_then(|s| s.collision_count);
         let name = format!("{}-{}", name_of(&self.d), template::hash(&self.spec().template, collisions));
         let existing = self.writes.api.get(&name).await?;
-        let ours =
-            owner::controller_ref(&existing.metadata).is_some_and(|r| Some(&r.uid) == self.d.metadata.uid.as_ref());
+        let ours = owner::is_controlled_by(&existing.metadata, &self.d.metadata);
         let template = existing.spec.as_ref().and_then(|s| s.template.as_ref());
         if !(ours && template.is_some_and(|t| template::same(t, &self.spec().template))) {
             tracing::info!(replicaset = %name, "name taken by another template; bumping collisionCount");

@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{indexed, pods, BURST};
+use crate::pod;
 use crate::runtime::Backoff;
 
 pub const COMPLETE: &str = "Complete";
@@ -81,10 +82,10 @@ pub fn tally(job: &Job, pods: &[Arc<Pod>]) -> Tally {
         tracked.clone().filter(|p| pods::is_succeeded(p) && !u_succeeded.iter().any(|u| u == pods::uid(p))).count();
     let new_failed =
         tracked.filter(|p| pods::is_failed(p, only_failed) && !u_failed.iter().any(|u| u == pods::uid(p))).count();
-    let active: Vec<Arc<Pod>> = pods.iter().filter(|p| pods::is_active(p)).cloned().collect();
+    let active: Vec<Arc<Pod>> = pods.iter().filter(|p| pod::is_active(p)).cloned().collect();
     let mut tally = Tally {
-        ready: count(active.iter().filter(|p| pods::is_ready(p)).count()),
-        terminating: count(pods.iter().filter(|p| pods::is_terminating(p)).count()),
+        ready: count(active.iter().filter(|p| pod::is_ready(p)).count()),
+        terminating: count(pods.iter().filter(|p| pods::counts_as_terminating(p)).count()),
         active,
         succeeded: status.succeeded.unwrap_or(0).saturating_add(count(u_succeeded.len() + new_succeeded)),
         failed: status.failed.unwrap_or(0).saturating_add(count(u_failed.len() + new_failed)),
@@ -195,7 +196,7 @@ pub fn plan(job: &Job, tally: &Tally) -> Plan {
         (Vec::new(), tally.active.clone())
     };
     if delete.len() < surplus {
-        pods::deletion_order(&mut rest);
+        pod::deletion_order(&mut rest);
         delete.extend(rest.into_iter().take(surplus - delete.len()));
     }
     if !delete.is_empty() {

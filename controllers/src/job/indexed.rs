@@ -16,6 +16,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::pods;
+use crate::pod;
 
 /// Parse `completedIndexes` (`"1,3-5"`), keeping indexes below `completions`. Malformed
 /// parts are skipped: the string is the controller's own, so they never occur in practice.
@@ -69,7 +70,7 @@ pub fn duplicates(active: &[Arc<Pod>], completions: i32) -> (Vec<Arc<Pod>>, Vec<
     }
     let mut keep = Vec::new();
     for (_, mut group) in by_index {
-        pods::deletion_order(&mut group);
+        pod::deletion_order(&mut group);
         let last = group.pop().expect("groups are never empty");
         remove.extend(group);
         keep.push(last);

@@ -3,23 +3,19 @@
 //! so every rule is unit-tested on hand-built pods.
 //!
 //! Invariants (upstream's, batch/v1 in 1.32):
-//! - *active*: not finished (`Succeeded`/`Failed`) and not terminating (`deletionTimestamp`);
-//!   only active pods count toward parallelism.
-//! - *terminating*: `deletionTimestamp` set and not finished (`status.terminating`).
+//! - *active* ([`crate::pod::is_active`]): not finished (`Succeeded`/`Failed`) and not
+//!   terminating (`deletionTimestamp`); only active pods count toward parallelism.
+//! - *counted as terminating*: `deletionTimestamp` set and not finished (`status.terminating`).
 //! - *failed*: phase `Failed`, or — unless `podReplacementPolicy: Failed` — terminating, so
 //!   a pod deleted while it runs (by hand, by node loss) counts as a failure.
 //! - Every pod the controller creates carries [`TRACKING_FINALIZER`]: it cannot vanish from
 //!   the store before the controller has counted it.
 
-use std::sync::Arc;
-
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use k8s_openapi::Resource;
 
-use crate::runtime::owner;
+use crate::pod::{self, is_finished, is_terminating, phase};
 
 /// Upstream's pod finalizer: held until the pod's outcome is in the Job's status.
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -28,26 +24,13 @@ pub const COMPLETION_INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index
 /// The environment variable through which an Indexed Job's container learns its index.
 pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 
-fn phase(pod: &Pod) -> Option<&str> {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref())
-}
-
 pub fn is_succeeded(pod: &Pod) -> bool {
     phase(pod) == Some("Succeeded")
 }
 
-fn is_finished(pod: &Pod) -> bool {
-    matches!(phase(pod), Some("Succeeded" | "Failed"))
-}
-
-/// Counts toward parallelism: neither finished nor being deleted.
-pub fn is_active(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none() && !is_finished(pod)
-}
-
-/// Being deleted but not finished (`status.terminating`).
-pub fn is_terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some() && !is_finished(pod)
+/// Being deleted but not finished: what `status.terminating` counts.
+pub fn counts_as_terminating(pod: &Pod) -> bool {
+    is_terminating(pod) && !is_finished(pod)
 }
 
 /// Whether the Job counts `pod` as failed. `only_failed`: `podReplacementPolicy: Failed`,
@@ -56,16 +39,12 @@ pub fn is_failed(pod: &Pod, only_failed: bool) -> bool {
     match phase(pod) {
         Some("Failed") => true,
         Some("Succeeded") => false,
-        _ => !only_failed && pod.metadata.deletion_timestamp.is_some(),
+        _ => !only_failed && is_terminating(pod),
     }
 }
 
 pub fn has_tracking_finalizer(pod: &Pod) -> bool {
     pod.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == TRACKING_FINALIZER))
-}
-
-pub fn is_ready(pod: &Pod) -> bool {
-    crate::replicaset::pods::is_ready(pod)
 }
 
 pub fn uid(pod: &Pod) -> &str {
@@ -115,25 +94,6 @@ pub fn completion_index(pod: &Pod) -> Option<i32> {
     value.parse::<i32>().ok().filter(|i| *i >= 0)
 }
 
-/// The controller ownerReference a Job puts on its pods; `blockOwnerDeletion` lets a
-/// foreground deletion of the Job wait for them.
-pub fn controller_reference(job: &Job) -> OwnerReference {
-    OwnerReference {
-        api_version: Job::API_VERSION.into(),
-        kind: Job::KIND.into(),
-        name: job.metadata.name.clone().unwrap_or_default(),
-        uid: job.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-/// Whether `job` (this incarnation: same uid) is `pod`'s controller.
-pub fn owned_by(pod: &Pod, job: &Job) -> bool {
-    owner::controller_ref(&pod.metadata)
-        .is_some_and(|r| r.kind == Job::KIND && Some(&r.uid) == job.metadata.uid.as_ref())
-}
-
 /// A new pod for `job`: the template's metadata and spec, the tracking finalizer, the
 /// controller reference and a server-generated name `<job>-<5 chars>`. With an `index`
 /// (Indexed mode): the index annotation and label, `JOB_COMPLETION_INDEX` in every
@@ -141,24 +101,11 @@ pub fn owned_by(pod: &Pod, job: &Job) -> bool {
 pub fn new_pod(job: &Job, index: Option<i32>) -> Pod {
     let job_name = job.metadata.name.as_deref().unwrap_or_default();
     let template = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    let tm = template.metadata.unwrap_or_default();
-    let mut finalizers = tm.finalizers.unwrap_or_default();
+    let mut pod = pod::from_template(&template, job);
+    let finalizers = pod.metadata.finalizers.get_or_insert_with(Vec::new);
     if !finalizers.iter().any(|f| f == TRACKING_FINALIZER) {
         finalizers.push(TRACKING_FINALIZER.to_string());
     }
-    let mut pod = Pod {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{job_name}-")),
-            namespace: job.metadata.namespace.clone(),
-            labels: tm.labels,
-            annotations: tm.annotations,
-            finalizers: Some(finalizers),
-            owner_references: Some(vec![controller_reference(job)]),
-            ..Default::default()
-        },
-        spec: template.spec,
-        status: None,
-    };
     if let Some(ix) = index {
         pod.metadata.generate_name = Some(format!("{job_name}-{ix}-"));
         pod.metadata
@@ -193,17 +140,11 @@ fn add_index_env(container: &mut Container) {
     });
 }
 
-/// Pods in the order they are deleted when there are too many: the cheapest to lose first
-/// (upstream's `ActivePods` order, shared with the ReplicaSet controller).
-pub fn deletion_order(pods: &mut [Arc<Pod>]) {
-    crate::replicaset::pods::deletion_order(pods);
-}
-
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::batch::v1::JobSpec;
     use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodTemplateSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     use super::*;
 
@@ -250,9 +191,9 @@ mod tests {
         assert!(is_failed(&with_phase("Running", true), false));
         assert!(!is_failed(&with_phase("Running", true), true), "podReplacementPolicy Failed");
         assert!(!is_failed(&with_phase("Succeeded", true), false), "a success stays a success");
-        assert!(is_terminating(&with_phase("Running", true)) && !is_active(&with_phase("Running", true)));
-        assert!(!is_terminating(&with_phase("Failed", true)), "finished pods are not terminating");
-        assert!(is_active(&with_phase("Pending", false)));
+        assert!(counts_as_terminating(&with_phase("Running", true)));
+        assert!(!counts_as_terminating(&with_phase("Failed", true)), "finished pods are not terminating");
+        assert!(!counts_as_terminating(&with_phase("Running", false)));
     }
 
     #[test]
@@ -262,7 +203,7 @@ mod tests {
         assert_eq!(pod.metadata.namespace.as_deref(), Some("ns"));
         assert!(has_tracking_finalizer(&pod));
         assert_eq!(pod.metadata.labels.as_ref().and_then(|l| l.get("job-name")).map(String::as_str), Some("pi"));
-        assert!(owned_by(&pod, &job()));
+        assert!(crate::runtime::owner::is_controlled_by(&pod.metadata, &job().metadata));
         let r = &pod.metadata.owner_references.as_ref().expect("owner references")[0];
         assert_eq!((r.api_version.as_str(), r.kind.as_str()), ("batch/v1", "Job"));
         assert_eq!((r.controller, r.block_owner_deletion), (Some(true), Some(true)));

@@ -23,8 +23,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::decide::{self, Finish, Tally};
 use super::tracking::{remove_finalizers, Pass};
 use super::{pods, JobController};
+use crate::pod;
 use crate::replicaset::expectations::EXPECTATION_TTL;
-use crate::runtime::{Action, Key};
+use crate::replicaset::slow_start::Creates;
+use crate::runtime::{owner, Action, Key};
 
 /// What this pass did to the pods.
 #[derive(Debug, Default)]
@@ -51,7 +53,12 @@ impl JobController {
     pub(super) async fn sync(&self, key: &Key, cached: &Job) -> Result<Action, ApiError> {
         let now = Timestamp::now();
         let ns = key.namespace().unwrap_or_default();
-        let pods: Vec<Arc<Pod>> = self.pods.list_in(ns).into_iter().filter(|p| pods::owned_by(p, cached)).collect();
+        let pods: Vec<Arc<Pod>> = self
+            .pods
+            .list_in(ns)
+            .into_iter()
+            .filter(|p| owner::is_controlled_by(&p.metadata, &cached.metadata))
+            .collect();
         let tally = decide::tally(cached, &pods);
         let mut job = cached.clone();
         let status = job.status.get_or_insert_with(Default::default);
@@ -70,7 +77,7 @@ impl JobController {
             let pending = self.expectations.pending(
                 key,
                 |name| self.pods.get(Some(ns), name).is_some(),
-                |name, uid| self.pods.get(Some(ns), name).is_none_or(|p| pods::uid(&p) != uid || !pods::is_active(&p)),
+                |name, uid| self.pods.get(Some(ns), name).is_none_or(|p| pods::uid(&p) != uid || !pod::is_active(&p)),
             );
             let manage = !pending && job.metadata.deletion_timestamp.is_none();
             let m = if manage { self.manage(key, &job, &api, &tally, &pods, now).await } else { Managed::default() };
@@ -132,30 +139,11 @@ impl JobController {
     /// Create one pod per entry of `indexes` in slow-start batches (1, 2, 4, …); a failing
     /// batch stops the rest, which the next reconcile retries.
     async fn create_pods(&self, key: &Key, job: &Job, api: &Api<Pod>, indexes: &[Option<i32>]) -> Managed {
-        let mut m = Managed::default();
-        let (mut start, mut batch) = (0, 1);
-        while start < indexes.len() && m.error.is_none() {
-            let end = (start + batch).min(indexes.len());
-            let templates: Vec<Pod> = indexes[start..end].iter().map(|ix| pods::new_pod(job, *ix)).collect();
-            let results = join_all(templates.iter().map(|pod| api.create(pod))).await;
-            for r in results {
-                match r {
-                    Ok(pod) => {
-                        let name = pod.metadata.name.unwrap_or_default();
-                        self.events.normal(job, "SuccessfulCreate", format!("Created pod: {name}"));
-                        self.expectations.created(key, name);
-                        m.active += 1;
-                    }
-                    Err(e) => {
-                        self.events.warning(job, "FailedCreate", format!("Error creating: {e}"));
-                        m.error = m.error.or(Some(e));
-                    }
-                }
-            }
-            (start, batch) = (end, batch * 2);
-        }
-        tracing::info!(created = m.active, wanted = indexes.len(), "created pods");
-        m
+        let made: Vec<Pod> = indexes.iter().map(|ix| pods::new_pod(job, *ix)).collect();
+        let creates = Creates { api, events: &self.events, expectations: &self.expectations };
+        let (created, error) = creates.run(job, key, &made).await;
+        tracing::info!(created, wanted = indexes.len(), "created pods");
+        Managed { active: i32::try_from(created).unwrap_or(i32::MAX), error, ..Default::default() }
     }
 
     /// Delete `victims` (uid-pinned). `release`: drop the tracking finalizer first, so the
@@ -186,7 +174,7 @@ impl JobController {
                     self.events.normal(job, "SuccessfulDelete", format!("Deleted pod: {}", pods::name(pod)));
                     m.active -= 1;
                     m.deleted += 1;
-                    m.ready_deleted += i32::from(pods::is_ready(pod));
+                    m.ready_deleted += i32::from(pod::is_ready(pod));
                 }
                 Err(e) => {
                     self.events.warning(job, "FailedDelete", format!("Error deleting: {e}"));

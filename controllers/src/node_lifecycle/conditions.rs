@@ -71,12 +71,6 @@ pub fn mark_unknown(node: &mut Node, now: Timestamp) -> bool {
     changed
 }
 
-/// Whether the pod's Ready condition is True.
-pub fn pod_ready(pod: &Pod) -> bool {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
-    conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == READY && c.status == "True"))
-}
-
 /// Set the pod's Ready condition to False at `now`; returns whether it changed.
 pub fn mark_pod_not_ready(pod: &mut Pod, now: Timestamp) -> bool {
     let conditions = pod.status.as_mut().and_then(|s| s.conditions.as_mut());
@@ -173,9 +167,9 @@ mod tests {
             status: Some(PodStatus { conditions: Some(vec![cond("True")]), ..Default::default() }),
             ..Default::default()
         };
-        assert!(pod_ready(&pod));
+        assert!(crate::pod::is_ready(&pod));
         assert!(mark_pod_not_ready(&mut pod, ts(5)));
-        assert!(!pod_ready(&pod));
+        assert!(!crate::pod::is_ready(&pod));
         let ready = &pod.status.as_ref().and_then(|s| s.conditions.as_ref()).expect("conditions")[0];
         assert_eq!((ready.status.as_str(), ready.last_transition_time.clone()), ("False", Some(Time(ts(5)))));
         assert!(!mark_pod_not_ready(&mut pod, ts(6)), "already false");

@@ -3,7 +3,8 @@
 //!
 //! - [`tolerance`]: a pod that does not tolerate every NoExecute taint of its node goes at
 //!   once; one that does stays for the smallest `tolerationSeconds` among the tolerations
-//!   used, or for ever when none of them sets it.
+//!   used, or for ever when none of them sets it. Whether a toleration tolerates a taint is
+//!   the scheduler's rule (`flotilla_apiserver::selector::toleration::tolerates`).
 //! - [`EvictionClock`]: per pod, when its eviction clock started: the first time the
 //!   controller saw the pod on a node with NoExecute taints — or the taint's `timeAdded`,
 //!   whichever is later. The clock keeps running while the node keeps some NoExecute taint
@@ -15,6 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use flotilla_apiserver::selector::toleration::tolerates;
 use k8s_openapi::api::core::v1::{Taint, Toleration};
 use tokio::time::Instant;
 
@@ -29,20 +31,6 @@ pub enum Tolerance {
     For(Duration),
     /// Every taint is tolerated without a time limit.
     Forever,
-}
-
-/// Whether `toleration` tolerates `taint` (upstream `ToleratesTaint`): an empty effect
-/// matches every effect, an empty key with `Exists` every key; `Exists` ignores the value,
-/// `Equal` (the default operator) compares it.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect_matches = toleration.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
-    let key_matches = toleration.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key);
-    let value_matches = match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "" | "Equal" => toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    };
-    effect_matches && key_matches && value_matches
 }
 
 /// How long `tolerations` let a pod stay on a node with the NoExecute taints `taints`.

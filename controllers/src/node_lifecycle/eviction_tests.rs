@@ -1,5 +1,6 @@
-//! Eviction decisions: toleration matching, the tolerance a pod has, when its eviction is
-//! due (and that a restarted clock delays it), cancellation, and the rate bound.
+//! Eviction decisions: the tolerance a pod has, when its eviction is due (and that a
+//! restarted clock delays it), cancellation, and the rate bound. Toleration matching itself
+//! is tested with it, in `flotilla_apiserver::selector::toleration`.
 
 use super::*;
 
@@ -12,33 +13,10 @@ fn toleration(key: &str, op: &str, value: &str, effect: &str, seconds: Option<i6
     Toleration { key: opt(key), operator: opt(op), value: opt(value), effect: opt(effect), toleration_seconds: seconds }
 }
 
-const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-const NOT_READY: &str = "node.kubernetes.io/not-ready";
+const UNREACHABLE: &str = flotilla_apiserver::selector::toleration::TAINT_NODE_UNREACHABLE;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-#[test]
-fn toleration_matching_follows_upstream() {
-    let t = taint(UNREACHABLE, "NoExecute", None);
-    let valued = taint("gpu", "NoExecute", Some("a100"));
-    for (tol, on, expected) in [
-        (toleration(UNREACHABLE, "Exists", "", "NoExecute", None), &t, true),
-        (toleration(UNREACHABLE, "Exists", "", "", None), &t, true),
-        (toleration("", "Exists", "", "", None), &t, true),
-        (toleration(UNREACHABLE, "Exists", "", "NoSchedule", None), &t, false),
-        (toleration(NOT_READY, "Exists", "", "NoExecute", None), &t, false),
-        // `Equal` (also the default operator) compares values; the taint here has none.
-        (toleration(UNREACHABLE, "", "", "NoExecute", None), &t, true),
-        (toleration(UNREACHABLE, "Equal", "elsewhere", "NoExecute", None), &t, false),
-        (toleration("gpu", "Equal", "a100", "NoExecute", None), &valued, true),
-        (toleration("gpu", "Equal", "h100", "NoExecute", None), &valued, false),
-        (toleration("gpu", "Exists", "", "NoExecute", None), &valued, true),
-        (toleration("gpu", "Near", "a100", "NoExecute", None), &valued, false),
-    ] {
-        assert_eq!(tolerates(&tol, on), expected, "{tol:?} vs {on:?}");
-    }
 }
 
 #[test]

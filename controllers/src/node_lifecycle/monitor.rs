@@ -31,6 +31,7 @@ use super::eviction::{tolerance, Due, EvictionClock, TokenBucket};
 use super::health::{HealthTracker, Signs};
 use super::taints;
 use super::{NodeLifecycleConfig, NODE_LEASE_NAMESPACE};
+use crate::pod;
 use crate::runtime::{Key, Recorder, Store};
 
 /// The pods bound to each node, by node name.
@@ -172,7 +173,7 @@ impl NodeLifecycle {
         let unhealthy = nodes.iter().filter(|n| conditions::status(n, conditions::READY).is_some_and(|s| s != "True"));
         for node in unhealthy {
             let name = node.metadata.name.as_deref().unwrap_or_default();
-            for pod in pods_by_node.get(name).into_iter().flatten().filter(|p| conditions::pod_ready(p)) {
+            for pod in pods_by_node.get(name).into_iter().flatten().filter(|p| pod::is_ready(p)) {
                 let mut updated = (**pod).clone();
                 conditions::mark_pod_not_ready(&mut updated, Timestamp::now());
                 let key = Key::of(pod.as_ref());
@@ -213,7 +214,7 @@ impl NodeLifecycle {
             let added_ahead = newest.and_then(|t| Duration::try_from(t - wall).ok()).unwrap_or_default();
             let name = node.metadata.name.as_deref().unwrap_or_default();
             let pods = pods_by_node.get(name).into_iter().flatten();
-            for pod in pods.filter(|p| p.metadata.deletion_timestamp.is_none()) {
+            for pod in pods.filter(|p| !pod::is_terminating(p)) {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 on_tainted.insert(uid.clone());
                 if self.clock.evicted(&uid) {
@@ -229,7 +230,7 @@ impl NodeLifecycle {
             }
         }
         for key in self.clock.stop_except(&on_tainted) {
-            if let Some(pod) = self.pods.get_key(&key).filter(|p| p.metadata.deletion_timestamp.is_none()) {
+            if let Some(pod) = self.pods.get_key(&key).filter(|p| !pod::is_terminating(p)) {
                 tracing::info!(pod = %key, "node no longer tainted NoExecute; eviction cancelled");
                 self.eviction_events.normal(
                     pod.as_ref(),

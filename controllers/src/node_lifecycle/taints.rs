@@ -26,26 +26,28 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::conditions;
 
-pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
-pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-pub const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
-pub const NO_SCHEDULE: &str = "NoSchedule";
-pub const NO_EXECUTE: &str = "NoExecute";
+use flotilla_apiserver::selector::toleration::{
+    NO_EXECUTE, NO_SCHEDULE, TAINT_NODE_DISK_PRESSURE, TAINT_NODE_MEMORY_PRESSURE, TAINT_NODE_NETWORK_UNAVAILABLE,
+    TAINT_NODE_NOT_READY, TAINT_NODE_PID_PRESSURE, TAINT_NODE_UNREACHABLE, TAINT_NODE_UNSCHEDULABLE,
+};
 
 /// Conditions that, when True, call for a NoSchedule taint.
 const PRESSURE: [(&str, &str); 4] = [
-    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
-    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
-    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
-    ("NetworkUnavailable", "node.kubernetes.io/network-unavailable"),
+    ("MemoryPressure", TAINT_NODE_MEMORY_PRESSURE),
+    ("DiskPressure", TAINT_NODE_DISK_PRESSURE),
+    ("PIDPressure", TAINT_NODE_PID_PRESSURE),
+    ("NetworkUnavailable", TAINT_NODE_NETWORK_UNAVAILABLE),
 ];
 
 /// Whether the controller manages the taint `key:effect`.
 fn managed(key: &str, effect: &str) -> bool {
     match effect {
-        NO_EXECUTE => key == NOT_READY || key == UNREACHABLE,
+        NO_EXECUTE => key == TAINT_NODE_NOT_READY || key == TAINT_NODE_UNREACHABLE,
         NO_SCHEDULE => {
-            key == NOT_READY || key == UNREACHABLE || key == UNSCHEDULABLE || PRESSURE.iter().any(|(_, k)| *k == key)
+            key == TAINT_NODE_NOT_READY
+                || key == TAINT_NODE_UNREACHABLE
+                || key == TAINT_NODE_UNSCHEDULABLE
+                || PRESSURE.iter().any(|(_, k)| *k == key)
         }
         _ => false,
     }
@@ -55,8 +57,8 @@ fn managed(key: &str, effect: &str) -> bool {
 pub fn called_for(node: &Node) -> Vec<(&'static str, &'static str)> {
     let mut wanted = Vec::new();
     let readiness = match conditions::status(node, conditions::READY) {
-        Some("False") => Some(NOT_READY),
-        Some("Unknown") => Some(UNREACHABLE),
+        Some("False") => Some(TAINT_NODE_NOT_READY),
+        Some("Unknown") => Some(TAINT_NODE_UNREACHABLE),
         _ => None,
     };
     if let Some(key) = readiness {
@@ -68,7 +70,7 @@ pub fn called_for(node: &Node) -> Vec<(&'static str, &'static str)> {
         }
     }
     if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-        wanted.push((UNSCHEDULABLE, NO_SCHEDULE));
+        wanted.push((TAINT_NODE_UNSCHEDULABLE, NO_SCHEDULE));
     }
     wanted
 }
@@ -135,20 +137,20 @@ mod tests {
         assert_eq!(taints[0], foreign, "other taints stay first, untouched");
         assert_eq!(
             keys(&taints[1..]),
-            [(UNREACHABLE.into(), NO_SCHEDULE.into()), (UNREACHABLE.into(), NO_EXECUTE.into())]
+            [(TAINT_NODE_UNREACHABLE.into(), NO_SCHEDULE.into()), (TAINT_NODE_UNREACHABLE.into(), NO_EXECUTE.into())]
         );
         assert!(taints[1..].iter().all(|t| t.time_added == Some(Time(ts(10)))));
 
         let not_ready = node(&[("Ready", "False")], vec![]);
         assert_eq!(
             keys(&reconcile(&not_ready, ts(10)).expect("taints")),
-            [(NOT_READY.into(), NO_SCHEDULE.into()), (NOT_READY.into(), NO_EXECUTE.into())]
+            [(TAINT_NODE_NOT_READY.into(), NO_SCHEDULE.into()), (TAINT_NODE_NOT_READY.into(), NO_EXECUTE.into())]
         );
     }
 
     #[test]
     fn present_taints_keep_their_time_and_a_healthy_node_loses_them() {
-        let tainted = vec![taint(UNREACHABLE, NO_SCHEDULE, 1), taint(UNREACHABLE, NO_EXECUTE, 1)];
+        let tainted = vec![taint(TAINT_NODE_UNREACHABLE, NO_SCHEDULE, 1), taint(TAINT_NODE_UNREACHABLE, NO_EXECUTE, 1)];
         assert_eq!(reconcile(&node(&[("Ready", "Unknown")], tainted.clone()), ts(50)), None, "nothing to do");
         let recovered = node(&[("Ready", "True")], tainted.clone());
         assert_eq!(reconcile(&recovered, ts(50)), Some(vec![]));
@@ -159,10 +161,14 @@ mod tests {
 
     #[test]
     fn not_ready_and_unreachable_swap_in_one_edit() {
-        let was_unknown = vec![taint(UNREACHABLE, NO_SCHEDULE, 1), taint(UNREACHABLE, NO_EXECUTE, 1)];
+        let was_unknown =
+            vec![taint(TAINT_NODE_UNREACHABLE, NO_SCHEDULE, 1), taint(TAINT_NODE_UNREACHABLE, NO_EXECUTE, 1)];
         let now_false = node(&[("Ready", "False")], was_unknown);
         let taints = reconcile(&now_false, ts(9)).expect("swap");
-        assert_eq!(keys(&taints), [(NOT_READY.into(), NO_SCHEDULE.into()), (NOT_READY.into(), NO_EXECUTE.into())]);
+        assert_eq!(
+            keys(&taints),
+            [(TAINT_NODE_NOT_READY.into(), NO_SCHEDULE.into()), (TAINT_NODE_NOT_READY.into(), NO_EXECUTE.into())]
+        );
         assert!(taints.iter().all(|t| t.time_added == Some(Time(ts(9)))));
     }
 
@@ -175,12 +181,12 @@ mod tests {
             keys(&taints),
             [
                 ("node.kubernetes.io/memory-pressure".into(), NO_SCHEDULE.into()),
-                (UNSCHEDULABLE.into(), NO_SCHEDULE.into())
+                (TAINT_NODE_UNSCHEDULABLE.into(), NO_SCHEDULE.into())
             ]
         );
         assert!(no_execute(&n).is_empty());
         // A managed key with an effect the controller does not manage is someone else's.
-        let foreign = node(&[("Ready", "True")], vec![taint(UNREACHABLE, "PreferNoSchedule", 0)]);
+        let foreign = node(&[("Ready", "True")], vec![taint(TAINT_NODE_UNREACHABLE, "PreferNoSchedule", 0)]);
         assert_eq!(reconcile(&foreign, ts(0)), None);
     }
 }

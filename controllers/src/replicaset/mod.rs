@@ -7,8 +7,8 @@
 //!    ownerReference with `blockOwnerDeletion`, a CAS update) and releases owned pods that
 //!    no longer match; pods controlled by anything else are left alone;
 //! 2. unless earlier writes are not yet in the cache ([`expectations`]), creates the missing
-//!    pods (slow start: batches of 1, 2, 4, …, at most [`BURST`] per reconcile) or deletes
-//!    the surplus in [`pods::deletion_order`];
+//!    pods ([`slow_start`]: batches of 1, 2, 4, …, at most [`BURST`] per reconcile) or deletes
+//!    the surplus in [`pod::deletion_order`];
 //! 3. writes `status` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
 //!    observedGeneration) through the status subresource when it changed.
 //!
@@ -17,6 +17,7 @@
 
 pub mod expectations;
 pub mod pods;
+pub mod slow_start;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +31,10 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::leadership::{Component, LeaderContext};
+use crate::pod;
 use crate::runtime::{owner, Action, Change, Controller, ControllerConfig, Key, Recorder, Store};
 use expectations::{Expectations, EXPECTATION_TTL};
+use slow_start::Creates;
 
 /// Most pods one reconcile creates or deletes (upstream's `burstReplicas`): a huge scale-up
 /// proceeds over several reconciles instead of one unbounded burst of writes.
@@ -125,23 +128,24 @@ impl crate::runtime::Reconciler for ReplicaSetController {
         let mut active = Vec::new();
         for pod in self.pods.list_in(ns) {
             let matches = pod.metadata.labels.as_ref().is_some_and(|l| selector.matches(l));
-            let orphan = owner::controller_ref(&pod.metadata).is_none();
-            if pods::owned_by(&pod, &rs) && matches {
+            let (ours, orphan) =
+                (owner::is_controlled_by(&pod.metadata, &rs.metadata), owner::controller_ref(&pod.metadata).is_none());
+            if ours && matches {
                 active.push(pod);
-            } else if pods::owned_by(&pod, &rs) && live {
+            } else if ours && live {
                 release(&api, &rs, &pod).await?;
-            } else if matches && orphan && live && pods::is_active(&pod) {
+            } else if matches && orphan && live && pod::is_active(&pod) {
                 active.extend(adopt(&api, &rs, &pod).await?);
             }
         }
-        active.retain(|p| pods::is_active(p));
+        active.retain(|p| pod::is_active(p));
 
         let cache = &self.pods;
         let pending = self.expectations.pending(
             key,
             |name| cache.get(Some(ns), name).is_some(),
             |name, uid| {
-                cache.get(Some(ns), name).is_none_or(|p| p.metadata.uid.as_deref() != Some(uid) || !pods::is_active(&p))
+                cache.get(Some(ns), name).is_none_or(|p| p.metadata.uid.as_deref() != Some(uid) || !pod::is_active(&p))
             },
         );
         let manage = !pending && live;
@@ -173,35 +177,15 @@ impl ReplicaSetController {
     ) -> Result<(), ApiError> {
         let desired = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
         if active.len() < desired {
-            let mut missing = (desired - active.len()).min(BURST);
-            let mut batch = 1;
-            while missing > 0 {
-                let n = batch.min(missing);
-                let template = pods::new_pod(rs);
-                let results = join_all((0..n).map(|_| api.create(&template))).await;
-                let mut first_error = None;
-                for r in results {
-                    match r {
-                        Ok(pod) => {
-                            let name = pod.metadata.name.unwrap_or_default();
-                            self.events.normal(rs, "SuccessfulCreate", format!("Created pod: {name}"));
-                            self.expectations.created(key, name);
-                        }
-                        Err(e) => {
-                            self.events.warning(rs, "FailedCreate", format!("Error creating: {e}"));
-                            first_error = first_error.or(Some(e));
-                        }
-                    }
-                }
-                if let Some(e) = first_error {
-                    return Err(e);
-                }
-                tracing::info!(created = n, "created pods");
-                missing -= n;
-                batch *= 2;
+            let missing = vec![pods::new_pod(rs); (desired - active.len()).min(BURST)];
+            let creates = Creates { api, events: &self.events, expectations: &self.expectations };
+            let (created, error) = creates.run(rs, key, &missing).await;
+            tracing::info!(created, wanted = missing.len(), "created pods");
+            if let Some(e) = error {
+                return Err(e);
             }
         } else if active.len() > desired {
-            pods::deletion_order(&mut active);
+            pod::deletion_order(&mut active);
             active.truncate((active.len() - desired).min(BURST));
             let deletes = active.iter().map(|pod| async move {
                 let name = pod.metadata.name.clone().unwrap_or_default();
@@ -237,7 +221,7 @@ impl ReplicaSetController {
 /// pod changed meanwhile is not adopted on stale grounds). None when the pod is gone.
 async fn adopt(api: &Api<Pod>, rs: &ReplicaSet, pod: &Pod) -> Result<Option<Arc<Pod>>, ApiError> {
     let mut adopted = pod.clone();
-    adopted.metadata.owner_references.get_or_insert_with(Vec::new).push(pods::controller_reference(rs));
+    adopted.metadata.owner_references.get_or_insert_with(Vec::new).push(owner::controller_reference(rs));
     match api.update(pod.metadata.name.as_deref().unwrap_or_default(), &adopted).await {
         Ok(p) => {
             tracing::info!(pod = ?p.metadata.name, "adopted orphan pod");

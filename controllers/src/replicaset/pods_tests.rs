@@ -1,38 +1,18 @@
 //! Unit tests of the ReplicaSet's pod decisions on hand-built pods.
 
 use k8s_openapi::api::apps::v1::ReplicaSetSpec;
-use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
+use crate::pod::fixtures::at;
 
-fn at(secs: i64) -> Timestamp {
-    Timestamp::from_second(1_700_000_000 + secs).expect("valid timestamp")
-}
-
-fn pod(name: &str, created: i64, node: Option<&str>, phase: &str, ready_at: Option<i64>) -> Arc<Pod> {
-    let conditions = ready_at.map(|t| {
-        vec![PodCondition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            last_transition_time: Some(Time(at(t))),
-            ..Default::default()
-        }]
-    });
-    Arc::new(Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            creation_timestamp: Some(Time(at(created))),
-            labels: Some([("app".to_string(), "web".to_string())].into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec { node_name: node.map(String::from), ..Default::default() }),
-        status: Some(PodStatus { phase: Some(phase.into()), conditions, ..Default::default() }),
-    })
-}
-
-fn names(pods: &[Arc<Pod>]) -> Vec<&str> {
-    pods.iter().map(|p| p.metadata.name.as_deref().unwrap_or_default()).collect()
+/// A Running pod labelled `app=web`, Ready since `ready_at` if given.
+fn pod(name: &str, ready_at: Option<i64>) -> Arc<Pod> {
+    let mut pod = crate::pod::fixtures::pod("Running", ready_at);
+    pod.metadata.name = Some(name.into());
+    pod.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+    Arc::new(pod)
 }
 
 fn rs(min_ready_seconds: i32) -> ReplicaSet {
@@ -58,29 +38,6 @@ fn rs(min_ready_seconds: i32) -> ReplicaSet {
 }
 
 #[test]
-fn surplus_pods_go_unscheduled_then_pending_then_not_ready_then_newest() {
-    let mut pods = vec![
-        pod("ready-old", 1, Some("n1"), "Running", Some(5)),
-        pod("ready-new", 2, Some("n1"), "Running", Some(6)),
-        pod("running-not-ready", 3, Some("n1"), "Running", None),
-        pod("pending-on-node", 4, Some("n1"), "Pending", None),
-        pod("unscheduled", 0, None, "Pending", None),
-    ];
-    deletion_order(&mut pods);
-    assert_eq!(names(&pods), ["unscheduled", "pending-on-node", "running-not-ready", "ready-new", "ready-old"]);
-}
-
-#[test]
-fn terminating_and_finished_pods_are_not_active() {
-    assert!(is_active(&pod("a", 0, None, "Pending", None)));
-    assert!(!is_active(&pod("b", 0, Some("n"), "Succeeded", None)));
-    assert!(!is_active(&pod("c", 0, Some("n"), "Failed", None)));
-    let mut terminating = (*pod("d", 0, Some("n"), "Running", None)).clone();
-    terminating.metadata.deletion_timestamp = Some(Time(at(9)));
-    assert!(!is_active(&terminating));
-}
-
-#[test]
 fn a_new_pod_carries_the_template_and_a_blocking_controller_reference() {
     let p = new_pod(&rs(0));
     assert_eq!(p.metadata.generate_name.as_deref(), Some("web-"));
@@ -94,11 +51,7 @@ fn a_new_pod_carries_the_template_and_a_blocking_controller_reference() {
 
 #[test]
 fn status_counts_ready_pods_as_available_after_min_ready_seconds() {
-    let active = vec![
-        pod("long-ready", 0, Some("n"), "Running", Some(0)),
-        pod("just-ready", 0, Some("n"), "Running", Some(95)),
-        pod("not-ready", 0, Some("n"), "Running", None),
-    ];
+    let active = vec![pod("long-ready", Some(0)), pod("just-ready", Some(95)), pod("not-ready", None)];
     let (s, next) = status(&rs(10), &active, at(100));
     assert_eq!(s.replicas, 3);
     assert_eq!(s.ready_replicas, Some(2));

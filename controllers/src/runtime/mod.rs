@@ -14,7 +14,8 @@
 //! - [`queue`]: deduplicated keys, never one key in two workers, delays and per-key backoff.
 //! - [`controller`]: the runner: waits for caches, queues every primary key once, then
 //!   reconciles with `workers` tasks, one tracing span per reconcile, until cancelled.
-//! - [`owner`]: dependent → controlling owner key (a Pod change queues its ReplicaSet).
+//! - [`owner`]: dependent → controlling owner key (a Pod change queues its ReplicaSet), and
+//!   owner → the controller reference it puts on what it creates.
 //! - [`shared`]: one informer per kind shared by every component of a leadership term.
 //! - [`events`]: the Event recorder (`kubectl get events` / `describe`).
 //! - [`backoff`], [`key`]: the small value types the others share.

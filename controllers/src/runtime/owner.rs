@@ -6,8 +6,13 @@
 //! (cross-namespace owner references are invalid), so the owner's key is the dependent's
 //! namespace plus the reference's name. The reference's apiVersion is compared by group
 //! only: `apps/v1` and `apps/v1beta2` name the same ReplicaSets.
+//!
+//! The other way, an owner marks what it creates or adopts with [`controller_reference`],
+//! and tells its own dependents by uid ([`is_controlled_by`]): a recreated owner of the same
+//! name is another incarnation and does not control its predecessor's dependents.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::{Metadata, Resource};
 
 use super::key::Key;
 use super::store::{Change, Object};
@@ -20,6 +25,26 @@ fn group_of(api_version: &str) -> &str {
 /// The `controller: true` owner reference of `meta`, if any.
 pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references.as_ref()?.iter().find(|r| r.controller == Some(true))
+}
+
+/// Whether the object with `owner` as metadata (that incarnation: same uid) is the
+/// controller of `meta`'s object (upstream's `metav1.IsControlledBy`).
+pub fn is_controlled_by(meta: &ObjectMeta, owner: &ObjectMeta) -> bool {
+    controller_ref(meta).is_some_and(|r| Some(&r.uid) == owner.uid.as_ref())
+}
+
+/// The controller reference `owner` puts on what it creates or adopts (upstream's
+/// `metav1.NewControllerRef`); `blockOwnerDeletion` lets a foreground deletion of the owner
+/// wait for them.
+pub fn controller_reference<K: Resource + Metadata<Ty = ObjectMeta>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::API_VERSION.into(),
+        kind: K::KIND.into(),
+        name: owner.metadata().name.clone().unwrap_or_default(),
+        uid: owner.metadata().uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
 }
 
 /// The key of the object of kind `O` that controls `meta`'s object, if one does.
@@ -84,6 +109,23 @@ mod tests {
         assert_eq!(controller_key::<ReplicaSet>(&wrong_group.metadata), None);
         let older_version = pod(vec![owner("apps/v1beta2", "ReplicaSet", "web", Some(true))]);
         assert_eq!(controller_key::<ReplicaSet>(&older_version.metadata), Some(Key::namespaced("prod", "web")));
+    }
+
+    #[test]
+    fn an_owner_controls_what_carries_its_controller_reference_by_uid() {
+        let rs = ReplicaSet {
+            metadata: ObjectMeta { name: Some("web".into()), uid: Some("u1".into()), ..Default::default() },
+            ..Default::default()
+        };
+        let r = controller_reference(&rs);
+        assert_eq!((r.api_version.as_str(), r.kind.as_str(), r.name.as_str()), ("apps/v1", "ReplicaSet", "web"));
+        assert_eq!((r.controller, r.block_owner_deletion), (Some(true), Some(true)));
+        let owned = pod(vec![r]);
+        assert!(is_controlled_by(&owned.metadata, &rs.metadata));
+        let recreated = ObjectMeta { uid: Some("u2".into()), ..rs.metadata.clone() };
+        assert!(!is_controlled_by(&owned.metadata, &recreated), "another incarnation of the same name");
+        let merely_owned = pod(vec![owner("apps/v1", "ReplicaSet", "web", None)]);
+        assert!(!is_controlled_by(&merely_owned.metadata, &rs.metadata), "an owner that is not the controller");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::Resource;
 
-use crate::history::controller_reference;
+use crate::runtime::owner::controller_reference;
 
 /// `Delete` for the retention policy field `field`; anything else (the default) retains.
 fn deletes(

@@ -42,6 +42,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 
 use crate::history;
 use crate::leadership::{Component, LeaderContext};
+use crate::pod;
 use crate::runtime::{owner, Action, Controller, ControllerConfig, Key, Recorder};
 use crate::runtime::{Reconciler, Store};
 use plan::{From, Step, Why};
@@ -150,7 +151,7 @@ impl StatefulSetController {
         self.pods
             .list_in(ns)
             .into_iter()
-            .filter(|p| owner::controller_ref(&p.metadata).is_some_and(|r| Some(&r.uid) == set.metadata.uid.as_ref()))
+            .filter(|p| owner::is_controlled_by(&p.metadata, &set.metadata))
             .filter_map(|p| Some((pods::ordinal_of(name, p.metadata.name.as_deref()?)?, p)))
             .collect()
     }
@@ -267,7 +268,7 @@ impl StatefulSetController {
     async fn retain_claims(&self, set: &StatefulSet, pods: &BTreeMap<i32, Arc<Pod>>) -> ApiResult<()> {
         let ns = set.metadata.namespace.as_deref();
         let api = self.client.api::<PersistentVolumeClaim>(ns);
-        for (ordinal, pod) in pods.iter().filter(|(_, p)| !pods::is_terminating(p)) {
+        for (ordinal, pod) in pods.iter().filter(|(_, p)| !pod::is_terminating(p)) {
             let scaled_down = !pods::in_range(set, *ordinal);
             for wanted in pods::claims(set, *ordinal) {
                 let Some(claim) = self.claims.get(ns, wanted.metadata.name.as_deref().unwrap_or_default()) else {

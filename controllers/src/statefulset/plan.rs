@@ -24,8 +24,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::pods::Availability;
-use super::pods::{availability, is_finished, is_running_and_ready, is_terminating, replicas, revision_of, start};
+use super::pods::{replicas, revision_of, start};
+use crate::pod::{self, is_finished, is_running_and_ready, is_terminating, running_availability, Availability};
 
 /// Which revision a new pod is made from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +83,7 @@ pub fn partition(set: &StatefulSet) -> i32 {
 }
 
 pub fn min_ready(set: &StatefulSet) -> Duration {
-    let seconds = set.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
-    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+    pod::min_ready(set.spec.as_ref().and_then(|s| s.min_ready_seconds))
 }
 
 /// The revision pod `ordinal` is made from: below the partition of a rolling update the
@@ -127,7 +126,7 @@ pub fn plan(set: &StatefulSet, pods: &BTreeMap<i32, Arc<Pod>>, update_revision: 
             }
             Some(_) if !ordered => {}
             Some(pod) if is_terminating(pod) => return plan,
-            Some(pod) => match availability(pod, min_ready(set), now) {
+            Some(pod) => match running_availability(pod, min_ready(set), now) {
                 Availability::Available => {}
                 Availability::In(wait) => {
                     plan.recheck = Some(wait);

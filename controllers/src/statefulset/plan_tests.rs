@@ -1,17 +1,17 @@
 //! Unit tests of the StatefulSet plan: ordering, scale-down, rolling update, partition.
 
 use k8s_openapi::api::apps::v1::{RollingUpdateStatefulSetStrategy, StatefulSetSpec, StatefulSetUpdateStrategy};
-use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
 use crate::history::REVISION_HASH_LABEL;
+use crate::pod::fixtures;
 
 const NEW: &str = "web-new";
 const OLD: &str = "web-old";
 
 fn now() -> Timestamp {
-    Timestamp::from_second(1_700_000_000).expect("valid timestamp")
+    fixtures::at(0)
 }
 
 fn set(replicas: i32, policy: &str, strategy: &str, partition: i32) -> StatefulSet {
@@ -45,24 +45,13 @@ enum State {
 
 fn pod(ordinal: i32, state: State, revision: &str) -> (i32, Arc<Pod>) {
     let ready = matches!(state, State::Ready | State::Terminating);
-    let conditions = ready.then(|| {
-        vec![PodCondition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            last_transition_time: Some(Time(now())),
-            ..Default::default()
-        }]
-    });
     let phase = if matches!(state, State::Failed) { "Failed" } else { "Running" };
-    let pod = Pod {
-        metadata: ObjectMeta {
-            name: Some(format!("web-{ordinal}")),
-            labels: Some([(REVISION_HASH_LABEL.to_string(), revision.to_string())].into()),
-            deletion_timestamp: matches!(state, State::Terminating).then(|| Time(now())),
-            ..Default::default()
-        },
-        spec: None,
-        status: Some(PodStatus { phase: Some(phase.into()), conditions, ..Default::default() }),
+    let mut pod = fixtures::pod(phase, ready.then_some(0));
+    pod.metadata = ObjectMeta {
+        name: Some(format!("web-{ordinal}")),
+        labels: Some([(REVISION_HASH_LABEL.to_string(), revision.to_string())].into()),
+        deletion_timestamp: matches!(state, State::Terminating).then(|| Time(now())),
+        ..Default::default()
     };
     (ordinal, Arc::new(pod))
 }

@@ -1,5 +1,5 @@
-//! A StatefulSet's pods and claims as pure values: names, ordinals, identity, and the pod
-//! states the controller decides on. No I/O.
+//! A StatefulSet's pods and claims as pure values: names, ordinals and identity (the pod
+//! states the controller decides on are [`crate::pod`]'s). No I/O.
 //!
 //! Invariants (upstream's):
 //! - Pod `<set>-<ordinal>` exists for each ordinal in `[start, start + replicas)`; it is the
@@ -12,16 +12,15 @@
 //!   ordinal 1 of `web`), so one ordinal never has two pods.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::history::{self, REVISION_HASH_LABEL};
+use crate::history::REVISION_HASH_LABEL;
+use crate::pod;
 
 /// The label naming a StatefulSet pod (so a Service can select exactly one).
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -101,12 +100,14 @@ pub fn claims(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
 /// claim volumes (replacing template volumes of the same name), controller reference.
 pub fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revision: &str) -> Pod {
     let pod_name = pod_name(name(set), ordinal);
-    let tm = template.metadata.clone().unwrap_or_default();
-    let mut labels: BTreeMap<String, String> = tm.labels.unwrap_or_default();
+    let mut pod = pod::from_template(template, set);
+    pod.metadata.generate_name = None;
+    pod.metadata.name = Some(pod_name.clone());
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
     labels.insert(POD_NAME_LABEL.into(), pod_name.clone());
     labels.insert(POD_INDEX_LABEL.into(), ordinal.to_string());
     labels.insert(REVISION_HASH_LABEL.into(), revision.to_string());
-    let mut spec = template.spec.clone().unwrap_or_default();
+    let mut spec = pod.spec.take().unwrap_or_default();
     spec.hostname = Some(pod_name.clone());
     spec.subdomain = set.spec.as_ref().and_then(|s| s.service_name.clone()).filter(|s| !s.is_empty());
     let templates = set.spec.as_ref().and_then(|s| s.volume_claim_templates.as_deref()).unwrap_or(&[]);
@@ -130,71 +131,8 @@ pub fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revi
         }
     }
     spec.volumes = (!volumes.is_empty()).then_some(volumes);
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(pod_name),
-            namespace: set.metadata.namespace.clone(),
-            labels: Some(labels),
-            annotations: tm.annotations,
-            finalizers: tm.finalizers,
-            owner_references: Some(vec![history::controller_reference(set)]),
-            ..Default::default()
-        },
-        spec: Some(spec),
-        status: None,
-    }
-}
-
-fn phase(pod: &Pod) -> Option<&str> {
-    pod.status.as_ref()?.phase.as_deref()
-}
-
-pub fn is_terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-}
-
-/// Failed or Succeeded: the pod will not run again and must be replaced.
-pub fn is_finished(pod: &Pod) -> bool {
-    matches!(phase(pod), Some("Failed" | "Succeeded"))
-}
-
-/// When the pod's Ready condition turned True, if it is True (None inside: no time given).
-fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
-    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
-    let ready = conditions.iter().find(|c| c.type_ == "Ready" && c.status == "True")?;
-    Some(ready.last_transition_time.as_ref().map(|t| t.0))
-}
-
-/// Phase Running and condition Ready.
-pub fn is_running_and_ready(pod: &Pod) -> bool {
-    phase(pod) == Some("Running") && ready_since(pod).is_some()
-}
-
-/// Whether a pod is available at `now`: running and ready for `min_ready` already.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Availability {
-    Available,
-    /// Ready, available after this much longer.
-    In(Duration),
-    Unavailable,
-}
-
-pub fn availability(pod: &Pod, min_ready: Duration, now: Timestamp) -> Availability {
-    if phase(pod) != Some("Running") {
-        return Availability::Unavailable;
-    }
-    match ready_since(pod) {
-        None => Availability::Unavailable,
-        Some(_) if min_ready.is_zero() => Availability::Available,
-        Some(since) => {
-            let ready_for = since.map_or(Duration::ZERO, |t| Duration::try_from(now - t).unwrap_or(Duration::ZERO));
-            if ready_for >= min_ready {
-                Availability::Available
-            } else {
-                Availability::In(min_ready - ready_for)
-            }
-        }
-    }
+    pod.spec = Some(spec);
+    pod
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
-//! Unit tests of StatefulSet pod identity and pod states.
+//! Unit tests of StatefulSet pod identity and claims.
 
 use k8s_openapi::api::apps::v1::{StatefulSetOrdinals, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodCondition, PodSpec, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::*;
 
@@ -51,25 +51,6 @@ fn template() -> PodTemplateSpec {
             ..Default::default()
         }),
         spec: Some(PodSpec { volumes: Some(vec![volume, scratch]), ..Default::default() }),
-    }
-}
-
-fn at(secs: i64) -> Timestamp {
-    Timestamp::from_second(1_700_000_000 + secs).expect("valid timestamp")
-}
-
-fn pod(phase: &str, ready_at: Option<i64>) -> Pod {
-    let conditions = ready_at.map(|t| {
-        vec![PodCondition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            last_transition_time: Some(Time(at(t))),
-            ..Default::default()
-        }]
-    });
-    Pod {
-        status: Some(PodStatus { phase: Some(phase.into()), conditions, ..Default::default() }),
-        ..Default::default()
     }
 }
 
@@ -125,18 +106,4 @@ fn claims_are_named_per_ordinal_and_carry_the_selector_labels() {
     assert_eq!(labels.len(), 2);
     assert_eq!(labels.get("app").map(String::as_str), Some("web"));
     assert!(c[0].spec.is_some());
-}
-
-#[test]
-fn availability_needs_running_ready_and_min_ready_seconds() {
-    let min = Duration::from_secs(10);
-    assert_eq!(availability(&pod("Pending", Some(0)), Duration::ZERO, at(100)), Availability::Unavailable);
-    assert_eq!(availability(&pod("Running", None), Duration::ZERO, at(100)), Availability::Unavailable);
-    assert_eq!(availability(&pod("Running", Some(95)), Duration::ZERO, at(100)), Availability::Available);
-    assert_eq!(availability(&pod("Running", Some(95)), min, at(100)), Availability::In(Duration::from_secs(5)));
-    assert_eq!(availability(&pod("Running", Some(80)), min, at(100)), Availability::Available);
-    assert!(is_running_and_ready(&pod("Running", Some(1))));
-    assert!(!is_running_and_ready(&pod("Pending", Some(1))));
-    assert!(is_finished(&pod("Failed", None)) && is_finished(&pod("Succeeded", None)));
-    assert!(!is_finished(&pod("Running", None)));
 }

@@ -20,7 +20,8 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::plan::{min_ready, rolling};
-use super::pods::{availability, is_running_and_ready, is_terminating, replicas, revision_of, Availability};
+use super::pods::{replicas, revision_of};
+use crate::pod::{is_running_and_ready, is_terminating, running_availability, Availability};
 
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -28,7 +29,7 @@ fn count(n: usize) -> i32 {
 
 /// When the first ready but not yet available pod of `pods` becomes available.
 pub fn next_available(set: &StatefulSet, pods: &BTreeMap<i32, Arc<Pod>>, now: Timestamp) -> Option<Duration> {
-    let waits = pods.values().filter_map(|p| match availability(p, min_ready(set), now) {
+    let waits = pods.values().filter_map(|p| match running_availability(p, min_ready(set), now) {
         Availability::In(wait) => Some(wait),
         _ => None,
     });
@@ -47,7 +48,8 @@ pub fn compute(
 ) -> StatefulSetStatus {
     let live = || pods.values().filter(|p| !is_terminating(p));
     let ready = pods.values().filter(|p| is_running_and_ready(p)).count();
-    let available = pods.values().filter(|p| availability(p, min_ready(set), now) == Availability::Available).count();
+    let available =
+        pods.values().filter(|p| running_availability(p, min_ready(set), now) == Availability::Available).count();
     let mut status = StatefulSetStatus {
         observed_generation: set.metadata.generation,
         replicas: count(pods.len()),
@@ -75,31 +77,17 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::apps::v1::StatefulSetSpec;
-    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     use super::*;
     use crate::history::REVISION_HASH_LABEL;
+    use crate::pod::fixtures::at;
 
     fn pod(revision: &str, ready: bool, terminating: bool) -> Arc<Pod> {
-        let now = Timestamp::from_second(1_700_000_000).expect("valid timestamp");
-        let conditions = ready.then(|| {
-            vec![PodCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                last_transition_time: Some(Time(now)),
-                ..Default::default()
-            }]
-        });
-        Arc::new(Pod {
-            metadata: ObjectMeta {
-                labels: Some([(REVISION_HASH_LABEL.to_string(), revision.to_string())].into()),
-                deletion_timestamp: terminating.then_some(Time(now)),
-                ..Default::default()
-            },
-            spec: None,
-            status: Some(PodStatus { phase: Some("Running".into()), conditions, ..Default::default() }),
-        })
+        let mut pod = crate::pod::fixtures::pod("Running", ready.then_some(0));
+        pod.metadata.labels = Some([(REVISION_HASH_LABEL.to_string(), revision.to_string())].into());
+        pod.metadata.deletion_timestamp = terminating.then(|| Time(at(0)));
+        Arc::new(pod)
     }
 
     fn set(replicas: i32) -> StatefulSet {
@@ -112,7 +100,7 @@ mod tests {
 
     #[test]
     fn counts_by_revision_and_completes_the_rolling_update() {
-        let now = Timestamp::from_second(1_700_000_100).expect("valid timestamp");
+        let now = at(100);
         let mid: BTreeMap<i32, Arc<Pod>> =
             [(0, pod("a", true, false)), (1, pod("b", false, false)), (2, pod("b", true, true))].into();
         let s = compute(&set(3), &mid, "a", "b", 0, now);

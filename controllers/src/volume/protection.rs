@@ -14,6 +14,8 @@
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::pod;
+
 /// Whether `pod` mounts the claim `name` (of the pod's namespace): a `persistentVolumeClaim`
 /// volume naming it, or a generic ephemeral volume, whose claim is `<pod>-<volume>`.
 pub fn uses(pod: &Pod, name: &str) -> bool {
@@ -39,9 +41,8 @@ pub fn claims_of(pod: &Pod) -> impl Iterator<Item = String> + '_ {
 
 /// The node of `pod` if it is scheduled and not finished.
 pub fn running_on(pod: &Pod) -> Option<&str> {
-    let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
     let node = pod.spec.as_ref()?.node_name.as_deref().filter(|n| !n.is_empty())?;
-    (!finished).then_some(node)
+    (!pod::is_finished(pod)).then_some(node)
 }
 
 /// The node of the first (by name) scheduled, unfinished pod among `pods` that uses `claim`.
