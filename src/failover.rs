@@ -86,7 +86,7 @@ async fn client(url: &str) -> anyhow::Result<Client> {
 }
 
 /// Index of the replica every live replica names as leader.
-async fn find_leader(replicas: &[ReplicaInfo]) -> anyhow::Result<usize> {
+pub(crate) async fn find_leader(replicas: &[ReplicaInfo]) -> anyhow::Result<usize> {
     let deadline = Instant::now() + REJOIN_TIMEOUT;
     loop {
         let mut ids = Vec::new();
@@ -155,7 +155,7 @@ async fn kill_and_time(replicas: &[ReplicaInfo], leader: usize, writers: usize) 
     Ok(first.duration_since(killed_at))
 }
 
-fn restart(r: &ReplicaInfo, dir: &std::path::Path) -> anyhow::Result<u32> {
+pub(crate) fn restart(r: &ReplicaInfo, dir: &std::path::Path) -> anyhow::Result<u32> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{}.log", r.name)))?;
     let child = std::process::Command::new(&r.argv[0])
         .args(&r.argv[1..])
@@ -168,7 +168,7 @@ fn restart(r: &ReplicaInfo, dir: &std::path::Path) -> anyhow::Result<u32> {
 }
 
 /// Wait until the restarted replica answers and has applied what the leader had.
-async fn wait_rejoined(replicas: &[ReplicaInfo], restarted: usize) -> anyhow::Result<()> {
+pub(crate) async fn wait_rejoined(replicas: &[ReplicaInfo], restarted: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + REJOIN_TIMEOUT;
     loop {
         let leader = find_leader(replicas).await?;

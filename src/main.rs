@@ -2,6 +2,8 @@
 
 mod bench;
 mod bench_api;
+mod bench_handover;
+mod bench_scheduler;
 mod failover;
 mod member;
 mod server;
@@ -31,6 +33,10 @@ enum Command {
     BenchFailover(failover::FailoverArgs),
     /// Measure the Kubernetes API of a `flotilla up` cluster: latency, watch fan-out, memory.
     BenchApi(bench_api::BenchApiArgs),
+    /// Create simulated nodes and unbound pods on a `flotilla up` cluster; time until all are bound.
+    BenchScheduler(bench_scheduler::BenchSchedulerArgs),
+    /// Kill -9 the leader of a `flotilla up` cluster; time until its successor's controllers act.
+    BenchHandover(bench_handover::BenchHandoverArgs),
 }
 
 fn main() {
@@ -50,6 +56,8 @@ fn main() {
             Command::Bench(args) => bench::run(args).await,
             Command::BenchFailover(args) => failover::run(args).await,
             Command::BenchApi(args) => bench_api::run(args).await,
+            Command::BenchScheduler(args) => bench_scheduler::run(args).await,
+            Command::BenchHandover(args) => bench_handover::run(args).await,
         }
     });
     if let Err(e) = result {

@@ -15,13 +15,13 @@
 //! one. All objects go to fresh namespaces `bench-api-<run id>-*`, so runs can repeat on one
 //! cluster. Output: one JSON line per measurement as it finishes, then a table of all.
 
-mod client;
+pub(crate) mod client;
 mod fanout;
 mod memory;
 mod objects;
-mod ops;
-mod procfs;
-mod stats;
+pub(crate) mod ops;
+pub(crate) mod procfs;
+pub(crate) mod stats;
 mod writer;
 
 use std::path::PathBuf;
