@@ -1,5 +1,6 @@
 //! The `flotilla` binary: thin subcommands over the library crates.
 
+mod agent;
 mod bench;
 mod bench_api;
 mod bench_handover;
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the node agent (registers a Node, heartbeats, runs the pods bound to it).
+    Agent(agent::AgentArgs),
     /// Run one control-plane replica (the replicated store and its etcd v3 API).
     Server(server::ServerArgs),
     /// Run a local cluster of replicas as child processes, for trying flotilla out.
@@ -51,6 +54,7 @@ fn main() {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Member(args) => member::run(args).await,
             Command::Bench(args) => bench::run(args).await,

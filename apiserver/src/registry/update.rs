@@ -101,8 +101,15 @@ impl Registry {
             if opts.dry_run {
                 return Ok((new, false));
             }
-            // An object being deleted goes for good once its last finalizer is removed.
-            if meta::is_terminating(&new) && !meta::held(&new) {
+            // An object being deleted goes for good once its last finalizer is removed, unless
+            // a grace period still runs (a terminating pod whose node is stopping it: its
+            // agent's status writes must not delete it early), as upstream's
+            // ShouldDeleteDuringUpdate.
+            let grace_over = new
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(serde_json::Value::as_i64)
+                .is_none_or(|g| g == 0);
+            if meta::is_terminating(&new) && !meta::held(&new) && grace_over {
                 match self.storage.delete(&key, current.mod_revision, &had).await? {
                     Ok(_) => return Ok((new, false)),
                     Err(_) if pinned => return Err(ApiError::Conflict(Subject::new(res, name))),

@@ -1,0 +1,87 @@
+//! [`Agent`]: one node — its registration and heartbeats ([`crate::node`]), the watch of
+//! the pods bound to it, and their sync ([`crate::pods`]) — over one runtime.
+//!
+//! Invariants:
+//! - The pod watch selects `spec.nodeName=<node>`, so the agent only ever sees and runs
+//!   pods bound to it.
+//! - The three loops are independent: a control-plane outage stalls heartbeats and status
+//!   writes but never the containers, which keep running and keep being restarted by
+//!   their pods' workers from the last Pod seen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::watch::{self, Selector};
+use crate::api::ApiPool;
+use crate::config::{AgentConfig, NodeConfig};
+use crate::error::AgentError;
+use crate::node::NodeAgent;
+use crate::pods::{Context, PodManager};
+use crate::runtime::Runtime;
+
+/// Pod events buffered between the watch and the pod manager; when full the watch waits
+/// (the manager only routes, so it drains quickly).
+pub const POD_EVENT_BUFFER: usize = 256;
+
+/// One node's agent. See the module doc.
+pub struct Agent {
+    pool: Arc<ApiPool>,
+    config: AgentConfig,
+    node: NodeConfig,
+    runtime: Arc<dyn Runtime>,
+}
+
+impl Agent {
+    pub fn new(config: AgentConfig, node: NodeConfig, runtime: Arc<dyn Runtime>) -> Result<Self, AgentError> {
+        config.validate()?;
+        node.validate()?;
+        let pool = Arc::new(ApiPool::new(&config.servers, config.request_timeout)?);
+        Ok(Self { pool, config, node, runtime })
+    }
+
+    /// Run until `cancel` fires. Containers are left running when it does.
+    pub async fn run(self, cancel: CancellationToken) {
+        let name = self.node.name.clone();
+        let runtime_version = runtime_version(self.runtime.as_ref()).await;
+        tracing::info!(node = name, runtime = runtime_version, servers = ?self.config.servers, "agent starting");
+        let ctx = Arc::new(pod_context(&self.pool, &self.config, &self.node, self.runtime.clone()));
+        let node = NodeAgent::new(self.pool.clone(), self.node, self.config, runtime_version);
+        let node_task = tokio::spawn(node.run(Duration::ZERO, cancel.clone()));
+        let (tx, rx) = mpsc::channel(POD_EVENT_BUFFER);
+        let selector = Selector { fields: Some(format!("spec.nodeName={name}")), ..Selector::default() };
+        let watch_task = tokio::spawn(watch::run::<Pod>(self.pool.clone(), selector, tx, cancel.clone()));
+        PodManager::new(ctx).run(rx, cancel.clone()).await;
+        let _ = tokio::join!(node_task, watch_task);
+        tracing::info!(node = name, "agent stopped");
+    }
+}
+
+/// `<runtime>://<version>`, as nodeInfo shows it.
+pub async fn runtime_version(runtime: &dyn Runtime) -> String {
+    let version = runtime.version().await.unwrap_or_else(|e| {
+        tracing::warn!(runtime = runtime.name(), error = %e, "cannot read the runtime's version");
+        "unknown".into()
+    });
+    format!("{}://{version}", runtime.name())
+}
+
+pub(crate) fn pod_context(
+    pool: &Arc<ApiPool>,
+    config: &AgentConfig,
+    node: &NodeConfig,
+    runtime: Arc<dyn Runtime>,
+) -> Context {
+    Context {
+        runtime,
+        pool: pool.clone(),
+        node_name: node.name.clone(),
+        host_ip: node.address.clone(),
+        backoff_initial: config.backoff_initial,
+        backoff_max: config.backoff_max,
+        resync: config.pod_resync,
+    }
+}

@@ -1,0 +1,173 @@
+//! The container runtime behind one narrow trait, and what the agent knows of containers.
+//!
+//! Invariants:
+//! - **The runtime is the agent's memory.** Every sandbox and container the agent creates
+//!   carries [`labels`] naming its pod (uid, namespace, name), its container name and its
+//!   attempt (= restart count). After an agent restart, [`Runtime::list_containers`] and
+//!   [`Runtime::list_sandboxes`] are all the agent needs to adopt running containers
+//!   instead of restarting them, and to report restart counts and last states.
+//! - Containers are never restarted in place: a restart is a new container with the next
+//!   attempt number, so an exited container's state stays inspectable (lastState).
+//! - Timestamps are wall-clock times reported by the runtime; the agent's back-off uses
+//!   its own monotonic clock.
+//!
+//! Design: the trait is object-safe (`async_trait`), so `--runtime` picks an
+//! `Arc<dyn Runtime>` at startup and the pod sync code has one non-generic path for every
+//! runtime. The boxing costs one allocation per call, negligible next to a container start.
+//! Logs and exec have default methods that answer [`RuntimeError::NotSupported`]; runtimes
+//! that can do them override them.
+
+pub mod fake;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+use tokio::sync::broadcast;
+
+/// The label keys put on every sandbox and container the agent creates.
+pub mod labels {
+    /// The owning pod's `metadata.uid`.
+    pub const POD_UID: &str = "io.flotilla.pod.uid";
+    pub const POD_NAME: &str = "io.flotilla.pod.name";
+    pub const POD_NAMESPACE: &str = "io.flotilla.pod.namespace";
+    /// The container's name in the pod spec (absent on sandboxes).
+    pub const CONTAINER_NAME: &str = "io.flotilla.container.name";
+    /// The attempt number, which is the container's restart count (decimal).
+    pub const ATTEMPT: &str = "io.flotilla.container.attempt";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{what} is not supported by the {runtime} runtime")]
+    NotSupported { what: &'static str, runtime: &'static str },
+    #[error("image {0} is not present on this node")]
+    ImageMissing(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a pod's sandbox (its network namespace, IP and hostname) is created from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    pub pod_uid: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    pub hostname: String,
+    /// Includes the [`labels`] naming the pod.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A sandbox as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxInfo {
+    pub id: String,
+    pub pod_uid: String,
+    /// The pod's IP, once it has one.
+    pub ip: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What a container is created from (the parts of a pod's container spec runtimes use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub pod_uid: String,
+    pub name: String,
+    pub attempt: u32,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    /// Includes the [`labels`] naming the pod, the container and the attempt.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container's state as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running { started_at: Timestamp },
+    Exited { exit_code: i32, started_at: Option<Timestamp>, finished_at: Timestamp, reason: Option<String> },
+}
+
+/// A container as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// The runtime's id, without scheme.
+    pub id: String,
+    pub pod_uid: String,
+    pub name: String,
+    pub attempt: u32,
+    pub image: String,
+    pub image_id: String,
+    pub state: ContainerState,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ContainerInfo {
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, ContainerState::Running { .. })
+    }
+
+    /// Pod uid, container name and attempt from a container's labels, if it is one of ours.
+    pub fn identity(labels: &BTreeMap<String, String>) -> Option<(String, String, u32)> {
+        let uid = labels.get(labels::POD_UID)?;
+        let name = labels.get(labels::CONTAINER_NAME)?;
+        let attempt = labels.get(labels::ATTEMPT)?.parse().ok()?;
+        Some((uid.clone(), name.clone(), attempt))
+    }
+}
+
+/// A change the runtime noticed by itself (a container exited): the pod to look at again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeEvent {
+    pub pod_uid: String,
+}
+
+/// A container runtime: sandboxes, containers, images. Object-safe; see the module doc.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// The runtime's name as reported in `nodeInfo.containerRuntimeVersion` (`fake`, `docker`).
+    fn name(&self) -> &'static str;
+    /// The runtime's version.
+    async fn version(&self) -> Result<String, RuntimeError>;
+    /// The image's id if the image is present locally (no registry is ever contacted).
+    async fn image_id(&self, image: &str) -> Result<Option<String>, RuntimeError>;
+
+    async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<SandboxInfo, RuntimeError>;
+    /// Remove a sandbox whose containers are removed. Removing a missing one is not an error.
+    async fn remove_sandbox(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Sandboxes of `pod_uid`, or all of them.
+    async fn list_sandboxes(&self, pod_uid: Option<&str>) -> Result<Vec<SandboxInfo>, RuntimeError>;
+
+    /// Create (not start) a container in `sandbox`; its id.
+    async fn create_container(&self, sandbox: &str, spec: &ContainerSpec) -> Result<String, RuntimeError>;
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Ask the container to stop, and kill it after `grace`. Stopping a stopped one is a no-op.
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), RuntimeError>;
+    /// Remove a stopped container. Removing a missing one is not an error.
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, RuntimeError>;
+    /// Containers of `pod_uid` (any state), or all containers carrying our labels.
+    async fn list_containers(&self, pod_uid: Option<&str>) -> Result<Vec<ContainerInfo>, RuntimeError>;
+
+    /// A container's log (part 2 serves these to `kubectl logs`).
+    async fn logs(&self, _id: &str) -> Result<Vec<u8>, RuntimeError> {
+        Err(RuntimeError::NotSupported { what: "logs", runtime: self.name() })
+    }
+
+    /// Run `command` in a container; its exit code and output (part 2 serves `kubectl exec`).
+    async fn exec(&self, _id: &str, _command: &[String]) -> Result<(i32, Vec<u8>), RuntimeError> {
+        Err(RuntimeError::NotSupported { what: "exec", runtime: self.name() })
+    }
+
+    /// Changes the runtime notices by itself, if it can tell. Without them the agent only
+    /// sees exits on its periodic resync.
+    fn events(&self) -> Option<broadcast::Receiver<RuntimeEvent>> {
+        None
+    }
+}

@@ -1,0 +1,122 @@
+//! `flotilla agent`: run the node agent for this machine, or `--simulate N` hollow nodes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use flotilla_agent::config::{parse_labels, parse_taints};
+use flotilla_agent::node::host::{self, Host, SimulatedHost};
+use flotilla_agent::runtime::fake::FakeRuntime;
+use flotilla_agent::simulate::{self, Simulation};
+use flotilla_agent::{Agent, AgentConfig, NodeConfig};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RuntimeKind {
+    /// In-memory: containers "run" without running anything (for simulations and tests).
+    Fake,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Every API server replica's URL (repeat the flag or separate with commas).
+    #[arg(
+        long = "server",
+        env = "FLOTILLA_AGENT_SERVERS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:6443"
+    )]
+    servers: Vec<String>,
+    /// The Node's name [default: this machine's host name].
+    #[arg(long, env = "FLOTILLA_NODE_NAME")]
+    node_name: Option<String>,
+    /// Which container runtime runs the pods.
+    #[arg(long, env = "FLOTILLA_AGENT_RUNTIME", value_enum, default_value = "fake")]
+    runtime: RuntimeKind,
+    /// Extra node labels, `key=value,...`.
+    #[arg(long, env = "FLOTILLA_NODE_LABELS", default_value = "")]
+    labels: String,
+    /// Node taints, `key=value:Effect,...` (Effect: NoSchedule, PreferNoSchedule, NoExecute).
+    #[arg(long, env = "FLOTILLA_NODE_TAINTS", default_value = "")]
+    taints: String,
+    /// The `pods` capacity of the node.
+    #[arg(long, env = "FLOTILLA_MAX_PODS", default_value_t = 110)]
+    max_pods: u32,
+    /// Where the agent keeps its files; its file system is the node's ephemeral storage.
+    #[arg(long, env = "FLOTILLA_AGENT_DATA_DIR", default_value = "flotilla-agent.data")]
+    data_dir: PathBuf,
+    /// The node's InternalIP [default: the address of this machine's default route].
+    #[arg(long, env = "FLOTILLA_NODE_IP")]
+    node_ip: Option<String>,
+    /// Run this many simulated nodes (fake runtime only) instead of one real node.
+    #[arg(long)]
+    simulate: Option<usize>,
+    /// Simulated nodes are named `<prefix><i>`.
+    #[arg(long, default_value = "sim-")]
+    node_name_prefix: String,
+    /// CPUs each simulated node reports.
+    #[arg(long, default_value_t = 4)]
+    sim_cpus: u64,
+    /// Memory each simulated node reports, in GiB.
+    #[arg(long, default_value_t = 16)]
+    sim_memory_gib: u64,
+    /// Ephemeral storage each simulated node reports, in GiB.
+    #[arg(long, default_value_t = 100)]
+    sim_storage_gib: u64,
+    /// Seconds between syncs of an idle pod (events trigger syncs at once).
+    #[arg(long, default_value_t = 10)]
+    pod_resync_seconds: u64,
+}
+
+/// How long SIGTERM waits for the agent's loops to stop (containers keep running).
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let config = AgentConfig {
+        servers: args.servers.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        pod_resync: Duration::from_secs(args.pod_resync_seconds),
+        ..AgentConfig::default()
+    };
+    let labels = parse_labels(&args.labels)?;
+    let taints = parse_taints(&args.taints)?;
+    let cancel = CancellationToken::new();
+    let task = match args.simulate {
+        Some(count) => {
+            let host = SimulatedHost {
+                cpu_millis: args.sim_cpus * 1000,
+                memory_bytes: args.sim_memory_gib << 30,
+                storage_bytes: args.sim_storage_gib << 30,
+            };
+            let sim =
+                Simulation { count, prefix: args.node_name_prefix, host, labels, taints, max_pods: args.max_pods };
+            config.validate()?;
+            sim.validate()?;
+            tokio::spawn(simulate::run(config, sim, cancel.clone()))
+        }
+        None => {
+            std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+            let name = args.node_name.or_else(host::hostname).context("no --node-name and no host name")?;
+            let address = args.node_ip.unwrap_or_else(|| host::primary_address().to_string());
+            let host = Host::Real { data_dir: args.data_dir };
+            let node = NodeConfig { name, labels, taints, max_pods: args.max_pods, address, host };
+            let runtime = match args.runtime {
+                RuntimeKind::Fake => Arc::new(FakeRuntime::new(std::net::Ipv4Addr::new(10, 88, 0, 0))),
+            };
+            let agent = Agent::new(config, node, runtime)?;
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                agent.run(cancel).await;
+                Ok(())
+            })
+        }
+    };
+    crate::server::wait_for_signal().await?;
+    cancel.cancel();
+    match tokio::time::timeout(SHUTDOWN_DEADLINE, task).await {
+        Ok(joined) => joined.context("agent task")??,
+        Err(_) => tracing::warn!("agent did not stop in time; exiting anyway"),
+    }
+    Ok(())
+}
