@@ -24,6 +24,21 @@ pub struct UpArgs {
     /// Number of replicas (an odd number from 1 to 7).
     #[arg(long, default_value_t = 3)]
     replicas: usize,
+    /// Node agents to start (`flotilla agent`, one process each, nodes `agent-1`…).
+    #[arg(long, default_value_t = 0)]
+    agents: usize,
+    /// The agents' container runtime (only `fake` exists yet: pods are reported Running
+    /// without executing anything).
+    #[arg(long, default_value = "fake")]
+    agent_runtime: String,
+}
+
+/// One node agent `up` started: `name` is its Node's name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub name: String,
+    pub pid: u32,
+    pub argv: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -42,6 +57,8 @@ pub struct ReplicaInfo {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ClusterFile {
     pub replicas: Vec<ReplicaInfo>,
+    #[serde(default)]
+    pub agents: Vec<AgentInfo>,
 }
 
 /// How long the cluster may take to elect a leader and answer on every replica.
@@ -58,13 +75,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
     let cluster_file = dir.join("cluster.json");
-    let mut plan = match std::fs::read(&cluster_file) {
+    let (mut plan, mut agents) = match std::fs::read(&cluster_file) {
         Ok(raw) => {
             let previous: ClusterFile = serde_json::from_slice(&raw).context("reading the existing cluster.json")?;
             println!("flotilla: resuming the cluster in {}", dir.display());
-            previous.replicas
+            (previous.replicas, previous.agents)
         }
-        Err(_) => fresh_plan(&dir, args.replicas)?,
+        Err(_) => {
+            let plan = fresh_plan(&dir, args.replicas)?;
+            let agents = agent_plan(&dir, &plan, args.agents, &args.agent_runtime)?;
+            (plan, agents)
+        }
     };
     let mut children = Vec::new();
     for r in plan.iter_mut() {
@@ -78,15 +99,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         return Err(e);
     }
     let leader = ready?;
-    let json = serde_json::to_vec_pretty(&ClusterFile { replicas: plan.clone() })?;
+    for a in agents.iter_mut() {
+        let child = spawn_logged(&a.argv, &dir.join(format!("{}.log", a.name)), &a.name).await?;
+        a.pid = child.id().context("agent exited at once")?;
+        children.push(child);
+    }
+    if !agents.is_empty() {
+        println!("flotilla: waiting for {} agents to register their nodes", agents.len());
+        if let Err(e) = wait_nodes(&plan, &agents).await {
+            stop(children).await;
+            return Err(e);
+        }
+    }
+    let json = serde_json::to_vec_pretty(&ClusterFile { replicas: plan.clone(), agents: agents.clone() })?;
     let tmp = dir.join("cluster.json.tmp");
     std::fs::write(&tmp, json)?;
     std::fs::rename(&tmp, &cluster_file)?;
     let kubeconfig = dir.join("kubeconfig");
     write_kubeconfig(&kubeconfig, &plan)?;
-    print_next_steps(&plan, &leader, &cluster_file, &kubeconfig);
+    print_next_steps(&plan, agents.len(), &leader, &cluster_file, &kubeconfig);
     wait_for_signal().await?;
-    println!("flotilla: stopping {} replicas", plan.len());
+    println!("flotilla: stopping {} replicas and {} agents", plan.len(), agents.len());
     stop_restarted(&cluster_file, &children);
     stop(children).await;
     Ok(())
@@ -148,15 +181,58 @@ fn fresh_plan(dir: &Path, n: usize) -> anyhow::Result<Vec<ReplicaInfo>> {
 }
 
 async fn spawn(r: &ReplicaInfo, dir: &Path) -> anyhow::Result<Child> {
-    let log_path = dir.join(format!("{}.log", r.name));
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-    Command::new(&r.argv[0])
-        .args(&r.argv[1..])
+    spawn_logged(&r.argv, &dir.join(format!("{}.log", r.name)), &r.name).await
+}
+
+/// Start `argv` with stdout and stderr appended to `log`.
+async fn spawn_logged(argv: &[String], log: &Path, name: &str) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    Command::new(&argv[0])
+        .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| format!("starting replica {}", r.name))
+        .with_context(|| format!("starting {name}"))
+}
+
+/// `n` agents `agent-1`… talking to every replica's API, each with its own data dir.
+fn agent_plan(dir: &Path, replicas: &[ReplicaInfo], n: usize, runtime: &str) -> anyhow::Result<Vec<AgentInfo>> {
+    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
+    let servers: Vec<&str> = replicas.iter().map(|r| r.api_url.as_str()).collect();
+    Ok((1..=n)
+        .map(|i| {
+            let name = format!("agent-{i}");
+            let argv = vec![
+                exe.clone(),
+                "agent".into(),
+                "--server".into(),
+                servers.join(","),
+                "--node-name".into(),
+                name.clone(),
+                "--runtime".into(),
+                runtime.to_string(),
+                "--data-dir".into(),
+                dir.join(&name).to_string_lossy().into_owned(),
+            ];
+            AgentInfo { name, pid: 0, argv }
+        })
+        .collect())
+}
+
+/// Wait until every agent's Node exists (it registers once it reached an API replica).
+async fn wait_nodes(plan: &[ReplicaInfo], agents: &[AgentInfo]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    for a in agents {
+        let path = format!("/api/v1/nodes/{}", a.name);
+        while http_status(&plan[0].api_url, &path).await.ok() != Some(200) {
+            if Instant::now() > deadline {
+                bail!("agent {} did not register its node within {READY_TIMEOUT:?}", a.name);
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    }
+    Ok(())
 }
 
 /// Wait until every replica answers Status, all name the same leader, and the membership
@@ -246,7 +322,7 @@ async fn http_status(base: &str, path: &str) -> anyhow::Result<u16> {
     line.get(9..12).and_then(|c| c.parse().ok()).context("malformed HTTP status line")
 }
 
-fn print_next_steps(plan: &[ReplicaInfo], leader: &str, file: &Path, kubeconfig: &Path) {
+fn print_next_steps(plan: &[ReplicaInfo], agents: usize, leader: &str, file: &Path, kubeconfig: &Path) {
     let endpoints: Vec<&str> = plan.iter().map(|r| r.client_url.as_str()).collect();
     let endpoints = endpoints.join(",");
     println!("flotilla: {} replicas ready, leader {leader}; cluster described in {}", plan.len(), file.display());
@@ -261,6 +337,9 @@ fn print_next_steps(plan: &[ReplicaInfo], leader: &str, file: &Path, kubeconfig:
     println!("Or with kubectl (every replica serves the Kubernetes API):");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get namespaces");
+    if agents > 0 {
+        println!("  kubectl get nodes      # {agents} agents; the fake runtime reports pods Running, runs nothing");
+    }
     println!("  kubectl create deployment web --image=nginx:1.27 --replicas=2");
     println!("  kubectl get deployments -o wide");
     println!();
