@@ -9,6 +9,8 @@ use clap::{Args, ValueEnum};
 use flotilla_agent::config::{parse_labels, parse_taints};
 use flotilla_agent::node::host::{self, Host, SimulatedHost};
 use flotilla_agent::runtime::fake::FakeRuntime;
+use flotilla_agent::runtime::process::ProcessRuntime;
+use flotilla_agent::runtime::Runtime;
 use flotilla_agent::simulate::{self, Simulation};
 use flotilla_agent::{Agent, AgentConfig, NodeConfig};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 pub enum RuntimeKind {
     /// In-memory: containers "run" without running anything (for simulations and tests).
     Fake,
+    /// Host processes, one process group per container: NO isolation (like Nomad's raw_exec).
+    Process,
 }
 
 #[derive(Args, Debug)]
@@ -83,6 +87,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let taints = parse_taints(&args.taints)?;
     let cancel = CancellationToken::new();
     let task = match args.simulate {
+        Some(_) if !matches!(args.runtime, RuntimeKind::Fake) => {
+            anyhow::bail!("--simulate runs hollow nodes: it needs --runtime fake")
+        }
         Some(count) => {
             let host = SimulatedHost {
                 cpu_millis: args.sim_cpus * 1000,
@@ -99,11 +106,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
             let name = args.node_name.or_else(host::hostname).context("no --node-name and no host name")?;
             let address = args.node_ip.unwrap_or_else(|| host::primary_address().to_string());
+            let runtime: Arc<dyn Runtime> = match args.runtime {
+                RuntimeKind::Fake => Arc::new(FakeRuntime::new(std::net::Ipv4Addr::new(10, 88, 0, 0))),
+                RuntimeKind::Process => Arc::new(
+                    ProcessRuntime::new(&args.data_dir.join("process"), address.clone())
+                        .context("starting the process runtime")?,
+                ),
+            };
             let host = Host::Real { data_dir: args.data_dir };
             let node = NodeConfig { name, labels, taints, max_pods: args.max_pods, address, host };
-            let runtime = match args.runtime {
-                RuntimeKind::Fake => Arc::new(FakeRuntime::new(std::net::Ipv4Addr::new(10, 88, 0, 0))),
-            };
             let agent = Agent::new(config, node, runtime)?;
             let cancel = cancel.clone();
             tokio::spawn(async move {

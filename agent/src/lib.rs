@@ -21,7 +21,8 @@
 //! - [`node`]: registration, [`node::lease`] heartbeats, [`node::status`], [`node::host`] facts.
 //! - [`pods`]: [`pods::PodManager`] → one [`pods::worker::Worker`] per pod →
 //!   [`pods::sync::PodSync`] (pure) → runtime.
-//! - [`runtime`]: the [`runtime::Runtime`] trait; [`runtime::fake`] (in-memory).
+//! - [`runtime`]: the [`runtime::Runtime`] trait; [`runtime::fake`] (in-memory) and
+//!   [`runtime::process`] (host processes, no isolation).
 //! - [`Agent`]: one node; [`simulate`]: N simulated nodes in one process.
 //!
 //! Running it: `flotilla agent --server http://127.0.0.1:6443 --runtime fake` runs one
@@ -30,7 +31,7 @@
 //! run -p flotilla-agent` (unit tests of the sync core, and in-process clusters over
 //! HTTP in `agent/tests/`).
 //!
-//! Not yet (later parts of issue 5): docker, containerd and process runtimes; probes;
+//! Not yet (later parts of issue 5): docker and containerd runtimes; probes;
 //! volumes, env from ConfigMaps/Secrets; logs/exec/port-forward; TLS and authentication.
 
 pub mod agent;

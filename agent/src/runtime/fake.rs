@@ -125,11 +125,6 @@ fn not_found(what: &'static str, id: &str) -> RuntimeError {
 }
 
 /// A stable made-up image id (FNV-1a of the name).
-fn image_id(image: &str) -> String {
-    let hash = image.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    format!("sha256:{hash:016x}")
-}
-
 #[async_trait]
 impl Runtime for FakeRuntime {
     fn name(&self) -> &'static str {
@@ -141,7 +136,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn image_id(&self, image: &str) -> Result<Option<String>, RuntimeError> {
-        Ok((!self.state().missing_images.contains(image)).then(|| image_id(image)))
+        Ok((!self.state().missing_images.contains(image)).then(|| super::made_up_image_id(image)))
     }
 
     async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<SandboxInfo, RuntimeError> {
@@ -193,7 +188,7 @@ impl Runtime for FakeRuntime {
             name: spec.name.clone(),
             attempt: spec.attempt,
             image: spec.image.clone(),
-            image_id: image_id(&spec.image),
+            image_id: super::made_up_image_id(&spec.image),
             state: ContainerState::Created,
             labels,
         };

@@ -18,6 +18,7 @@
 //! that can do them override them.
 
 pub mod fake;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -170,4 +171,11 @@ pub trait Runtime: Send + Sync + 'static {
     fn events(&self) -> Option<broadcast::Receiver<RuntimeEvent>> {
         None
     }
+}
+
+/// A stable `sha256:`-style id made from an image's name (FNV-1a), for runtimes that keep no
+/// images (`fake`, `process`): equal names give equal ids, so status comparisons hold.
+pub(crate) fn made_up_image_id(image: &str) -> String {
+    let hash = image.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("sha256:{hash:016x}")
 }
