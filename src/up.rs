@@ -27,8 +27,8 @@ pub struct UpArgs {
     /// Node agents to start (`flotilla agent`, one process each, nodes `agent-1`…).
     #[arg(long, default_value_t = 0)]
     agents: usize,
-    /// The agents' container runtime (only `fake` exists yet: pods are reported Running
-    /// without executing anything).
+    /// The agents' container runtime: `fake` (pods reported Running, nothing executes) or
+    /// `process` (containers' commands run as host processes, no isolation).
     #[arg(long, default_value = "fake")]
     agent_runtime: String,
 }

@@ -120,11 +120,6 @@ fn exit_container(c: &mut ContainerInfo, exit_code: i32, reason: Option<String>)
     c.state = ContainerState::Exited { exit_code, started_at, finished_at: Timestamp::now(), reason };
 }
 
-fn not_found(what: &'static str, id: &str) -> RuntimeError {
-    RuntimeError::NotFound { what, id: id.to_string() }
-}
-
-/// A stable made-up image id (FNV-1a of the name).
 #[async_trait]
 impl Runtime for FakeRuntime {
     fn name(&self) -> &'static str {
@@ -172,7 +167,7 @@ impl Runtime for FakeRuntime {
     async fn create_container(&self, sandbox: &str, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         let mut s = self.state();
         if !s.sandboxes.contains_key(sandbox) {
-            return Err(not_found("sandbox", sandbox));
+            return Err(RuntimeError::not_found("sandbox", sandbox));
         }
         if s.missing_images.contains(&spec.image) {
             return Err(RuntimeError::ImageMissing(spec.image.clone()));
@@ -199,7 +194,7 @@ impl Runtime for FakeRuntime {
     async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
         let mut s = self.state();
         let exit_on_start = s.containers.get(id).and_then(|c| s.exit_on_start.get(&c.image).copied());
-        let c = s.containers.get_mut(id).ok_or_else(|| not_found("container", id))?;
+        let c = s.containers.get_mut(id).ok_or_else(|| RuntimeError::not_found("container", id))?;
         if c.state != ContainerState::Created {
             return Err(RuntimeError::Failed(format!("container {id} is not in state created")));
         }
@@ -213,7 +208,7 @@ impl Runtime for FakeRuntime {
 
     async fn stop_container(&self, id: &str, _grace: Duration) -> Result<(), RuntimeError> {
         let mut s = self.state();
-        let c = s.containers.get_mut(id).ok_or_else(|| not_found("container", id))?;
+        let c = s.containers.get_mut(id).ok_or_else(|| RuntimeError::not_found("container", id))?;
         match c.state {
             ContainerState::Running { .. } => exit_container(c, STOPPED_EXIT_CODE, None),
             ContainerState::Created => exit_container(c, STOPPED_EXIT_CODE, Some("ContainerCannotRun".into())),
@@ -232,7 +227,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
-        self.state().containers.get(id).cloned().ok_or_else(|| not_found("container", id))
+        self.state().containers.get(id).cloned().ok_or_else(|| RuntimeError::not_found("container", id))
     }
 
     async fn list_containers(&self, pod_uid: Option<&str>) -> Result<Vec<ContainerInfo>, RuntimeError> {

@@ -51,6 +51,13 @@ pub enum RuntimeError {
     Failed(String),
 }
 
+impl RuntimeError {
+    /// `NotFound` for the `what` (container, sandbox) named `id`.
+    pub fn not_found(what: &'static str, id: &str) -> Self {
+        RuntimeError::NotFound { what, id: id.to_string() }
+    }
+}
+
 /// What a pod's sandbox (its network namespace, IP and hostname) is created from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSpec {

@@ -176,10 +176,6 @@ impl State {
     }
 }
 
-fn not_found(what: &'static str, id: &str) -> RuntimeError {
-    RuntimeError::NotFound { what, id: id.to_string() }
-}
-
 #[async_trait]
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &'static str {
@@ -238,7 +234,7 @@ impl Runtime for ProcessRuntime {
     async fn create_container(&self, sandbox: &str, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         let mut s = self.state();
         if !s.sandboxes.contains_key(sandbox) {
-            return Err(not_found("sandbox", sandbox));
+            return Err(RuntimeError::not_found("sandbox", sandbox));
         }
         let id = format!("{:016x}", s.new_id());
         let mut labels = spec.labels.clone();
@@ -274,7 +270,7 @@ impl Runtime for ProcessRuntime {
         let process = {
             let mut s = self.state();
             self.shared.refresh(&mut s, id)?;
-            let r = s.containers.get(id).ok_or_else(|| not_found("container", id))?;
+            let r = s.containers.get(id).ok_or_else(|| RuntimeError::not_found("container", id))?;
             match (&r.info.state, r.process) {
                 (ContainerState::Created, _) => {
                     return self.shared.finish(&mut s, id, NEVER_RAN_EXIT_CODE, Some("ContainerCannotRun"));
@@ -317,7 +313,7 @@ impl Runtime for ProcessRuntime {
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
         let mut s = self.state();
         self.shared.refresh(&mut s, id)?;
-        s.containers.get(id).map(|r| r.info.clone()).ok_or_else(|| not_found("container", id))
+        s.containers.get(id).map(|r| r.info.clone()).ok_or_else(|| RuntimeError::not_found("container", id))
     }
 
     async fn list_containers(&self, pod_uid: Option<&str>) -> Result<Vec<ContainerInfo>, RuntimeError> {
@@ -338,7 +334,7 @@ impl Runtime for ProcessRuntime {
 
     async fn logs(&self, id: &str) -> Result<Vec<u8>, RuntimeError> {
         if !self.state().containers.contains_key(id) {
-            return Err(not_found("container", id));
+            return Err(RuntimeError::not_found("container", id));
         }
         let path = self.shared.dirs.log(id);
         match std::fs::read(&path) {

@@ -20,7 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::process::{Child, Command};
 
 use super::record::{ContainerRecord, ProcessId};
-use super::{not_found, pid, Shared, UNKNOWN_EXIT_CODE, UNKNOWN_REASON};
+use super::{pid, Shared, UNKNOWN_EXIT_CODE, UNKNOWN_REASON};
 use crate::runtime::{ContainerState, RuntimeError};
 
 /// `PATH` of a container that sets none. No image supplies one here, so Debian's default.
@@ -33,11 +33,12 @@ const START_ERROR_REASON: &str = "StartError";
 pub(super) fn start(shared: &Arc<Shared>, id: &str) -> Result<(), RuntimeError> {
     let mut guard = shared.state();
     let s = &mut *guard;
-    let r = s.containers.get(id).ok_or_else(|| not_found("container", id))?;
+    let r = s.containers.get(id).ok_or_else(|| RuntimeError::not_found("container", id))?;
     if r.info.state != ContainerState::Created {
         return Err(RuntimeError::Failed(format!("container {id} is not in state created")));
     }
-    let hostname = s.sandboxes.get(&r.sandbox).ok_or_else(|| not_found("sandbox", &r.sandbox))?.hostname.clone();
+    let hostname =
+        s.sandboxes.get(&r.sandbox).ok_or_else(|| RuntimeError::not_found("sandbox", &r.sandbox))?.hostname.clone();
     let cwd = r.working_dir.as_ref().map_or_else(|| shared.dirs.pod(&r.info.pod_uid), PathBuf::from);
     let log = shared.dirs.log(id);
     let child = match spawn(r, &hostname, &cwd, &log) {
