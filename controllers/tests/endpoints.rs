@@ -66,6 +66,12 @@ fn shape(ep: &Endpoints) -> Shape {
         .collect()
 }
 
+/// Pods, Services and Endpoints of `default`.
+fn apis(solo: &Solo) -> (Api<Pod>, Api<Service>, Api<Endpoints>) {
+    let ns = Some("default");
+    (solo.client.api(ns), solo.client.api(ns), solo.client.api(ns))
+}
+
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -83,11 +89,7 @@ async fn endpoints_shaped(api: &Api<Endpoints>, name: &str, want: Shape) -> Endp
 #[tokio::test]
 async fn endpoints_follow_readiness_and_membership_and_go_with_the_service() {
     let solo = Solo::start().await;
-    let (pods, svcs, eps) = (
-        solo.client.api::<Pod>(Some("default")),
-        solo.client.api::<Service>(Some("default")),
-        solo.client.api::<Endpoints>(Some("default")),
-    );
+    let (pods, svcs, eps) = apis(&solo);
     solo.lead(endpoints::component());
     svcs.create(&service("web", Some(json!({"app": "web"})), json!(8080))).await.expect("create service");
     for (i, name) in ["web-a", "web-b", "web-c"].into_iter().enumerate() {
@@ -133,11 +135,7 @@ async fn endpoints_follow_readiness_and_membership_and_go_with_the_service() {
 #[tokio::test]
 async fn named_target_ports_resolve_through_each_pods_container_ports() {
     let solo = Solo::start().await;
-    let (pods, svcs, eps) = (
-        solo.client.api::<Pod>(Some("default")),
-        solo.client.api::<Service>(Some("default")),
-        solo.client.api::<Endpoints>(Some("default")),
-    );
+    let (pods, svcs, eps) = apis(&solo);
     solo.lead(endpoints::component());
     svcs.create(&service("api", Some(json!({"app": "api"})), json!("serve"))).await.expect("create service");
     let named = |n: i32| json!([{"name": "serve", "containerPort": n}]);
@@ -159,11 +157,7 @@ async fn named_target_ports_resolve_through_each_pods_container_ports() {
 #[tokio::test]
 async fn a_service_without_a_selector_is_left_alone() {
     let solo = Solo::start().await;
-    let (pods, svcs, eps) = (
-        solo.client.api::<Pod>(Some("default")),
-        solo.client.api::<Service>(Some("default")),
-        solo.client.api::<Endpoints>(Some("default")),
-    );
+    let (pods, svcs, eps) = apis(&solo);
     svcs.create(&service("manual", None, json!(8080))).await.expect("selectorless service");
     svcs.create(&service("bare", None, json!(8080))).await.expect("selectorless service without endpoints");
     let mine: Endpoints = serde_json::from_value(json!({

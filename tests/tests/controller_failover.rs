@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,14 +34,19 @@ fn a_scale_up_survives_kill9_of_the_leader_and_creates_each_pod_once() {
     k.ok(&["create", "deployment", "scale", "--image=busybox", "--replicas=3"]);
     wait_for(Duration::from_secs(30), "3 pods", || (pod_count(&k) == 3).then_some(()));
 
-    // Every pod name any watch event shows, from a replica that stays up.
+    // Every pod name any watch event shows, from a replica that stays up, and the newest
+    // resourceVersion the watch has delivered (events arrive in revision order).
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
-    let mut watch = k.spawn(&["get", "pods", "-l", LABEL, "--watch", "-o", "name"]);
+    let newest = Arc::new(AtomicI64::new(0));
+    let format = r#"jsonpath={.metadata.name} {.metadata.resourceVersion}{"\n"}"#;
+    let mut watch = k.spawn(&["get", "pods", "-l", LABEL, "--watch", "-o", format]);
     let stdout = watch.stdout.take().expect("piped stdout");
-    let recorder = seen.clone();
+    let (recorder, latest) = (seen.clone(), newest.clone());
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            recorder.lock().expect("seen lock").insert(line.trim().to_string());
+            let Some((name, rv)) = line.trim().split_once(' ') else { continue };
+            recorder.lock().expect("seen lock").insert(name.to_string());
+            latest.fetch_max(rv.parse().unwrap_or(0), Ordering::SeqCst);
         }
     });
     wait_for(Duration::from_secs(10), "the watch to list the 3 pods", || {
@@ -66,8 +72,14 @@ fn a_scale_up_survives_kill9_of_the_leader_and_creates_each_pod_once() {
         let ready = k.ok(&["get", "deployment", "scale", "-o", "jsonpath={.status.replicas}"]);
         (pod_count(&k) == 30 && ready == "30").then_some(())
     });
-    // Let any straggling create (there must be none) land and reach the watch.
-    std::thread::sleep(Duration::from_secs(3));
+    // Flush the watch: write one of the pods and wait until the watch has delivered that
+    // write, and with it every pod event committed before it.
+    let first = k.ok(&["get", "pods", "-l", LABEL, "-o", "jsonpath={.items[0].metadata.name}"]);
+    let flush = k.ok(&["label", "pod", &first, "flushed=yes", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    let flush: i64 = flush.trim().parse().expect("a resourceVersion");
+    wait_for(Duration::from_secs(30), "the watch to deliver the flush write", || {
+        (newest.load(Ordering::SeqCst) >= flush).then_some(())
+    });
     assert_eq!(pod_count(&k), 30, "exactly 30 pods");
     let seen = seen.lock().expect("seen lock").clone();
     assert_eq!(seen.len(), 30, "every pod that ever existed: {seen:?}");
