@@ -83,5 +83,7 @@ pub(crate) fn pod_context(
         backoff_initial: config.backoff_initial,
         backoff_max: config.backoff_max,
         resync: config.pod_resync,
+        volumes: crate::pods::volumes::VolumeManager::new(node.host.data_dir().map(|d| d.join("pods"))),
+        allow_privileged: config.allow_privileged,
     }
 }

@@ -32,6 +32,8 @@ pub struct AgentConfig {
     /// How often each pod is synced when nothing happens (a safety net: runtime events
     /// and pod updates trigger syncs at once).
     pub pod_resync: Duration,
+    /// Run containers that ask for `securityContext.privileged` (refused by default).
+    pub allow_privileged: bool,
 }
 
 impl Default for AgentConfig {
@@ -45,6 +47,7 @@ impl Default for AgentConfig {
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             pod_resync: Duration::from_secs(10),
+            allow_privileged: false,
         }
     }
 }

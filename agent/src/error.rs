@@ -7,6 +7,9 @@
 //!   [`AgentError::is_gone`], [`AgentError::is_already_exists`].
 //! - [`AgentError::Runtime`]: the container runtime refused or failed.
 //! - [`AgentError::Config`]: bad flags or configuration; the agent must not start.
+//! - [`AgentError::ContainerConfig`]: a container's configuration cannot be resolved
+//!   (a missing ConfigMap key, a refused privileged container): the container is not
+//!   created, and its status waits with `reason` and `message` until it can be.
 
 use crate::runtime::RuntimeError;
 
@@ -34,6 +37,10 @@ pub enum AgentError {
     Runtime(#[from] RuntimeError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Container `container` cannot be created as its pod spec asks (`reason` is the
+    /// waiting reason its status shows, e.g. `CreateContainerConfigError`).
+    #[error("container {container}: {message}")]
+    ContainerConfig { container: String, reason: &'static str, message: String },
 }
 
 impl AgentError {

@@ -47,6 +47,7 @@ fn shell(uid: &str, name: &str, script: &str) -> ContainerSpec {
         env: vec![],
         working_dir: None,
         labels,
+        ..ContainerSpec::default()
     }
 }
 
@@ -62,6 +63,7 @@ async fn run(rt: &ProcessRuntime, spec: &ContainerSpec) -> String {
                 pod_name: format!("pod-{uid}"),
                 hostname: format!("pod-{uid}"),
                 labels: pod_labels(uid),
+                ..SandboxSpec::default()
             };
             rt.create_sandbox(&s).await.unwrap()
         }
@@ -126,6 +128,7 @@ async fn a_container_without_a_command_fails_to_start_with_a_clear_error() {
             pod_name: "p".into(),
             hostname: "p".into(),
             labels: pod_labels("u1"),
+            ..SandboxSpec::default()
         })
         .await
         .unwrap();

@@ -51,6 +51,14 @@ pub struct Identity {
 }
 
 impl Host {
+    /// The data directory of a real node.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Host::Real { data_dir } => Some(data_dir),
+            Host::Simulated(_) => None,
+        }
+    }
+
     pub fn sample(&self) -> Sample {
         match self {
             Host::Simulated(s) => Sample {

@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::spec;
+use super::{spec, Context};
 use super::sync::{Observed, Step};
 use crate::error::AgentError;
 use crate::runtime::{Runtime, RuntimeError};
@@ -30,11 +30,12 @@ pub async fn observe(runtime: &dyn Runtime, uid: &str, pod: Option<&Pod>) -> Res
 
 /// Carry out `step` (all but [`Step::DeletePod`], which is the API's business).
 pub async fn apply(
-    runtime: &dyn Runtime,
+    ctx: &Context,
     pod: Option<&Pod>,
     observed: &Observed,
     step: &Step,
 ) -> Result<(), AgentError> {
+    let runtime = ctx.runtime.as_ref();
     let missing = |what: &str| AgentError::Runtime(RuntimeError::Failed(format!("step {step:?} needs {what}")));
     match step {
         Step::CreateSandbox => {

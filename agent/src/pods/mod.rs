@@ -20,6 +20,7 @@ pub mod effects;
 pub mod spec;
 pub mod status;
 pub mod sync;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -47,6 +48,10 @@ pub struct Context {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub resync: Duration,
+    /// Pods' volumes, made into host paths.
+    pub volumes: volumes::VolumeManager,
+    /// Whether `securityContext.privileged: true` containers may run (refused otherwise).
+    pub allow_privileged: bool,
 }
 
 struct Handle {

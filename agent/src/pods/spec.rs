@@ -98,6 +98,7 @@ pub fn sandbox_spec(pod: &Pod) -> SandboxSpec {
         hostname: spec.and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.clone()),
         pod_name: name,
         labels: pod_labels(pod),
+        ..SandboxSpec::default()
     }
 }
 
@@ -118,5 +119,6 @@ pub fn container_spec(pod: &Pod, container: &Container, attempt: u32) -> Contain
         env,
         working_dir: container.working_dir.clone(),
         labels,
+        ..ContainerSpec::default()
     }
 }

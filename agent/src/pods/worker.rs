@@ -129,7 +129,7 @@ impl Worker {
     async fn execute(&mut self, pod: Option<&Pod>, observed: &Observed, step: &Step) -> Result<bool, AgentError> {
         match (step, pod) {
             (Step::DeletePod, Some(pod)) => self.delete(pod).await.map(|()| true),
-            _ => effects::apply(self.ctx.runtime.as_ref(), pod, observed, step).await.map(|()| false),
+            _ => effects::apply(&self.ctx, pod, observed, step).await.map(|()| false),
         }
     }
 

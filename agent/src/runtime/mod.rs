@@ -15,7 +15,11 @@
 //! `Arc<dyn Runtime>` at startup and the pod sync code has one non-generic path for every
 //! runtime. The boxing costs one allocation per call, negligible next to a container start.
 //! Logs and exec have default methods that answer [`RuntimeError::NotSupported`]; runtimes
-//! that can do them override them.
+//! that can do them override them. [`Runtime::exec`] (probes, one-shot commands) is built on
+//! [`Runtime::exec_stream`] (interactive `kubectl exec`), so a runtime implements exec once.
+//!
+//! Volumes reach runtimes already made: the agent turns every volume into a host
+//! directory or file, and a runtime only bind-mounts [`Mount`]s.
 
 pub mod fake;
 pub mod process;
@@ -23,8 +27,14 @@ pub mod process;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::path::PathBuf;
+use std::pin::Pin;
+
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use k8s_openapi::jiff::Timestamp;
+use tokio::io::AsyncWrite;
 use tokio::sync::broadcast;
 
 /// The label keys put on every sandbox and container the agent creates.
@@ -59,7 +69,7 @@ impl RuntimeError {
 }
 
 /// What a pod's sandbox (its network namespace, IP and hostname) is created from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SandboxSpec {
     pub pod_uid: String,
     pub pod_namespace: String,
@@ -67,6 +77,49 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// Includes the [`labels`] naming the pod.
     pub labels: BTreeMap<String, String>,
+    /// `hostPort`s of the pod's containers: published on the node's address by the
+    /// sandbox, which owns the network namespace.
+    pub ports: Vec<PortMapping>,
+}
+
+/// A container port published on the node (`ports[].hostPort`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub container_port: u16,
+    pub host_port: u16,
+    /// `TCP`, `UDP` or `SCTP`, as the pod spec says.
+    pub protocol: String,
+    /// `hostIP` of the port, if set (default: every address).
+    pub host_ip: Option<String>,
+}
+
+/// A bind mount: every volume is made into a host path by the agent before the container
+/// is created, so runtimes only bind-mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// Limits applied to a container (from `resources.limits`; requests only schedule).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU limit in millicores.
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    /// CPU request in millicores (runtimes may map it to shares/weight).
+    pub cpu_request_millis: Option<u64>,
+}
+
+/// The parts of `securityContext` runtimes apply. Privileged containers are refused by the
+/// agent unless allowed, so a runtime sees `privileged: true` only when it was allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub read_only_root_filesystem: bool,
+    pub privileged: bool,
 }
 
 /// A sandbox as the runtime reports it.
@@ -80,7 +133,7 @@ pub struct SandboxInfo {
 }
 
 /// What a container is created from (the parts of a pod's container spec runtimes use).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerSpec {
     pub pod_uid: String,
     pub name: String,
@@ -92,6 +145,12 @@ pub struct ContainerSpec {
     pub working_dir: Option<String>,
     /// Includes the [`labels`] naming the pod, the container and the attempt.
     pub labels: BTreeMap<String, String>,
+    pub mounts: Vec<Mount>,
+    pub resources: Resources,
+    pub security: Security,
+    /// `tty` and `stdin` of the container spec.
+    pub tty: bool,
+    pub stdin: bool,
 }
 
 /// A container's state as the runtime reports it.
@@ -136,6 +195,49 @@ pub struct RuntimeEvent {
     pub pod_uid: String,
 }
 
+/// What `kubectl logs` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep the stream open and send new output as it is written.
+    pub follow: bool,
+    /// Only the last this many lines.
+    pub tail_lines: Option<u64>,
+    /// Only output written at or after this time.
+    pub since: Option<Timestamp>,
+    /// Prefix every line with its RFC 3339 time (nanoseconds) and a space.
+    pub timestamps: bool,
+    /// Stop after this many bytes.
+    pub limit_bytes: Option<u64>,
+}
+
+/// A stream of bytes (a log, an exec's output).
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, RuntimeError>> + Send>>;
+
+/// A command to run in a running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    /// Attach the caller's stdin ([`ExecSession::stdin`] is then `Some`).
+    pub stdin: bool,
+    /// Allocate a terminal (stdout and stderr are then one stream, reported as stdout).
+    pub tty: bool,
+}
+
+/// A chunk of an exec's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutput {
+    Stdout(Bytes),
+    Stderr(Bytes),
+}
+
+/// A running exec: its id (for [`Runtime::exec_resize`] and [`Runtime::exec_exit_code`]),
+/// its stdin if asked for, and its output, which ends when the command exits.
+pub struct ExecSession {
+    pub id: String,
+    pub stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+    pub output: Pin<Box<dyn Stream<Item = Result<ExecOutput, RuntimeError>> + Send>>,
+}
+
 /// A container runtime: sandboxes, containers, images. Object-safe; see the module doc.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -163,14 +265,42 @@ pub trait Runtime: Send + Sync + 'static {
     /// Containers of `pod_uid` (any state), or all containers carrying our labels.
     async fn list_containers(&self, pod_uid: Option<&str>) -> Result<Vec<ContainerInfo>, RuntimeError>;
 
-    /// A container's log (part 2 serves these to `kubectl logs`).
-    async fn logs(&self, _id: &str) -> Result<Vec<u8>, RuntimeError> {
+    /// A container's log (stdout and stderr as written), as `kubectl logs` asks for it.
+    async fn log_stream(&self, _id: &str, _options: &LogOptions) -> Result<ByteStream, RuntimeError> {
         Err(RuntimeError::NotSupported { what: "logs", runtime: self.name() })
     }
 
-    /// Run `command` in a container; its exit code and output (part 2 serves `kubectl exec`).
-    async fn exec(&self, _id: &str, _command: &[String]) -> Result<(i32, Vec<u8>), RuntimeError> {
+    /// Start `request` in running container `id` (`kubectl exec`, exec probes).
+    async fn exec_stream(&self, _id: &str, _request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
         Err(RuntimeError::NotSupported { what: "exec", runtime: self.name() })
+    }
+
+    /// Resize an exec's terminal.
+    async fn exec_resize(&self, _exec_id: &str, _width: u16, _height: u16) -> Result<(), RuntimeError> {
+        Err(RuntimeError::NotSupported { what: "terminal resize", runtime: self.name() })
+    }
+
+    /// The exit code of an exec whose output has ended.
+    async fn exec_exit_code(&self, _exec_id: &str) -> Result<i32, RuntimeError> {
+        Err(RuntimeError::NotSupported { what: "exec", runtime: self.name() })
+    }
+
+    /// The whole log of container `id` as it is now.
+    async fn logs(&self, id: &str) -> Result<Vec<u8>, RuntimeError> {
+        collect(self.log_stream(id, &LogOptions::default()).await?).await
+    }
+
+    /// Run `command` in container `id` without stdin; its exit code and combined output.
+    async fn exec(&self, id: &str, command: &[String]) -> Result<(i32, Vec<u8>), RuntimeError> {
+        let request = ExecRequest { command: command.to_vec(), ..ExecRequest::default() };
+        let session = self.exec_stream(id, &request).await?;
+        let output = session.output.map(|chunk| {
+            chunk.map(|c| match c {
+                ExecOutput::Stdout(b) | ExecOutput::Stderr(b) => b,
+            })
+        });
+        let output = collect(Box::pin(output)).await?;
+        Ok((self.exec_exit_code(&session.id).await?, output))
     }
 
     /// Changes the runtime notices by itself, if it can tell. Without them the agent only
@@ -178,6 +308,14 @@ pub trait Runtime: Send + Sync + 'static {
     fn events(&self) -> Option<broadcast::Receiver<RuntimeEvent>> {
         None
     }
+}
+
+async fn collect(mut stream: ByteStream) -> Result<Vec<u8>, RuntimeError> {
+    let mut all = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        all.extend_from_slice(&chunk?);
+    }
+    Ok(all)
 }
 
 /// A stable `sha256:`-style id made from an image's name (FNV-1a), for runtimes that keep no

@@ -12,6 +12,9 @@ use crate::pods::effects;
 use crate::pods::status::{self, Input};
 use crate::runtime::fake::FakeRuntime;
 use crate::runtime::Runtime;
+use crate::api::ApiPool;
+use crate::pods::Context;
+use std::sync::Arc;
 
 const INITIAL: Duration = Duration::from_secs(10);
 const MAX: Duration = Duration::from_secs(300);
@@ -38,10 +41,28 @@ fn pod(policy: &str, init: &[&str], apps: &[&str]) -> Pod {
     }
 }
 
+fn context(rt: Arc<FakeRuntime>) -> Context {
+    let pool = ApiPool::new(&["http://127.0.0.1:9".to_string()], Duration::from_secs(1)).unwrap();
+    Context {
+        runtime: rt,
+        pool: Arc::new(pool),
+        node_name: "n1".into(),
+        host_ip: "192.0.2.1".into(),
+        backoff_initial: INITIAL,
+        backoff_max: MAX,
+        resync: Duration::from_secs(10),
+        volumes: crate::pods::volumes::VolumeManager::new(None),
+        allow_privileged: false,
+    }
+}
+
 /// Plays the worker: observe → plan → apply, reporting status as the worker does.
 struct Rig {
     sync: PodSync,
-    rt: FakeRuntime,
+    rt: Arc<FakeRuntime>,
+    /// The worker context the steps run in (its API pool points nowhere: these pods
+    /// reference no API objects).
+    ctx: Context,
     pod: Option<Pod>,
     now: Instant,
     wall: Timestamp,
@@ -53,11 +74,13 @@ struct Rig {
 
 impl Rig {
     fn new(pod: Pod) -> Self {
-        Self::with_runtime(pod, FakeRuntime::new(Ipv4Addr::new(10, 1, 2, 0)))
+        Self::with_runtime(pod, Arc::new(FakeRuntime::new(Ipv4Addr::new(10, 1, 2, 0))))
     }
 
-    fn with_runtime(pod: Pod, rt: FakeRuntime) -> Self {
+    fn with_runtime(pod: Pod, rt: Arc<FakeRuntime>) -> Self {
+        let ctx = context(rt.clone());
         Self {
+            ctx,
             sync: PodSync::new(INITIAL, MAX),
             rt,
             pod: Some(pod),
@@ -75,7 +98,7 @@ impl Rig {
     }
 
     async fn observe(&self) -> Observed {
-        effects::observe(&self.rt, UID, self.pod.as_ref()).await.unwrap()
+        effects::observe(self.rt.as_ref(), UID, self.pod.as_ref()).await.unwrap()
     }
 
     fn report(&mut self, observed: &Observed, plan: &Plan) {
@@ -106,7 +129,7 @@ impl Rig {
                     self.deleted = true;
                     return self.observe().await;
                 }
-                effects::apply(&self.rt, self.pod.as_ref(), &observed, step).await.unwrap();
+                effects::apply(&self.ctx, self.pod.as_ref(), &observed, step).await.unwrap();
             }
         }
         panic!("sync did not settle");
@@ -324,7 +347,7 @@ async fn after_an_agent_restart_running_containers_are_adopted_not_restarted() {
 
 #[tokio::test]
 async fn missing_images_wait_with_pull_errors_and_never_means_never() {
-    let rt = FakeRuntime::new(Ipv4Addr::new(10, 1, 2, 0));
+    let rt = Arc::new(FakeRuntime::new(Ipv4Addr::new(10, 1, 2, 0)));
     rt.set_image_missing(IMAGE, true);
     let mut rig = Rig::with_runtime(pod("Always", &[], &["app"]), rt);
     rig.settle().await;
@@ -339,7 +362,7 @@ async fn missing_images_wait_with_pull_errors_and_never_means_never() {
 
     let mut p = pod("Always", &[], &["app"]);
     p.spec.as_mut().unwrap().containers[0].image_pull_policy = Some("Never".into());
-    let rt = FakeRuntime::new(Ipv4Addr::new(10, 1, 2, 0));
+    let rt = Arc::new(FakeRuntime::new(Ipv4Addr::new(10, 1, 2, 0)));
     rt.set_image_missing(IMAGE, true);
     let mut rig = Rig::with_runtime(p, rt);
     rig.settle().await;

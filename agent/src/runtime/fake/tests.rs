@@ -9,6 +9,7 @@ fn sandbox_spec(uid: &str) -> SandboxSpec {
         pod_name: "p".into(),
         hostname: "p".into(),
         labels: BTreeMap::from([(labels::POD_UID.to_string(), uid.to_string())]),
+        ..SandboxSpec::default()
     }
 }
 
@@ -26,6 +27,7 @@ fn container_spec(uid: &str, name: &str, image: &str) -> ContainerSpec {
             (labels::POD_UID.to_string(), uid.to_string()),
             (labels::CONTAINER_NAME.to_string(), name.to_string()),
         ]),
+        ..ContainerSpec::default()
     }
 }
 

@@ -43,7 +43,7 @@ use tokio::sync::broadcast;
 
 use self::record::{ContainerRecord, Dirs, SandboxRecord};
 use super::{labels, ContainerInfo, ContainerSpec, ContainerState, Runtime, RuntimeError, RuntimeEvent};
-use super::{SandboxInfo, SandboxSpec};
+use super::{ByteStream, LogOptions, SandboxInfo, SandboxSpec};
 
 /// Buffered runtime events; a subscriber that lags this far behind resyncs everything.
 const EVENT_BUFFER: usize = 1024;
@@ -332,16 +332,17 @@ impl Runtime for ProcessRuntime {
         Ok(infos)
     }
 
-    async fn logs(&self, id: &str) -> Result<Vec<u8>, RuntimeError> {
+    async fn log_stream(&self, id: &str, _options: &LogOptions) -> Result<ByteStream, RuntimeError> {
         if !self.state().containers.contains_key(id) {
             return Err(RuntimeError::not_found("container", id));
         }
         let path = self.shared.dirs.log(id);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(RuntimeError::Failed(format!("reading {}: {e}", path.display()))),
-        }
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(RuntimeError::Failed(format!("reading {}: {e}", path.display()))),
+        };
+        Ok(Box::pin(futures::stream::iter([Ok(bytes::Bytes::from(bytes))])))
     }
 
     fn events(&self) -> Option<broadcast::Receiver<RuntimeEvent>> {
