@@ -5,6 +5,7 @@ mod bench;
 mod bench_api;
 mod bench_handover;
 mod bench_scheduler;
+mod bench_startup;
 mod failover;
 mod member;
 mod server;
@@ -40,6 +41,8 @@ enum Command {
     BenchScheduler(bench_scheduler::BenchSchedulerArgs),
     /// Kill -9 the leader of a `flotilla up` cluster; time until its successor's controllers act.
     BenchHandover(bench_handover::BenchHandoverArgs),
+    /// Create pods on the agents of a `flotilla up` cluster; time until each runs, and the agents' cost.
+    BenchPodStartup(bench_startup::BenchPodStartupArgs),
 }
 
 fn main() {
@@ -62,6 +65,7 @@ fn main() {
             Command::BenchApi(args) => bench_api::run(args).await,
             Command::BenchScheduler(args) => bench_scheduler::run(args).await,
             Command::BenchHandover(args) => bench_handover::run(args).await,
+            Command::BenchPodStartup(args) => bench_startup::run(args).await,
         }
     });
     if let Err(e) = result {

@@ -4,7 +4,12 @@
 //! Invariants:
 //! - The pod watch selects `spec.nodeName=<node>`, so the agent only ever sees and runs
 //!   pods bound to it.
-//! - The three loops are independent: a control-plane outage stalls heartbeats and status
+//! - With [`AgentConfig::server`] set, the agent endpoint ([`crate::server`]) is bound
+//!   before the node registers, so the node advertises the port actually bound (port 0
+//!   in the config picks a free one); it serves once the node proxy token is read. A port
+//!   that cannot be bound is logged as an error and the node advertises port 0: pods
+//!   still run, only logs/exec/port-forward are unavailable.
+//! - The loops are independent: a control-plane outage stalls heartbeats and status
 //!   writes but never the containers, which keep running and keep being restarted by
 //!   their pods' workers from the last Pod seen.
 
@@ -12,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::watch::{self, Selector};
@@ -22,6 +29,7 @@ use crate::error::AgentError;
 use crate::node::NodeAgent;
 use crate::pods::{Context, PodManager};
 use crate::runtime::Runtime;
+use crate::server;
 
 /// Pod events buffered between the watch and the pod manager; when full the watch waits
 /// (the manager only routes, so it drains quickly).
@@ -49,14 +57,39 @@ impl Agent {
         let runtime_version = runtime_version(self.runtime.as_ref()).await;
         tracing::info!(node = name, runtime = runtime_version, servers = ?self.config.servers, "agent starting");
         let ctx = Arc::new(pod_context(&self.pool, &self.config, &self.node, self.runtime.clone()));
-        let node = NodeAgent::new(self.pool.clone(), self.node, self.config, runtime_version);
+        let (daemon_port, server_task) = self.start_server(&cancel).await;
+        let node =
+            NodeAgent::new(self.pool.clone(), self.node, self.config, runtime_version).with_daemon_port(daemon_port);
         let node_task = tokio::spawn(node.run(Duration::ZERO, cancel.clone()));
         let (tx, rx) = mpsc::channel(POD_EVENT_BUFFER);
         let selector = Selector { fields: Some(format!("spec.nodeName={name}")), ..Selector::default() };
         let watch_task = tokio::spawn(watch::run::<Pod>(self.pool.clone(), selector, tx, cancel.clone()));
         PodManager::new(ctx).run(rx, cancel.clone()).await;
-        let _ = tokio::join!(node_task, watch_task);
+        let _ = tokio::join!(node_task, watch_task, server_task);
         tracing::info!(node = name, "agent stopped");
+    }
+}
+
+impl Agent {
+    /// Bind the agent endpoint, if configured, and serve it in a task once the token is
+    /// read. The port to advertise (0: none) and the task.
+    async fn start_server(&self, cancel: &CancellationToken) -> (u16, JoinHandle<()>) {
+        let Some(config) = self.config.server else { return (0, tokio::spawn(async {})) };
+        let listener = match TcpListener::bind((config.address, config.port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(address = %config.address, port = config.port, error = %e,
+                    "cannot bind the agent endpoint; logs, exec and port-forward are unavailable on this node");
+                return (0, tokio::spawn(async {}));
+            }
+        };
+        let port = listener.local_addr().map_or(config.port, |a| a.port());
+        let (pool, runtime, cancel) = (self.pool.clone(), self.runtime.clone(), cancel.clone());
+        let task = tokio::spawn(async move {
+            let Some(token) = server::token::obtain(&pool, &cancel).await else { return };
+            server::run(listener, server::router(runtime, token), cancel).await;
+        });
+        (port, task)
     }
 }
 

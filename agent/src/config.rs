@@ -3,6 +3,7 @@
 //! `--taints` flag syntax. Only the binary reads flags; this crate reads no environment.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Taint;
@@ -34,7 +35,27 @@ pub struct AgentConfig {
     pub pod_resync: Duration,
     /// Run containers that ask for `securityContext.privileged` (refused by default).
     pub allow_privileged: bool,
+    /// Where the endpoint for logs, exec and port-forward listens ([`crate::server`]);
+    /// None: the agent serves nothing and advertises port 0 (simulated nodes, tests).
+    pub server: Option<ServerConfig>,
 }
+
+/// The agent endpoint's listening address (upstream kubelet: `--address`, `--port`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub address: IpAddr,
+    /// 0 picks a free port, which the node then advertises.
+    pub port: u16,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { address: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: DEFAULT_SERVER_PORT }
+    }
+}
+
+/// The kubelet's port, which API servers expect agents on unless a node says otherwise.
+pub const DEFAULT_SERVER_PORT: u16 = 10250;
 
 impl Default for AgentConfig {
     fn default() -> Self {
@@ -48,6 +69,7 @@ impl Default for AgentConfig {
             backoff_max: Duration::from_secs(300),
             pod_resync: Duration::from_secs(10),
             allow_privileged: false,
+            server: None,
         }
     }
 }

@@ -21,8 +21,10 @@
 //! - [`node`]: registration, [`node::lease`] heartbeats, [`node::status`], [`node::host`] facts.
 //! - [`pods`]: [`pods::PodManager`] → one [`pods::worker::Worker`] per pod →
 //!   [`pods::sync::PodSync`] (pure) → runtime.
-//! - [`runtime`]: the [`runtime::Runtime`] trait; [`runtime::fake`] (in-memory) and
-//!   [`runtime::process`] (host processes, no isolation).
+//! - [`runtime`]: the [`runtime::Runtime`] trait; [`runtime::docker`], [`runtime::containerd`]
+//!   (with CNI), [`runtime::process`] (host processes, no isolation) and [`runtime::fake`]
+//!   (in-memory).
+//! - [`server`]: the endpoint API servers proxy `kubectl logs`, `exec` and `port-forward` to.
 //! - [`Agent`]: one node; [`simulate`]: N simulated nodes in one process.
 //!
 //! Running it: `flotilla agent --server http://127.0.0.1:6443 --runtime fake` runs one
@@ -31,8 +33,7 @@
 //! run -p flotilla-agent` (unit tests of the sync core, and in-process clusters over
 //! HTTP in `agent/tests/`).
 //!
-//! Not yet (later parts of issue 5): docker and containerd runtimes; probes;
-//! volumes, env from ConfigMaps/Secrets; logs/exec/port-forward; TLS and authentication.
+//! Not yet: TLS and per-node authorization (issue 9); Services and cluster DNS (issue 8).
 
 pub mod agent;
 pub mod api;
@@ -41,6 +42,7 @@ pub mod error;
 pub mod node;
 pub mod pods;
 pub mod runtime;
+pub mod server;
 pub mod simulate;
 
 pub use agent::Agent;

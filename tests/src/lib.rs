@@ -29,9 +29,19 @@ pub struct Replica {
     pub data_dir: PathBuf,
 }
 
+/// One node agent of `cluster.json` (`name` is its Node's name).
+#[derive(Clone, Debug, Deserialize)]
+pub struct AgentProc {
+    pub name: String,
+    pub pid: u32,
+    pub argv: Vec<String>,
+}
+
 #[derive(Debug, Deserialize)]
 struct ClusterFile {
     replicas: Vec<Replica>,
+    #[serde(default)]
+    agents: Vec<AgentProc>,
 }
 
 /// The `flotilla` binary under test.
@@ -57,6 +67,7 @@ pub fn require_etcdctl() {
 pub struct UpCluster {
     pub dir: tempfile::TempDir,
     pub replicas: Vec<Replica>,
+    pub agents: Vec<AgentProc>,
     up: Child,
     /// Replicas restarted by the test, which `up` does not own.
     restarted: Vec<Child>,
@@ -67,11 +78,17 @@ const UP_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl UpCluster {
     pub fn start(replicas: usize) -> anyhow::Result<Self> {
+        Self::start_with(replicas, &[])
+    }
+
+    /// `flotilla up` with extra flags, e.g. `["--agents", "2", "--agent-runtime", "docker"]`.
+    pub fn start_with(replicas: usize, flags: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut up = Command::new(flotilla_bin())
             .args(["up", "--dir"])
             .arg(dir.path())
             .args(["--replicas", &replicas.to_string()])
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -98,7 +115,7 @@ impl UpCluster {
         }
         let raw = std::fs::read(dir.path().join("cluster.json")).context("cluster.json")?;
         let file: ClusterFile = serde_json::from_slice(&raw)?;
-        Ok(Self { dir, replicas: file.replicas, up, restarted: Vec::new() })
+        Ok(Self { dir, replicas: file.replicas, agents: file.agents, up, restarted: Vec::new() })
     }
 
     /// Index in `replicas` of the Raft leader, as `etcdctl endpoint status` reports it once
@@ -183,4 +200,20 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Optio
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The local busybox image `scripts/make-test-image` builds (no registry is reachable).
+pub const TEST_IMAGE: &str = "flotilla/busybox:latest";
+
+/// Build [`TEST_IMAGE`] into the local Docker engine unless it is there already.
+pub fn ensure_test_image() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-test-image");
+    let out = Command::new(&script).output().unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -49,13 +49,21 @@ pub struct NodeAgent {
     /// The Node as last written (its status is the base of the next one).
     node: Option<Node>,
     last_report: Option<Instant>,
+    /// The agent endpoint's port, advertised in the status (0: none).
+    daemon_port: u16,
 }
 
 impl NodeAgent {
     /// `runtime_version` as nodeInfo shows it, e.g. `fake://0.1.0`.
     pub fn new(pool: Arc<ApiPool>, config: NodeConfig, timing: AgentConfig, runtime_version: String) -> Self {
         let identity = config.host.identity();
-        Self { pool, config, timing, identity, runtime_version, node: None, last_report: None }
+        Self { pool, config, timing, identity, runtime_version, node: None, last_report: None, daemon_port: 0 }
+    }
+
+    /// Advertise the agent endpoint on `port` (`daemonEndpoints.kubeletEndpoint.Port`).
+    pub fn with_daemon_port(mut self, port: u16) -> Self {
+        self.daemon_port = port;
+        self
     }
 
     fn facts(&self) -> status::Facts<'_> {
@@ -64,6 +72,7 @@ impl NodeAgent {
             identity: &self.identity,
             runtime_version: &self.runtime_version,
             now: Timestamp::now(),
+            daemon_port: self.daemon_port,
         }
     }
 

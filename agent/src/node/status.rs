@@ -10,10 +10,14 @@
 //! - Pressure thresholds are upstream's default hard eviction thresholds:
 //!   `memory.available < 100Mi`, `nodefs.available < 10%`; there is no default PID
 //!   threshold, so PIDPressure stays False.
+//! - `daemonEndpoints.kubeletEndpoint.Port` is always present: the agent endpoint's port,
+//!   or 0 when the agent serves none.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -36,6 +40,9 @@ pub struct Facts<'a> {
     /// e.g. `fake://0.1.0`.
     pub runtime_version: &'a str,
     pub now: Timestamp,
+    /// The port of the agent's endpoint ([`crate::server`]) as `daemonEndpoints.
+    /// kubeletEndpoint.Port`; 0 when it serves none (API servers then refuse logs/exec).
+    pub daemon_port: u16,
 }
 
 pub fn os() -> &'static str {
@@ -132,6 +139,8 @@ pub fn status(config: &NodeConfig, facts: &Facts, base: Option<&NodeStatus>) -> 
         NodeAddress { type_: "InternalIP".into(), address: config.address.clone() },
         NodeAddress { type_: "Hostname".into(), address: config.name.clone() },
     ]);
+    status.daemon_endpoints =
+        Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(facts.daemon_port) }) });
     status.node_info = Some(NodeSystemInfo {
         architecture: arch().into(),
         operating_system: os().into(),

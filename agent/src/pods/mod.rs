@@ -17,6 +17,8 @@
 
 pub mod backoff;
 pub mod effects;
+pub mod env;
+pub mod probe;
 pub mod spec;
 pub mod status;
 pub mod sync;

@@ -10,6 +10,9 @@
 //! - A terminal phase (Succeeded, Failed) is final: it is never replaced by another.
 //! - A terminating pod whose containers have all stopped ends Succeeded if they all exited
 //!   0, else Failed (upstream kubelet since 1.27).
+//! - A running container is `ready` and `started` as its probes say ([`Plan::probes`]);
+//!   one without probe state (no probes tracked) is both. ContainersReady and Ready
+//!   follow the app containers' `ready`, so a readiness probe gates them both ways.
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
@@ -198,8 +201,9 @@ fn container(input: &Input, c: &Container) -> ContainerStatus {
     let previous = attempts.get(1).and_then(|p| terminated(p, input.runtime));
     let (state, last) = match (latest.map(|l| &l.state), held) {
         (Some(ContainerState::Running { started_at }), _) => {
-            status.ready = true;
-            status.started = Some(true);
+            let probes = input.plan.probes.get(&c.name);
+            status.ready = probes.is_none_or(|p| p.ready);
+            status.started = Some(probes.is_none_or(|p| p.started));
             let running = ContainerStateRunning { started_at: Some(time(*started_at)) };
             (K8sState { running: Some(running), ..K8sState::default() }, previous)
         }

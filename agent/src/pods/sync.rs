@@ -17,6 +17,15 @@
 //! - A pod gone from the API (`None`) is torn down the same way, without the delete.
 //! - Adoption is free: the plan depends only on what the runtime reports, so containers
 //!   found running after an agent restart are left running.
+//! - Probes ([`Probes`]) are tracked for each app container's running attempt. A failed
+//!   liveness or startup probe becomes a `StopContainer` of that attempt (the probe's
+//!   `terminationGracePeriodSeconds`, else the pod's); the exit then takes the normal
+//!   restart path, back-off included. Readiness and `started` reach the status through
+//!   [`Plan::probes`].
+//! - A container whose config cannot be resolved (the worker feeds the
+//!   [`AgentError::ContainerConfig`] of its `RunContainer` back through
+//!   [`PodSync::applied`]) waits with that reason and message and is retried with
+//!   back-off; the error is forgotten once a start succeeds or the container runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -25,7 +34,9 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::time::Instant;
 
 use super::backoff::CrashBackoff;
+use super::probe::state::{Due, Kind, Outcome, Probes, View};
 use super::spec::{self, RestartPolicy};
+use crate::error::AgentError;
 use crate::runtime::{ContainerInfo, ContainerState, SandboxInfo};
 
 /// Exited attempts kept per container: the current one and the one before it (lastState).
@@ -102,6 +113,9 @@ pub struct Plan {
     pub waiting: BTreeMap<String, Waiting>,
     /// When to plan again even if nothing else happens (the end of a back-off).
     pub wake_at: Option<Instant>,
+    /// Probe results of the app containers' running attempts, by name (absent: not
+    /// tracked, which shows as started and ready while running).
+    pub probes: BTreeMap<String, View>,
 }
 
 impl Plan {
@@ -114,12 +128,16 @@ impl Plan {
     }
 }
 
-/// The sync state of one pod: back-offs and when each exit was first seen.
+/// The sync state of one pod: back-offs, when each exit was first seen, probe state,
+/// and container config errors.
 #[derive(Debug)]
 pub struct PodSync {
     backoff: CrashBackoff,
-    /// Container id → when this agent first saw it exited.
+    /// Container id (or back-off key) → when this agent first saw it exited (or fail).
     exits: HashMap<String, Instant>,
+    probes: Probes,
+    /// Container name → why its config could not be resolved at its last try.
+    config_errors: BTreeMap<String, Waiting>,
 }
 
 /// Back-off key of a missing image, distinct from the container's crash back-off.
@@ -127,14 +145,79 @@ fn pull_key(container: &str) -> String {
     format!("pull/{container}")
 }
 
+/// Back-off key of a container config error.
+fn config_key(container: &str) -> String {
+    format!("config/{container}")
+}
+
 impl PodSync {
     pub fn new(backoff_initial: Duration, backoff_max: Duration) -> Self {
-        Self { backoff: CrashBackoff::new(backoff_initial, backoff_max), exits: HashMap::new() }
+        Self {
+            backoff: CrashBackoff::new(backoff_initial, backoff_max),
+            exits: HashMap::new(),
+            probes: Probes::default(),
+            config_errors: BTreeMap::new(),
+        }
     }
 
     /// The steps that bring the runtime closer to `pod` (None: the pod is gone).
     pub fn plan(&mut self, pod: Option<&Pod>, observed: &Observed, now: Instant) -> Plan {
         self.note_exits(observed, now);
+        self.track(pod, observed, now);
+        let mut plan = self.plan_steps(pod, observed, now);
+        plan.probes = spec_names(pod).filter_map(|n| self.probes.view(n).map(|v| (n.to_string(), v))).collect();
+        plan
+    }
+
+    /// The probe runs due at `now` (each marked in flight until its result is fed back).
+    pub fn due_probes(&mut self, now: Instant) -> Vec<Due> {
+        self.probes.due(now)
+    }
+
+    /// When the next probe run is due.
+    pub fn next_probe_at(&mut self) -> Option<Instant> {
+        self.probes.next_due()
+    }
+
+    /// Feed a probe result; true if the pod must be synced again (readiness or `started`
+    /// changed, or the attempt is to be killed).
+    pub fn probe_result(&mut self, id: &str, kind: Kind, outcome: &Outcome) -> bool {
+        self.probes.record(id, kind, outcome)
+    }
+
+    /// Feed back how a step went: a `RunContainer` that failed for its config makes that
+    /// container wait (with back-off); one that succeeded clears it.
+    pub fn applied(&mut self, step: &Step, result: Result<(), &AgentError>, now: Instant) {
+        match (step, result) {
+            (Step::RunContainer { name, .. }, Ok(())) => {
+                self.config_errors.remove(name);
+            }
+            (Step::RunContainer { .. }, Err(AgentError::ContainerConfig { container, reason, message })) => {
+                let key = config_key(container);
+                self.backoff.restarted(&key, now);
+                self.exits.insert(key, now);
+                self.config_errors.insert(container.clone(), Waiting { reason, message: message.clone() });
+            }
+            _ => {}
+        }
+    }
+
+    /// Track the probes of each app container's running attempt; a running container has
+    /// no config error any more.
+    fn track(&mut self, pod: Option<&Pod>, observed: &Observed, now: Instant) {
+        let Some(pod) = pod else { return self.probes.track([], now) };
+        let running = spec::containers(pod).iter().filter_map(|c| {
+            let latest = observed.latest(&c.name).filter(|l| l.is_running())?;
+            Some((c, latest.id.as_str()))
+        });
+        let running: Vec<(&Container, &str)> = running.collect();
+        for (c, _) in &running {
+            self.config_errors.remove(&c.name);
+        }
+        self.probes.track(running, now);
+    }
+
+    fn plan_steps(&mut self, pod: Option<&Pod>, observed: &Observed, now: Instant) -> Plan {
         let Some(pod) = pod else { return teardown(observed, Duration::ZERO, false) };
         if spec::is_terminating(pod) {
             return teardown(observed, spec::grace_period(pod), true);
@@ -195,7 +278,13 @@ impl PodSync {
         plan: &mut Plan,
     ) {
         match info.state {
-            ContainerState::Running { .. } => {}
+            ContainerState::Running { .. } => {
+                let kill = self.probes.kills().find(|(name, k)| *name == c.name && k.id == info.id);
+                if let Some((_, kill)) = kill {
+                    let grace = kill.grace.unwrap_or_else(|| spec::grace_period(pod));
+                    plan.steps.push(Step::StopContainer { id: info.id.clone(), grace });
+                }
+            }
             // A start that failed half-way: remove it; the next plan creates it again.
             ContainerState::Created => plan.steps.push(Step::RemoveContainer { id: info.id.clone() }),
             ContainerState::Exited { exit_code, .. } if policy.restarts(exit_code) => {
@@ -225,6 +314,15 @@ impl PodSync {
 
     /// Plans attempt `attempt` of `c` if its image is present; true if it was planned.
     fn run(&mut self, c: &Container, attempt: u32, obs: &Observed, now: Instant, plan: &mut Plan) -> bool {
+        if let Some(error) = self.config_errors.get(&c.name) {
+            let key = config_key(&c.name);
+            let failed_at = self.exits.get(&key).copied().unwrap_or(now);
+            if let Some(until) = self.backoff.blocked_until(&key, failed_at, now) {
+                plan.wait(&c.name, error.reason, error.message.clone());
+                plan.wake(until);
+                return false;
+            }
+        }
         let image = c.image.clone().unwrap_or_default();
         if obs.images.get(&image).is_some_and(Option::is_some) {
             plan.steps.push(Step::RunContainer { name: c.name.clone(), attempt });
@@ -259,11 +357,17 @@ impl PodSync {
 
     /// Remembers when each exit was first seen; forgets containers that are gone.
     fn note_exits(&mut self, observed: &Observed, now: Instant) {
-        self.exits.retain(|id, _| id.starts_with("pull/") || observed.containers.iter().any(|c| &c.id == id));
+        let kept = |id: &str| id.starts_with("pull/") || id.starts_with("config/");
+        self.exits.retain(|id, _| kept(id) || observed.containers.iter().any(|c| &c.id == id));
         for c in observed.containers.iter().filter(|c| matches!(c.state, ContainerState::Exited { .. })) {
             self.exits.entry(c.id.clone()).or_insert(now);
         }
     }
+}
+
+/// Names of the pod's app containers.
+fn spec_names(pod: Option<&Pod>) -> impl Iterator<Item = &str> {
+    pod.map(spec::containers).unwrap_or_default().iter().map(|c| c.name.as_str())
 }
 
 fn stop_running(observed: &Observed, grace: Duration) -> Vec<Step> {

@@ -11,6 +11,9 @@
 //!   [`Runtime::events`].
 //! - Pod IPs come from the runtime's own /24 and are unique among live sandboxes.
 //! - Every image is present unless a test marks it missing.
+//! - Exec works in running containers only; every exec is recorded ([`FakeRuntime::execs`])
+//!   and answers exit 0 unless a test scripts another code or a hang for that container
+//!   (so probe and hook tests run real exec calls).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -22,7 +25,7 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::sync::broadcast;
 
 use super::{labels, ContainerInfo, ContainerSpec, ContainerState, Runtime, RuntimeError, RuntimeEvent};
-use super::{SandboxInfo, SandboxSpec};
+use super::{ExecOutput, ExecRequest, ExecSession, SandboxInfo, SandboxSpec};
 
 /// Buffered runtime events; a subscriber that lags this far behind resyncs everything.
 const EVENT_BUFFER: usize = 1024;
@@ -40,6 +43,29 @@ struct State {
     /// Host parts of the pod IPs in use.
     ips: BTreeSet<u8>,
     starts: u64,
+    /// Scripted exec behaviour by (pod uid, container name).
+    exec_scripts: BTreeMap<(String, String), ExecScript>,
+    /// Every exec, in order.
+    execs: Vec<ExecCall>,
+    /// Exit codes of finished execs, by exec id.
+    exec_codes: BTreeMap<String, i32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ExecScript {
+    exit_code: i32,
+    /// The exec's output never ends (a command that hangs).
+    hang: bool,
+}
+
+/// One exec the fake runtime was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCall {
+    pub pod_uid: String,
+    pub container: String,
+    /// The container's id (which attempt was exec'd into).
+    pub id: String,
+    pub command: Vec<String>,
 }
 
 /// The in-memory runtime. See the module doc.
@@ -92,6 +118,21 @@ impl FakeRuntime {
         drop(s);
         let _ = self.events.send(RuntimeEvent { pod_uid: pod_uid.to_string() });
         true
+    }
+
+    /// Execs in container `name` of pod `pod_uid` exit with `exit_code` from now on.
+    pub fn set_exec_result(&self, pod_uid: &str, name: &str, exit_code: i32) {
+        self.state().exec_scripts.entry((pod_uid.to_string(), name.to_string())).or_default().exit_code = exit_code;
+    }
+
+    /// Execs in container `name` of pod `pod_uid` hang (`true`: their output never ends).
+    pub fn set_exec_hang(&self, pod_uid: &str, name: &str, hang: bool) {
+        self.state().exec_scripts.entry((pod_uid.to_string(), name.to_string())).or_default().hang = hang;
+    }
+
+    /// Every exec so far, in order.
+    pub fn execs(&self) -> Vec<ExecCall> {
+        self.state().execs.clone()
     }
 
     /// How many containers were ever started (to tell adoption from restarts).
@@ -235,10 +276,43 @@ impl Runtime for FakeRuntime {
         Ok(s.containers.values().filter(|c| pod_uid.is_none_or(|u| c.pod_uid == u)).cloned().collect())
     }
 
+    async fn exec_stream(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        let mut s = self.state();
+        let c = s.containers.get(id).ok_or_else(|| RuntimeError::not_found("container", id))?;
+        if !c.is_running() {
+            return Err(RuntimeError::Failed(format!("container {id} is not running")));
+        }
+        let call = ExecCall {
+            pod_uid: c.pod_uid.clone(),
+            container: c.name.clone(),
+            id: id.to_string(),
+            command: request.command.clone(),
+        };
+        let script = s.exec_scripts.get(&(call.pod_uid.clone(), call.container.clone())).copied().unwrap_or_default();
+        let output = format!("fake exec {:?}\n", call.command);
+        s.execs.push(call);
+        let exec_id = format!("exec-{}", s.execs.len());
+        let output: ExecStream = if script.hang {
+            Box::pin(futures::stream::pending())
+        } else {
+            s.exec_codes.insert(exec_id.clone(), script.exit_code);
+            Box::pin(futures::stream::iter([Ok(ExecOutput::Stdout(output.into()))]))
+        };
+        let stdin = request.stdin.then(|| Box::pin(tokio::io::sink()) as _);
+        Ok(ExecSession { id: exec_id, stdin, output })
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<i32, RuntimeError> {
+        self.state().exec_codes.get(exec_id).copied().ok_or_else(|| RuntimeError::not_found("exec", exec_id))
+    }
+
     fn events(&self) -> Option<broadcast::Receiver<RuntimeEvent>> {
         Some(self.events.subscribe())
     }
 }
+
+/// An exec's output as [`ExecSession`] carries it.
+type ExecStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<ExecOutput, RuntimeError>> + Send>>;
 
 /// The fake's own label: which sandbox a container lives in.
 const SANDBOX_LABEL: &str = "io.flotilla.fake.sandbox";

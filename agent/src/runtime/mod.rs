@@ -21,6 +21,8 @@
 //! Volumes reach runtimes already made: the agent turns every volume into a host
 //! directory or file, and a runtime only bind-mounts [`Mount`]s.
 
+pub mod containerd;
+pub mod docker;
 pub mod fake;
 pub mod process;
 
@@ -47,6 +49,9 @@ pub mod labels {
     pub const CONTAINER_NAME: &str = "io.flotilla.container.name";
     /// The attempt number, which is the container's restart count (decimal).
     pub const ATTEMPT: &str = "io.flotilla.container.attempt";
+    /// Which agent owns the object, for runtimes several agents share (one Docker daemon
+    /// or containerd for every agent of `flotilla up`): each agent lists only its own.
+    pub const SCOPE: &str = "io.flotilla.scope";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

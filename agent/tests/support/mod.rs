@@ -190,3 +190,16 @@ pub fn is_ready(pod: &Pod) -> bool {
     let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
     conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
 }
+
+/// Run an agent over any runtime until the returned token is cancelled.
+pub fn start_agent_over(
+    cluster: &Cluster,
+    config: AgentConfig,
+    node: NodeConfig,
+    runtime: Arc<dyn flotilla_agent::runtime::Runtime>,
+) -> CancellationToken {
+    let cancel = cluster.cancel.child_token();
+    let agent = Agent::new(config, node, runtime).expect("valid agent config");
+    tokio::spawn(agent.run(cancel.clone()));
+    cancel
+}

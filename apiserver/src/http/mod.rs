@@ -6,6 +6,7 @@
 
 mod health;
 mod negotiate;
+pub mod node_proxy;
 mod pods;
 mod query;
 mod resource;
@@ -72,6 +73,10 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
         .route("/api/v1/", get(core_v1))
         .route("/apis/{group}", get(group))
         .route("/apis/{group}/{version}", get(group_version))
+        .route("/api/v1/namespaces/{namespace}/pods/{name}/log", any(pods::log))
+        .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", any(pods::exec))
+        .route("/api/v1/namespaces/{namespace}/pods/{name}/attach", any(pods::attach))
+        .route("/api/v1/namespaces/{namespace}/pods/{name}/portforward", any(pods::portforward))
         .route("/api/v1/{*rest}", any(resource::core))
         .route("/apis/{group}/{version}/{*rest}", any(resource::grouped))
         .route("/openapi/v3", get(openapi_index))

@@ -15,7 +15,8 @@
 //!   finalizer.
 //!
 //! Nothing here touches a disk: the node agent creates the directory when it mounts the
-//! volume (`DirectoryOrCreate`), and removes it after the PV is deleted.
+//! volume (`DirectoryOrCreate`); a deleted PV's directory is left on its node (the agent
+//! does not watch PVs).
 
 use std::collections::BTreeMap;
 

@@ -17,7 +17,8 @@ fn config() -> NodeConfig {
 
 fn facts(sample: Sample, now: Timestamp) -> Facts<'static> {
     static IDENTITY: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
-    Facts { sample, identity: IDENTITY.get_or_init(Identity::default), runtime_version: "fake://0.1.0", now }
+    let identity = IDENTITY.get_or_init(Identity::default);
+    Facts { sample, identity, runtime_version: "fake://0.1.0", now, daemon_port: 10250 }
 }
 
 fn condition<'a>(s: &'a NodeStatus, t: &str) -> &'a NodeCondition {
@@ -46,6 +47,8 @@ fn the_node_has_labels_taints_capacity_addresses_and_info() {
         (KUBELET_VERSION, "fake://0.1.0")
     );
     assert_eq!(condition(&s, "Ready").status, "True");
+    let endpoint = s.daemon_endpoints.as_ref().and_then(|d| d.kubelet_endpoint.as_ref()).map(|e| e.port);
+    assert_eq!(endpoint, Some(10250));
     for t in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
         assert_eq!(condition(&s, t).status, "False");
     }

@@ -1,19 +1,24 @@
 //! The pod sync core against the in-memory runtime: a rig plays the worker (observe, plan,
-//! apply, report), with a hand-moved clock.
+//! apply with hooks, report, run due probes), with a hand-moved clock.
 
 use std::net::Ipv4Addr;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, PodSpec, PodStatus, Probe,
+    TCPSocketAction,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 use super::*;
+use crate::api::ApiPool;
 use crate::pods::effects;
+use crate::pods::probe::{action, hooks, run};
 use crate::pods::status::{self, Input};
+use crate::pods::Context;
 use crate::runtime::fake::FakeRuntime;
 use crate::runtime::Runtime;
-use crate::api::ApiPool;
-use crate::pods::Context;
 use std::sync::Arc;
 
 const INITIAL: Duration = Duration::from_secs(10);
@@ -70,6 +75,10 @@ struct Rig {
     reports: Vec<PodStatus>,
     deleted: bool,
     last_plan: Plan,
+    /// Makes `RunContainer` of this container fail as a config error would.
+    config_error: Option<(String, String)>,
+    /// `RunContainer` steps tried.
+    runs: usize,
 }
 
 impl Rig {
@@ -89,6 +98,8 @@ impl Rig {
             reports: Vec::new(),
             deleted: false,
             last_plan: Plan::default(),
+            config_error: None,
+            runs: 0,
         }
     }
 
@@ -129,10 +140,43 @@ impl Rig {
                     self.deleted = true;
                     return self.observe().await;
                 }
-                effects::apply(&self.ctx, self.pod.as_ref(), &observed, step).await.unwrap();
+                let result = self.apply(&observed, step).await;
+                self.sync.applied(step, result.as_ref().map(|_| ()), self.now);
+                match result {
+                    Err(AgentError::ContainerConfig { .. }) => break,
+                    other => other.unwrap(),
+                }
             }
         }
         panic!("sync did not settle");
+    }
+
+    async fn apply(&mut self, observed: &Observed, step: &Step) -> Result<(), AgentError> {
+        if let Step::RunContainer { name, .. } = step {
+            self.runs += 1;
+            if let Some((container, message)) = self.config_error.clone().filter(|(c, _)| c == name) {
+                let reason = "CreateContainerConfigError";
+                return Err(AgentError::ContainerConfig { container, reason, message });
+            }
+        }
+        hooks::apply(&self.ctx, self.pod.as_ref(), observed, step).await
+    }
+
+    /// Run the probes due now, as the worker does; how many ran and whether any result
+    /// asks for a sync.
+    async fn probe(&mut self) -> (usize, bool) {
+        let observed = self.observe().await;
+        let pod = self.pod.clone().unwrap();
+        let ip = hooks::pod_ip(&self.ctx, observed.sandbox.as_ref().and_then(|s| s.ip.as_deref()));
+        let due = self.sync.due_probes(self.now);
+        let mut changed = false;
+        for d in &due {
+            let c = spec::containers(&pod).iter().find(|c| c.name == d.container).unwrap();
+            let action = action::of_probe(d.kind.of(c).unwrap(), c, &ip);
+            let outcome = run::run(self.rt.as_ref(), &d.id, &action, d.timeout).await;
+            changed |= self.sync.probe_result(&d.id, d.kind, &outcome);
+        }
+        (due.len(), changed)
     }
 
     fn status(&self) -> &PodStatus {
@@ -377,4 +421,247 @@ async fn nothing_is_started_for_a_pod_whose_phase_is_terminal() {
     let o = rig.settle().await;
     assert!(o.is_empty());
     assert_eq!(rig.rt.starts(), 0);
+}
+
+// ---- probes, hooks and config errors ----
+
+fn exec_probe(period: i32, failure: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction { command: Some(vec!["check".into()]) }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failure),
+        ..Probe::default()
+    }
+}
+
+/// A pod whose one container `app` is shaped by `f`.
+fn pod_with(policy: &str, f: impl FnOnce(&mut Container)) -> Pod {
+    let mut p = pod(policy, &[], &["app"]);
+    f(&mut p.spec.as_mut().unwrap().containers[0]);
+    p
+}
+
+fn transition(rig: &Rig, t: &str) -> Time {
+    let cs = rig.status().conditions.as_ref().unwrap();
+    cs.iter().find(|c| c.type_ == t).unwrap().last_transition_time.clone().unwrap()
+}
+
+#[tokio::test]
+async fn a_failing_liveness_probe_kills_the_container_which_restarts_with_backoff() {
+    let mut rig = Rig::new(pod_with("Always", |c| {
+        let mut probe = exec_probe(10, 3);
+        probe.termination_grace_period_seconds = Some(3);
+        c.liveness_probe = Some(probe);
+    }));
+    let first = rig.settle().await.latest("app").unwrap().id.clone();
+    assert_eq!(rig.probe().await, (1, false), "passing: nothing changes");
+    rig.rt.set_exec_result(UID, "app", 1);
+    for _ in 0..2 {
+        rig.advance(Duration::from_secs(10));
+        assert_eq!(rig.probe().await, (1, false), "below the failure threshold");
+        assert!(running(&rig.settle().await, "app"));
+    }
+    rig.advance(Duration::from_secs(10));
+    assert_eq!(rig.probe().await, (1, true), "the third failure asks for a kill");
+    let plan = rig.sync.plan(rig.pod.as_ref(), &rig.observe().await, rig.now);
+    assert_eq!(plan.steps, vec![Step::StopContainer { id: first.clone(), grace: Duration::from_secs(3) }]);
+    let o = rig.settle().await;
+    assert!(running(&o, "app") && o.latest("app").unwrap().id != first, "restarted at once the first time");
+    assert_eq!(rig.container("app").restart_count, 1);
+    let last = rig.container("app").last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, crate::runtime::fake::STOPPED_EXIT_CODE);
+    assert!(rig.rt.execs().iter().all(|e| e.command == ["check"]));
+
+    // The new attempt is probed afresh and killed again: now the back-off holds it.
+    for _ in 0..3 {
+        rig.advance(Duration::from_secs(10));
+        rig.probe().await;
+    }
+    assert_eq!(rig.rt.execs().last().unwrap().id, rig.observe().await.latest("app").unwrap().id);
+    let o = rig.settle().await;
+    assert!(!running(&o, "app"));
+    assert_eq!(rig.waiting_reason("app").as_deref(), Some("CrashLoopBackOff"));
+    rig.advance(INITIAL);
+    rig.settle().await;
+    assert_eq!(rig.container("app").restart_count, 2);
+}
+
+#[tokio::test]
+async fn readiness_gates_the_ready_conditions_both_ways() {
+    let mut rig = Rig::new(pod_with("Always", |c| c.readiness_probe = Some(exec_probe(5, 1))));
+    rig.settle().await;
+    assert_eq!((rig.phase(), rig.condition("Ready")), ("Running".into(), "False".into()), "unready until probed");
+    let app = rig.container("app");
+    assert_eq!((app.ready, app.started), (false, Some(true)));
+    assert_eq!(rig.status().conditions.as_ref().unwrap()[3].reason.as_deref(), Some("ContainersNotReady"));
+
+    rig.advance(Duration::from_secs(2));
+    assert_eq!(rig.probe().await, (1, true));
+    rig.settle().await;
+    assert_eq!((rig.condition("ContainersReady"), rig.condition("Ready")), ("True".into(), "True".into()));
+    assert_eq!(transition(&rig, "Ready"), status::time(rig.wall));
+    assert!(rig.container("app").ready);
+
+    rig.advance(Duration::from_secs(5));
+    rig.rt.set_exec_result(UID, "app", 1);
+    assert_eq!(rig.probe().await, (1, true));
+    let o = rig.settle().await;
+    assert!(running(&o, "app"), "readiness never restarts");
+    assert_eq!((rig.condition("ContainersReady"), rig.condition("Ready")), ("False".into(), "False".into()));
+    assert_eq!(transition(&rig, "Ready"), status::time(rig.wall), "a new transition time");
+    assert!(!rig.container("app").ready);
+}
+
+#[tokio::test]
+async fn the_startup_probe_gates_liveness_until_it_passes() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut rig = Rig::new(pod_with("Always", |c| {
+        c.startup_probe = Some(Probe {
+            tcp_socket: Some(TCPSocketAction { host: Some("127.0.0.1".into()), port: IntOrString::Int(port.into()) }),
+            period_seconds: Some(1),
+            failure_threshold: Some(30),
+            ..Probe::default()
+        });
+        c.liveness_probe = Some(exec_probe(1, 1));
+    }));
+    rig.rt.set_exec_result(UID, "app", 1);
+    rig.settle().await;
+    for _ in 0..5 {
+        assert_eq!(rig.probe().await, (1, false), "only the startup probe, failing");
+        rig.advance(Duration::from_secs(1));
+    }
+    assert!(rig.rt.execs().is_empty(), "liveness did not run");
+    assert!(running(&rig.settle().await, "app"));
+    let app = rig.container("app");
+    assert_eq!((app.started, app.ready), (Some(false), false));
+
+    let _listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    assert_eq!(rig.probe().await, (1, true), "started");
+    rig.settle().await;
+    assert_eq!(rig.container("app").started, Some(true));
+    rig.advance(Duration::from_secs(1));
+    assert_eq!(rig.probe().await, (1, true), "now liveness runs, and fails");
+    assert_eq!(rig.rt.execs().len(), 1);
+    rig.settle().await;
+    assert_eq!(rig.container("app").restart_count, 1);
+}
+
+#[tokio::test]
+async fn initial_delay_holds_an_http_readiness_probe_back() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await.unwrap();
+        let reply = b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n";
+        tokio::io::AsyncWriteExt::write_all(&mut conn, reply).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    let mut rig = Rig::new(pod_with("Always", |c| {
+        c.ports =
+            Some(vec![ContainerPort { name: Some("web".into()), container_port: port.into(), ..Default::default() }]);
+        c.readiness_probe = Some(Probe {
+            http_get: Some(HTTPGetAction {
+                host: Some("127.0.0.1".into()),
+                port: IntOrString::String("web".into()),
+                path: Some("/ready".into()),
+                ..HTTPGetAction::default()
+            }),
+            initial_delay_seconds: Some(30),
+            ..Probe::default()
+        });
+    }));
+    rig.settle().await;
+    rig.advance(Duration::from_secs(29));
+    assert_eq!(rig.probe().await, (0, false), "not before the initial delay");
+    rig.advance(Duration::from_secs(1));
+    assert_eq!(rig.probe().await, (1, true));
+    assert!(server.await.unwrap().starts_with("GET /ready HTTP/1.1"));
+    rig.settle().await;
+    assert_eq!(rig.condition("Ready"), "True");
+}
+
+fn exec_hook(command: &str) -> Option<LifecycleHandler> {
+    Some(LifecycleHandler { exec: Some(ExecAction { command: Some(vec![command.into()]) }), ..Default::default() })
+}
+
+#[tokio::test]
+async fn pre_stop_runs_in_the_running_container_before_it_is_stopped() {
+    let mut rig = Rig::new(pod_with("Always", |c| {
+        c.lifecycle = Some(Lifecycle { pre_stop: exec_hook("drain"), ..Lifecycle::default() });
+    }));
+    let id = rig.settle().await.latest("app").unwrap().id.clone();
+    let pod = rig.pod.as_mut().unwrap();
+    pod.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    pod.metadata.deletion_grace_period_seconds = Some(30);
+    rig.settle().await;
+    assert!(rig.deleted);
+    // The fake refuses exec in a stopped container: recorded means it ran before the stop.
+    let execs = rig.rt.execs();
+    assert_eq!(execs.len(), 1);
+    assert_eq!((execs[0].id.as_str(), execs[0].command.as_slice()), (id.as_str(), ["drain".to_string()].as_slice()));
+}
+
+#[tokio::test]
+async fn a_hanging_pre_stop_hook_is_cut_at_the_grace_period() {
+    let mut rig = Rig::new(pod_with("Always", |c| {
+        c.lifecycle = Some(Lifecycle { pre_stop: exec_hook("hang"), ..Lifecycle::default() });
+    }));
+    rig.settle().await;
+    rig.rt.set_exec_hang(UID, "app", true);
+    let pod = rig.pod.as_mut().unwrap();
+    pod.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    pod.metadata.deletion_grace_period_seconds = Some(1);
+    let started = std::time::Instant::now();
+    rig.settle().await;
+    assert!(rig.deleted, "the stop went on after the hook timed out");
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded by the grace period");
+}
+
+#[tokio::test]
+async fn a_failing_post_start_hook_kills_the_new_container() {
+    let mut rig = Rig::new(pod_with("Always", |c| {
+        c.lifecycle = Some(Lifecycle { post_start: exec_hook("setup"), ..Lifecycle::default() });
+    }));
+    rig.rt.set_exec_result(UID, "app", 1);
+    let o = rig.settle().await;
+    assert!(rig.rt.execs().len() >= 2, "ran after each start");
+    assert!(!running(&o, "app"));
+    assert_eq!(rig.waiting_reason("app").as_deref(), Some("CrashLoopBackOff"));
+    rig.rt.set_exec_result(UID, "app", 0);
+    rig.advance(INITIAL);
+    assert!(running(&rig.settle().await, "app"), "runs once the hook passes");
+}
+
+#[tokio::test]
+async fn a_container_config_error_waits_with_its_reason_retries_with_backoff_and_clears() {
+    let mut rig = Rig::new(pod("Always", &[], &["app"]));
+    rig.config_error = Some(("app".into(), "configmap \"cfg\" not found".into()));
+    let o = rig.settle().await;
+    assert!(o.latest("app").is_none());
+    assert_eq!(rig.phase(), "Pending");
+    let waiting = rig.container("app").state.unwrap().waiting.unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("CreateContainerConfigError"));
+    assert_eq!(waiting.message.as_deref(), Some("configmap \"cfg\" not found"));
+    assert_eq!(rig.last_plan.wake_at, Some(rig.now + INITIAL), "retried after the back-off");
+    let runs = rig.runs;
+    rig.advance(INITIAL - Duration::from_secs(1));
+    rig.settle().await;
+    assert_eq!(rig.runs, runs, "not retried before the back-off ends");
+    rig.advance(Duration::from_secs(1));
+    rig.settle().await;
+    assert_eq!(rig.runs, runs + 1, "retried");
+    assert_eq!(rig.last_plan.wake_at, Some(rig.now + INITIAL * 2), "the back-off doubles");
+
+    rig.config_error = None;
+    rig.advance(INITIAL * 2);
+    let o = rig.settle().await;
+    assert!(running(&o, "app"));
+    assert_eq!(rig.container("app").state.unwrap().waiting, None, "the error is cleared");
+    rig.rt.exit(UID, "app", 1);
+    rig.settle().await;
+    assert_eq!(rig.container("app").restart_count, 1, "an ordinary restart, no config wait");
 }

@@ -80,3 +80,27 @@ async fn injected_behaviour_missing_images_exit_on_start_and_unsupported_calls()
     let logs = rt.logs(&id).await.unwrap_err();
     assert_eq!(logs.to_string(), "logs is not supported by the fake runtime");
 }
+
+#[tokio::test]
+async fn exec_runs_only_in_running_containers_is_recorded_and_can_be_scripted() {
+    let rt = FakeRuntime::new(Ipv4Addr::new(10, 9, 9, 0));
+    let sandbox = rt.create_sandbox(&sandbox_spec("u1")).await.unwrap();
+    let a = rt.create_container(&sandbox.id, &container_spec("u1", "a", "img")).await.unwrap();
+    let cmd = vec!["cat".to_string(), "/tmp/healthy".to_string()];
+    assert!(rt.exec(&a, &cmd).await.is_err(), "not running yet");
+    rt.start_container(&a).await.unwrap();
+    let (code, output) = rt.exec(&a, &cmd).await.unwrap();
+    assert_eq!(code, 0, "exit 0 unless scripted");
+    assert!(String::from_utf8(output).unwrap().contains("/tmp/healthy"));
+    rt.set_exec_result("u1", "a", 3);
+    assert_eq!(rt.exec(&a, &cmd).await.unwrap().0, 3);
+    rt.set_exec_hang("u1", "a", true);
+    let hung = tokio::time::timeout(Duration::from_millis(50), rt.exec(&a, &cmd)).await;
+    assert!(hung.is_err(), "a hanging exec does not end");
+    let calls = rt.execs();
+    assert_eq!(calls.len(), 3, "the refused exec is not recorded");
+    assert!(calls.iter().all(|c| c.pod_uid == "u1" && c.container == "a" && c.id == a && c.command == cmd));
+    rt.set_exec_hang("u1", "a", false);
+    rt.stop_container(&a, Duration::ZERO).await.unwrap();
+    assert!(rt.exec(&a, &cmd).await.is_err(), "not after it stopped");
+}

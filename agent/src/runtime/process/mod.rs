@@ -25,12 +25,21 @@
 //! - The sandbox is bookkeeping only: the pod IP is the host IP, the pod's default working
 //!   directory is `pods/<uid>/` under the data dir, and it is removed with the sandbox.
 //!
+//! - Logs: the process appends stdout and stderr to its log file itself (so it outlives
+//!   the agent); the waiter notes when bytes appeared ([`stamps`]), which `kubectl logs
+//!   --timestamps/--since` read ([`logs`]). Exec runs another host process with the
+//!   container's env and directory, without a terminal ([`exec`]).
+//!
 //! Layout under the root directory: `sandboxes/<id>.json`, `containers/<id>.json`,
-//! `logs/<container id>.log` (stdout and stderr, appended), `pods/<uid>/`.
+//! `logs/<container id>.log` (stdout and stderr, appended), `logs/<container id>.stamps`,
+//! `pods/<uid>/`.
 
+mod exec;
+mod logs;
 mod pid;
 mod record;
 mod spawn;
+mod stamps;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -43,7 +52,7 @@ use tokio::sync::broadcast;
 
 use self::record::{ContainerRecord, Dirs, SandboxRecord};
 use super::{labels, ContainerInfo, ContainerSpec, ContainerState, Runtime, RuntimeError, RuntimeEvent};
-use super::{ByteStream, LogOptions, SandboxInfo, SandboxSpec};
+use super::{ByteStream, ExecRequest, ExecSession, LogOptions, SandboxInfo, SandboxSpec};
 
 /// Buffered runtime events; a subscriber that lags this far behind resyncs everything.
 const EVENT_BUFFER: usize = 1024;
@@ -129,6 +138,7 @@ impl Shared {
 pub struct ProcessRuntime {
     shared: Arc<Shared>,
     host_ip: String,
+    execs: exec::Execs,
 }
 
 impl ProcessRuntime {
@@ -146,7 +156,7 @@ impl ProcessRuntime {
         let running = state.containers.values().filter(|r| r.process.is_some()).count();
         tracing::info!(root = %root.display(), containers = state.containers.len(), running, "process runtime loaded");
         let shared = Shared { dirs, state: Mutex::new(state), events: broadcast::channel(EVENT_BUFFER).0 };
-        Ok(Self { shared: Arc::new(shared), host_ip: host_ip.into() })
+        Ok(Self { shared: Arc::new(shared), host_ip: host_ip.into(), execs: exec::Execs::default() })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -302,9 +312,12 @@ impl Runtime for ProcessRuntime {
         }
         record::remove(&self.shared.dirs.containers, id)?;
         s.containers.remove(id);
-        if let Err(e) = std::fs::remove_file(self.shared.dirs.log(id)) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(container = id, error = %e, "cannot remove a container's log");
+        let log = self.shared.dirs.log(id);
+        for path in [stamps::path(&log), log] {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(container = id, path = %path.display(), error = %e, "cannot remove a container's log");
+                }
             }
         }
         Ok(())
@@ -332,17 +345,19 @@ impl Runtime for ProcessRuntime {
         Ok(infos)
     }
 
-    async fn log_stream(&self, id: &str, _options: &LogOptions) -> Result<ByteStream, RuntimeError> {
+    async fn log_stream(&self, id: &str, options: &LogOptions) -> Result<ByteStream, RuntimeError> {
         if !self.state().containers.contains_key(id) {
             return Err(RuntimeError::not_found("container", id));
         }
-        let path = self.shared.dirs.log(id);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(RuntimeError::Failed(format!("reading {}: {e}", path.display()))),
-        };
-        Ok(Box::pin(futures::stream::iter([Ok(bytes::Bytes::from(bytes))])))
+        logs::stream(self.shared.clone(), id.to_string(), self.shared.dirs.log(id), options.clone())
+    }
+
+    async fn exec_stream(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        self.execs.start(&self.shared, id, request)
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<i32, RuntimeError> {
+        self.execs.exit_code(exec_id).await
     }
 
     fn events(&self) -> Option<broadcast::Receiver<RuntimeEvent>> {

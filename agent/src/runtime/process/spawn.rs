@@ -8,7 +8,8 @@
 //! - The process sees only the container's env (plus a default `PATH` and `HOSTNAME`, as
 //!   an image would give it), not the agent's.
 //! - Exactly one task waits for each started process; it records the exit code, kills
-//!   the leftovers of the process group and announces the exit.
+//!   the leftovers of the process group and announces the exit. Meanwhile it stamps the
+//!   log's growth ([`super::stamps`]), a last time after the exit.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -20,11 +21,12 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::process::{Child, Command};
 
 use super::record::{ContainerRecord, ProcessId};
+use super::stamps::{Stamper, STAMP_INTERVAL};
 use super::{pid, Shared, UNKNOWN_EXIT_CODE, UNKNOWN_REASON};
 use crate::runtime::{ContainerState, RuntimeError};
 
 /// `PATH` of a container that sets none. No image supplies one here, so Debian's default.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(super) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Exit code of a container whose process could not be started (as containerd reports).
 const START_ERROR_EXIT_CODE: i32 = 128;
 const START_ERROR_REASON: &str = "StartError";
@@ -63,7 +65,7 @@ pub(super) fn start(shared: &Arc<Shared>, id: &str) -> Result<(), RuntimeError> 
     s.children.insert(id.to_string());
     tracing::info!(container = id, pid, pod_uid = r.info.pod_uid, "container process started");
     drop(guard);
-    wait(Arc::clone(shared), id.to_string(), pid, child);
+    wait(Arc::clone(shared), id.to_string(), pid, child, log);
     saved
 }
 
@@ -95,9 +97,17 @@ fn spawn(r: &ContainerRecord, hostname: &str, cwd: &Path, log: &Path) -> Result<
 }
 
 /// Wait for `child` (container `id`, process `pid`) in a task of its own.
-fn wait(shared: Arc<Shared>, id: String, pid: i32, mut child: Child) {
+fn wait(shared: Arc<Shared>, id: String, pid: i32, mut child: Child, log: PathBuf) {
     tokio::spawn(async move {
-        let status = child.wait().await;
+        let mut stamper = Stamper::new(log);
+        let mut tick = tokio::time::interval(STAMP_INTERVAL);
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                _ = tick.tick() => stamper.observe(),
+            }
+        };
+        stamper.observe();
         // Just reaped: `-pid` can only name what is left of this container's group.
         pid::signal_group(pid, libc::SIGKILL);
         let (code, reason) = match status {

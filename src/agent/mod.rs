@@ -1,27 +1,19 @@
 //! `flotilla agent`: run the node agent for this machine, or `--simulate N` hollow nodes.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
-use flotilla_agent::config::{parse_labels, parse_taints};
+use clap::Args;
+use flotilla_agent::config::{parse_labels, parse_taints, ServerConfig};
 use flotilla_agent::node::host::{self, Host, SimulatedHost};
-use flotilla_agent::runtime::fake::FakeRuntime;
-use flotilla_agent::runtime::process::ProcessRuntime;
-use flotilla_agent::runtime::Runtime;
 use flotilla_agent::simulate::{self, Simulation};
 use flotilla_agent::{Agent, AgentConfig, NodeConfig};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum RuntimeKind {
-    /// In-memory: containers "run" without running anything (for simulations and tests).
-    Fake,
-    /// Host processes, one process group per container: NO isolation (like Nomad's raw_exec).
-    Process,
-}
+mod runtime;
+
+use runtime::{RuntimeArgs, RuntimeKind};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -36,9 +28,11 @@ pub struct AgentArgs {
     /// The Node's name [default: this machine's host name].
     #[arg(long, env = "FLOTILLA_NODE_NAME")]
     node_name: Option<String>,
-    /// Which container runtime runs the pods.
-    #[arg(long, env = "FLOTILLA_AGENT_RUNTIME", value_enum, default_value = "fake")]
-    runtime: RuntimeKind,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Run containers that ask for `securityContext.privileged` (refused by default).
+    #[arg(long, env = "FLOTILLA_ALLOW_PRIVILEGED")]
+    allow_privileged: bool,
     /// Extra node labels, `key=value,...`.
     #[arg(long, env = "FLOTILLA_NODE_LABELS", default_value = "")]
     labels: String,
@@ -69,6 +63,13 @@ pub struct AgentArgs {
     /// Ephemeral storage each simulated node reports, in GiB.
     #[arg(long, default_value_t = 100)]
     sim_storage_gib: u64,
+    /// Port of the endpoint API servers proxy logs, exec and port-forward to (0: any free
+    /// port, advertised in the node status). Simulated nodes serve nothing.
+    #[arg(long, env = "FLOTILLA_AGENT_PORT", default_value_t = flotilla_agent::config::DEFAULT_SERVER_PORT)]
+    port: u16,
+    /// Address that endpoint listens on.
+    #[arg(long, env = "FLOTILLA_AGENT_ADDRESS", default_value = "0.0.0.0")]
+    address: std::net::IpAddr,
     /// Seconds between syncs of an idle pod (events trigger syncs at once).
     #[arg(long, default_value_t = 10)]
     pod_resync_seconds: u64,
@@ -78,16 +79,17 @@ pub struct AgentArgs {
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let config = AgentConfig {
+    let mut config = AgentConfig {
         servers: args.servers.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         pod_resync: Duration::from_secs(args.pod_resync_seconds),
+        allow_privileged: args.allow_privileged,
         ..AgentConfig::default()
     };
     let labels = parse_labels(&args.labels)?;
     let taints = parse_taints(&args.taints)?;
     let cancel = CancellationToken::new();
     let task = match args.simulate {
-        Some(_) if !matches!(args.runtime, RuntimeKind::Fake) => {
+        Some(_) if !matches!(args.runtime.runtime, RuntimeKind::Fake) => {
             anyhow::bail!("--simulate runs hollow nodes: it needs --runtime fake")
         }
         Some(count) => {
@@ -106,15 +108,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
             let name = args.node_name.or_else(host::hostname).context("no --node-name and no host name")?;
             let address = args.node_ip.unwrap_or_else(|| host::primary_address().to_string());
-            let runtime: Arc<dyn Runtime> = match args.runtime {
-                RuntimeKind::Fake => Arc::new(FakeRuntime::new(std::net::Ipv4Addr::new(10, 88, 0, 0))),
-                RuntimeKind::Process => Arc::new(
-                    ProcessRuntime::new(&args.data_dir.join("process"), address.clone())
-                        .context("starting the process runtime")?,
-                ),
-            };
+            let runtime = args.runtime.build(&name, &args.data_dir, &address).await?;
             let host = Host::Real { data_dir: args.data_dir };
             let node = NodeConfig { name, labels, taints, max_pods: args.max_pods, address, host };
+            config.server = Some(ServerConfig { address: args.address, port: args.port });
             let agent = Agent::new(config, node, runtime)?;
             let cancel = cancel.clone();
             tokio::spawn(async move {

@@ -16,6 +16,10 @@ use tokio::time::Instant;
 
 use crate::server::wait_for_signal;
 
+mod agents;
+mod containerd;
+pub use agents::AgentInfo;
+
 #[derive(Args, Debug)]
 pub struct UpArgs {
     /// Directory for the replicas' data, logs and cluster.json.
@@ -27,18 +31,19 @@ pub struct UpArgs {
     /// Node agents to start (`flotilla agent`, one process each, nodes `agent-1`…).
     #[arg(long, default_value_t = 0)]
     agents: usize,
-    /// The agents' container runtime: `fake` (pods reported Running, nothing executes) or
-    /// `process` (containers' commands run as host processes, no isolation).
-    #[arg(long, default_value = "fake")]
-    agent_runtime: String,
-}
-
-/// One node agent `up` started: `name` is its Node's name.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AgentInfo {
-    pub name: String,
-    pub pid: u32,
-    pub argv: Vec<String>,
+    /// The agents' container runtime: `docker`, `containerd`, `process` (host processes, no
+    /// isolation), `fake` (pods reported Running, nothing executes), or `auto`: docker when
+    /// a Docker daemon answers, else process.
+    #[arg(long, value_enum, default_value = "auto")]
+    agent_runtime: agents::RuntimeChoice,
+    /// Seconds without a heartbeat before a node is NotReady (`flotilla server
+    /// --node-monitor-grace-period`; upstream's 40 s is shortened for a laptop).
+    #[arg(long, default_value_t = 20)]
+    node_monitor_grace_period: u64,
+    /// With `--agent-runtime containerd`: the daemon's socket; when none answers there, a
+    /// private containerd is started with its files next to the socket.
+    #[arg(long, default_value = "/var/tmp/flotilla-containerd/containerd.sock")]
+    containerd_address: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -62,11 +67,11 @@ pub struct ClusterFile {
 }
 
 /// How long the cluster may take to elect a leader and answer on every replica.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long children get to exit after SIGTERM before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Pause between readiness probes.
-const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.replicas == 0 || args.replicas > 7 || args.replicas % 2 == 0 {
@@ -82,8 +87,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             (previous.replicas, previous.agents)
         }
         Err(_) => {
-            let plan = fresh_plan(&dir, args.replicas)?;
-            let agents = agent_plan(&dir, &plan, args.agents, &args.agent_runtime)?;
+            let plan = fresh_plan(&dir, args.replicas, args.node_monitor_grace_period)?;
+            let socket = &args.containerd_address;
+            let runtime = agents::resolve(args.agent_runtime, args.agents, socket).await?;
+            let agents = agents::plan(&dir, &plan, args.agents, runtime, socket)?;
             (plan, agents)
         }
     };
@@ -106,7 +113,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     if !agents.is_empty() {
         println!("flotilla: waiting for {} agents to register their nodes", agents.len());
-        if let Err(e) = wait_nodes(&plan, &agents).await {
+        if let Err(e) = agents::wait_nodes(&plan, &agents).await {
             stop(children).await;
             return Err(e);
         }
@@ -117,7 +124,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::rename(&tmp, &cluster_file)?;
     let kubeconfig = dir.join("kubeconfig");
     write_kubeconfig(&kubeconfig, &plan)?;
-    print_next_steps(&plan, agents.len(), &leader, &cluster_file, &kubeconfig);
+    print_next_steps(&plan, &agents, &leader, &cluster_file, &kubeconfig);
     wait_for_signal().await?;
     println!("flotilla: stopping {} replicas and {} agents", plan.len(), agents.len());
     stop_restarted(&cluster_file, &children);
@@ -137,7 +144,7 @@ fn stop_restarted(cluster_file: &Path, children: &[Child]) {
     }
 }
 
-fn fresh_plan(dir: &Path, n: usize) -> anyhow::Result<Vec<ReplicaInfo>> {
+fn fresh_plan(dir: &Path, n: usize, node_grace: u64) -> anyhow::Result<Vec<ReplicaInfo>> {
     // Hold every listener until all ports are chosen so no two replicas get the same one.
     let listeners: Vec<std::net::TcpListener> =
         (0..3 * n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
@@ -173,6 +180,8 @@ fn fresh_plan(dir: &Path, n: usize) -> anyhow::Result<Vec<ReplicaInfo>> {
                 format!("flotilla-up-{}", std::process::id()),
                 "--listen-api-url".into(),
                 api_url.clone(),
+                "--node-monitor-grace-period".into(),
+                node_grace.to_string(),
             ];
             let peer_url = peer_urls[i].clone();
             ReplicaInfo { name: names[i].clone(), pid: 0, argv, client_url, peer_url, api_url, data_dir }
@@ -194,45 +203,6 @@ async fn spawn_logged(argv: &[String], log: &Path, name: &str) -> anyhow::Result
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting {name}"))
-}
-
-/// `n` agents `agent-1`… talking to every replica's API, each with its own data dir.
-fn agent_plan(dir: &Path, replicas: &[ReplicaInfo], n: usize, runtime: &str) -> anyhow::Result<Vec<AgentInfo>> {
-    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
-    let servers: Vec<&str> = replicas.iter().map(|r| r.api_url.as_str()).collect();
-    Ok((1..=n)
-        .map(|i| {
-            let name = format!("agent-{i}");
-            let argv = vec![
-                exe.clone(),
-                "agent".into(),
-                "--server".into(),
-                servers.join(","),
-                "--node-name".into(),
-                name.clone(),
-                "--runtime".into(),
-                runtime.to_string(),
-                "--data-dir".into(),
-                dir.join(&name).to_string_lossy().into_owned(),
-            ];
-            AgentInfo { name, pid: 0, argv }
-        })
-        .collect())
-}
-
-/// Wait until every agent's Node exists (it registers once it reached an API replica).
-async fn wait_nodes(plan: &[ReplicaInfo], agents: &[AgentInfo]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    for a in agents {
-        let path = format!("/api/v1/nodes/{}", a.name);
-        while http_status(&plan[0].api_url, &path).await.ok() != Some(200) {
-            if Instant::now() > deadline {
-                bail!("agent {} did not register its node within {READY_TIMEOUT:?}", a.name);
-            }
-            tokio::time::sleep(PROBE_INTERVAL).await;
-        }
-    }
-    Ok(())
 }
 
 /// Wait until every replica answers Status, all name the same leader, and the membership
@@ -310,7 +280,7 @@ async fn apis_ready(plan: &[ReplicaInfo]) -> bool {
 }
 
 /// The status code of a plain-HTTP GET (enough for a readiness probe; no client library).
-async fn http_status(base: &str, path: &str) -> anyhow::Result<u16> {
+pub(crate) async fn http_status(base: &str, path: &str) -> anyhow::Result<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = crate::urls::socket_addr(base)?;
     let mut conn = tokio::net::TcpStream::connect(addr).await?;
@@ -322,7 +292,7 @@ async fn http_status(base: &str, path: &str) -> anyhow::Result<u16> {
     line.get(9..12).and_then(|c| c.parse().ok()).context("malformed HTTP status line")
 }
 
-fn print_next_steps(plan: &[ReplicaInfo], agents: usize, leader: &str, file: &Path, kubeconfig: &Path) {
+fn print_next_steps(plan: &[ReplicaInfo], agents: &[AgentInfo], leader: &str, file: &Path, kubeconfig: &Path) {
     let endpoints: Vec<&str> = plan.iter().map(|r| r.client_url.as_str()).collect();
     let endpoints = endpoints.join(",");
     println!("flotilla: {} replicas ready, leader {leader}; cluster described in {}", plan.len(), file.display());
@@ -337,11 +307,7 @@ fn print_next_steps(plan: &[ReplicaInfo], agents: usize, leader: &str, file: &Pa
     println!("Or with kubectl (every replica serves the Kubernetes API):");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get namespaces");
-    if agents > 0 {
-        println!("  kubectl get nodes      # {agents} agents; the fake runtime reports pods Running, runs nothing");
-    }
-    println!("  kubectl create deployment web --image=nginx:1.27 --replicas=2");
-    println!("  kubectl get deployments -o wide");
+    agents::print_next_steps(agents);
     println!();
     println!("Press Ctrl-C to stop the cluster; run the same command again to resume it.");
 }

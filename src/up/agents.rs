@@ -1,0 +1,203 @@
+//! The node agents `flotilla up` starts: which runtime they use, their command lines, and
+//! waiting for their Nodes.
+//!
+//! Every agent listens for the API servers' log/exec/port-forward requests on its own
+//! loopback port and reports 127.0.0.1 as its InternalIP, so several agents share this
+//! machine without clashing.
+
+use std::path::Path;
+
+use anyhow::bail;
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{http_status, ReplicaInfo, PROBE_INTERVAL, READY_TIMEOUT};
+
+/// One node agent `up` started: `name` is its Node's name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub name: String,
+    pub pid: u32,
+    pub argv: Vec<String>,
+}
+
+/// `--agent-runtime`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeChoice {
+    /// Docker when a Docker daemon answers, else process.
+    Auto,
+    Docker,
+    Containerd,
+    Process,
+    Fake,
+}
+
+impl RuntimeChoice {
+    fn flag(self) -> &'static str {
+        match self {
+            RuntimeChoice::Auto => "auto",
+            RuntimeChoice::Docker => "docker",
+            RuntimeChoice::Containerd => "containerd",
+            RuntimeChoice::Process => "process",
+            RuntimeChoice::Fake => "fake",
+        }
+    }
+}
+
+/// The runtime the agents use; `auto` is decided here and said out loud. For containerd, a
+/// daemon must answer at `containerd_socket` (a private one is started if none does).
+pub async fn resolve(choice: RuntimeChoice, agents: usize, containerd_socket: &Path) -> anyhow::Result<RuntimeChoice> {
+    if agents == 0 {
+        return Ok(choice);
+    }
+    if choice == RuntimeChoice::Containerd {
+        super::containerd::ensure(containerd_socket).await?;
+    }
+    let docker = docker_answers().await;
+    let chosen = match (choice, docker) {
+        (RuntimeChoice::Auto, true) => RuntimeChoice::Docker,
+        (RuntimeChoice::Auto, false) => RuntimeChoice::Process,
+        (RuntimeChoice::Docker, false) => {
+            bail!("--agent-runtime docker: no Docker daemon answers at {}", docker_socket())
+        }
+        (other, _) => other,
+    };
+    let why = match (choice, chosen) {
+        (RuntimeChoice::Auto, RuntimeChoice::Docker) => " (a Docker daemon answered)",
+        (RuntimeChoice::Auto, _) => " (no Docker daemon answered; containers run as host processes, without isolation)",
+        _ => "",
+    };
+    println!("flotilla: the agents use the {} runtime{why}", chosen.flag());
+    Ok(chosen)
+}
+
+/// The Docker daemon's socket path (`DOCKER_HOST=unix://…` or the default).
+fn docker_socket() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_string())
+}
+
+/// True when `GET /_ping` on the Docker socket answers 200 within a second.
+async fn docker_answers() -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ping = async {
+        let mut conn = tokio::net::UnixStream::connect(docker_socket()).await?;
+        conn.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").await?;
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).await?;
+        std::io::Result::Ok(head.get(9..12) == Some(b"200".as_slice()))
+    };
+    matches!(tokio::time::timeout(std::time::Duration::from_secs(1), ping).await, Ok(Ok(true)))
+}
+
+/// `n` agents `agent-1`… talking to every replica's API, each with its own data dir and
+/// endpoint port.
+pub fn plan(
+    dir: &Path,
+    replicas: &[ReplicaInfo],
+    n: usize,
+    runtime: RuntimeChoice,
+    containerd_socket: &Path,
+) -> anyhow::Result<Vec<AgentInfo>> {
+    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
+    let servers: Vec<&str> = replicas.iter().map(|r| r.api_url.as_str()).collect();
+    // Hold every listener until all ports are chosen so no two agents get the same one.
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
+    drop(listeners);
+    Ok((1..=n)
+        .zip(ports)
+        .map(|(i, port)| {
+            let name = format!("agent-{i}");
+            let argv = vec![
+                exe.clone(),
+                "agent".into(),
+                "--server".into(),
+                servers.join(","),
+                "--node-name".into(),
+                name.clone(),
+                "--runtime".into(),
+                runtime.flag().to_string(),
+                "--data-dir".into(),
+                dir.join(&name).to_string_lossy().into_owned(),
+                "--node-ip".into(),
+                "127.0.0.1".into(),
+                "--address".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string(),
+            ];
+            let mut argv = argv;
+            if runtime == RuntimeChoice::Containerd {
+                argv.extend(["--containerd-address".into(), containerd_socket.to_string_lossy().into_owned()]);
+            }
+            AgentInfo { name, pid: 0, argv }
+        })
+        .collect())
+}
+
+/// Wait until every agent's Node exists (it registers once it reached an API replica).
+pub async fn wait_nodes(plan: &[ReplicaInfo], agents: &[AgentInfo]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    for a in agents {
+        let path = format!("/api/v1/nodes/{}", a.name);
+        while http_status(&plan[0].api_url, &path).await.ok() != Some(200) {
+            if Instant::now() > deadline {
+                bail!("agent {} did not register its node within {READY_TIMEOUT:?}", a.name);
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    }
+    Ok(())
+}
+
+/// The runtime an agent's argv names.
+fn runtime_of(agent: &AgentInfo) -> &str {
+    let at = agent.argv.iter().position(|a| a == "--runtime");
+    at.and_then(|i| agent.argv.get(i + 1)).map_or("fake", String::as_str)
+}
+
+pub fn print_next_steps(agents: &[AgentInfo]) {
+    let Some(first) = agents.first() else {
+        println!("  kubectl create deployment web --image=nginx:1.27 --replicas=2   # no agents: stays Pending");
+        return;
+    };
+    let runtime = runtime_of(first);
+    println!("  kubectl get nodes -o wide      # {} agents, {runtime} runtime", agents.len());
+    match runtime {
+        "fake" => {
+            println!("  kubectl create deployment web --image=busybox --replicas=3   # reported Running; nothing runs");
+        }
+        "process" => {
+            println!("  kubectl create deployment web --image=busybox --replicas=3 -- sleep 3600");
+        }
+        _ => {
+            let flag = if runtime == "containerd" { " --containerd" } else { "" };
+            println!("  scripts/make-test-image{flag}   # once: builds flotilla/busybox:latest locally (no registry)");
+            println!("  kubectl create deployment web --image=flotilla/busybox:latest --replicas=3 -- httpd -f -p 80");
+        }
+    }
+    println!("  kubectl get pods -o wide");
+    println!("  kubectl logs deploy/web; kubectl exec deploy/web -- hostname");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_get_distinct_ports_and_name_their_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let agents = plan(dir.path(), &[], 3, RuntimeChoice::Process, Path::new("/x.sock")).unwrap();
+        let port = |a: &AgentInfo| a.argv[a.argv.iter().position(|x| x == "--port").unwrap() + 1].clone();
+        let mut ports: Vec<String> = agents.iter().map(port).collect();
+        ports.dedup();
+        assert_eq!(ports.len(), 3);
+        assert!(agents.iter().all(|a| runtime_of(a) == "process"));
+        assert_eq!(agents[2].name, "agent-3");
+    }
+}
