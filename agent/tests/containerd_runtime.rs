@@ -129,28 +129,7 @@ macro_rules! conformance_test {
     )*};
 }
 
-conformance_test! {
-    sandbox_lifecycle => conformance::sandbox_lifecycle;
-    container_identity_and_listing => conformance::container_identity_and_listing;
-    exit_codes_and_reasons => conformance::exit_codes_and_reasons;
-    env_working_dir_and_output => conformance::env_working_dir_and_output;
-    events_announce_exits => conformance::events_announce_exits;
-    stop_honours_sigterm => conformance::stop_honours_sigterm;
-    stop_kills_after_grace => conformance::stop_kills_after_grace;
-    remove_container => conformance::remove_container;
-    missing_image => conformance::missing_image;
-    logs_with_options => conformance::streams::logs_with_options;
-    logs_follow => conformance::streams::logs_follow;
-    exec_output_and_exit_code => conformance::streams::exec_output_and_exit_code;
-    exec_stdin => conformance::streams::exec_stdin;
-    exec_tty_and_resize => conformance::streams::exec_tty_and_resize;
-    containers_of_a_pod_share_localhost => conformance::isolation::containers_of_a_pod_share_localhost;
-    host_port_is_published => conformance::isolation::host_port_is_published;
-    bind_mounts => conformance::isolation::bind_mounts;
-    memory_limit_is_applied => conformance::isolation::memory_limit_is_applied;
-    run_as_user => conformance::isolation::run_as_user;
-    read_only_root_filesystem => conformance::isolation::read_only_root_filesystem;
-}
+conformance::every_check!(conformance_test);
 
 #[tokio::test]
 async fn a_new_runtime_over_the_same_state_adopts_running_containers() {
