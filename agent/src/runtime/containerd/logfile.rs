@@ -99,6 +99,15 @@ impl Copiers {
         self.0.lock().expect("copiers lock").contains_key(id)
     }
 
+    /// Wait until container `id`'s copiers have reached the end of its output (its process
+    /// exited and the fifos drained), for at most `limit`.
+    pub async fn drained(&self, id: &str, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.is_active(id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     fn enter(&self, id: &str) {
         *self.0.lock().expect("copiers lock").entry(id.to_string()).or_default() += 1;
     }

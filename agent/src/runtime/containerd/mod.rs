@@ -50,6 +50,8 @@ use super::{RuntimeError, RuntimeEvent, SandboxInfo, SandboxSpec};
 
 /// Buffered runtime events; a subscriber that lags this far behind resyncs everything.
 const EVENT_BUFFER: usize = 1024;
+/// Longest an exited container's log read waits for its last output to be copied.
+const LOG_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How to reach containerd and set pods up.
 #[derive(Debug, Clone)]
@@ -249,8 +251,10 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn log_stream(&self, id: &str, options: &LogOptions) -> Result<ByteStream, RuntimeError> {
-        if container::get(&self.inner, id).await?.is_none() {
-            return Err(RuntimeError::not_found("container", id));
+        // An exit is reported as soon as the task ends, a moment before the copiers have
+        // written its last output: an exited container's log is read once they are done.
+        if matches!(self.inspect_container(id).await?.state, super::ContainerState::Exited { .. }) {
+            self.inner.copiers.drained(id, LOG_DRAIN).await;
         }
         let path = self.inner.container_dir(id).join("log");
         logfile::stream(path, options.clone(), self.inner.copiers.clone(), id.to_string()).await
