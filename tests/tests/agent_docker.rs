@@ -70,7 +70,7 @@ fn running_pods(k: &Kubectl, ns: &str, app: &str, n: usize) -> Vec<String> {
 }
 
 #[test]
-fn docker_pods_run_restart_exec_log_and_clean_up() {
+fn docker_pods_run_restart_exec_log_forward_and_clean_up() {
     let ns = "docker-basics";
     let (_c, k, _cleanup) = cluster(ns);
     k.ok(&[
@@ -108,6 +108,36 @@ fn docker_pods_run_restart_exec_log_and_clean_up() {
     assert!(later > first, "logs -f keeps following: {first} then {later}");
     let _ = follow.kill();
     let _ = follow.wait();
+
+    // port-forward to a pod serving HTTP.
+    k.ok(&[
+        "-n",
+        ns,
+        "run",
+        "srv",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--labels=app=srv",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /www; echo served by $(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www",
+    ]);
+    running_pods(&k, ns, "srv", 1);
+    let local = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let mut forward = k.spawn(&["-n", ns, "port-forward", "pod/srv", &format!("{local}:8080")]);
+    let page = wait_for(Duration::from_secs(30), "the page through port-forward", || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", local)).ok()?;
+        conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut body = String::new();
+        conn.read_to_string(&mut body).ok()?;
+        body.contains("served by").then_some(body)
+    });
+    assert!(page.contains("served by srv"), "{page}");
+    let _ = forward.kill();
+    let _ = forward.wait();
 
     // docker kill → restarted, restartCount 1.
     let uid = jsonpath(&k, ns, &["pod", pod], "{.metadata.uid}");
