@@ -73,6 +73,10 @@ pub struct ServerArgs {
     /// (upstream's `--node-monitor-grace-period`).
     #[arg(long, env = "FLOTILLA_NODE_MONITOR_GRACE_PERIOD", default_value_t = 40)]
     node_monitor_grace_period: u64,
+    /// UNSAFE, for the fault-injection harness's self-check only: serve linearizable reads
+    /// locally, without a read-index round (stale reads under partitions).
+    #[arg(long, hide = true)]
+    unsafe_local_reads: bool,
 }
 
 /// How long SIGTERM waits for the replica to stop before the process exits anyway.
@@ -99,8 +103,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         election_timeout: Duration::from_millis(args.election_timeout),
         snapshot_logs: args.snapshot_count,
         cluster_token: token.clone(),
+        unsafe_local_reads: args.unsafe_local_reads,
         ..Config::default()
     };
+    if cfg.unsafe_local_reads {
+        tracing::warn!("--unsafe-local-reads: linearizable reads are served locally and may be STALE; testing only");
+    }
     cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let me = Node { name: args.name.clone(), peer_url: peer_url.clone(), client_urls: advertise };
     let bootstrap = match args.initial_cluster_state {

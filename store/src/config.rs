@@ -34,6 +34,10 @@ pub struct Config {
     pub request_timeout: Duration,
     /// The cluster token mixed into member and cluster IDs.
     pub cluster_token: String,
+    /// **Unsafe, for testing the test harness only**: answer linearizable reads from the
+    /// local state machine without a read-index round, so a cut-off replica serves stale
+    /// reads. `flotilla-jepsen` must catch this (issue 6's self-check).
+    pub unsafe_local_reads: bool,
 }
 
 impl Default for Config {
@@ -47,6 +51,7 @@ impl Default for Config {
             logs_to_keep: 5_000,
             request_timeout: Duration::from_secs(5),
             cluster_token: "flotilla-cluster".into(),
+            unsafe_local_reads: false,
         }
     }
 }

@@ -314,3 +314,20 @@ async fn lease_expiry_deletes_its_keys_exactly_once_across_a_leader_change() {
     assert_eq!(ttl.ttl, -1);
     c.stop_all().await;
 }
+
+/// The harness's self-check mode (`--unsafe-local-reads`) really is unsafe: a cut-off
+/// leader answers a "linearizable" read with a value the majority has overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unsafe_local_reads_serve_stale_values_when_cut_off() {
+    let c = Cluster::start(3, |cfg| cfg.unsafe_local_reads = true).await;
+    let leader = c.leader().await;
+    c.node(leader).put(put("u", "before")).await.expect("put");
+    c.isolate(leader);
+    let majority: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let new_leader = c.leader_among(&majority).await;
+    c.node(new_leader).put(put("u", "after")).await.expect("the majority keeps writing");
+    let stale = dump(c.node(leader), "u", false).await.expect("an unsafe read answers at once");
+    assert_eq!(stale.get("u").map(String::as_str), Some("before"), "a stale linearizable read");
+    c.heal();
+    c.stop_all().await;
+}
