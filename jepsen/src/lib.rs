@@ -22,8 +22,12 @@
 //! ```
 
 pub mod checker;
+pub mod cluster;
 pub mod error;
 pub mod history;
+pub mod nemesis;
+pub mod run;
+pub mod workload;
 
 pub use checker::{check_all, Checker, Summary, Validity, Verdict};
 pub use error::HistoryError;
