@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 use flotilla_jepsen::cluster::{self, Cluster, ClusterOptions};
 use flotilla_jepsen::nemesis::{self, Schedule, ScheduleOptions};
@@ -153,7 +153,7 @@ async fn run_command(args: RunArgs, unsafe_flags: Vec<String>) -> anyhow::Result
     };
     let bin = match &args.flotilla_bin {
         Some(bin) => bin.clone(),
-        None => std::env::current_exe()?.parent().context("the binary has a directory")?.join("flotilla"),
+        None => cluster::default_binary()?,
     };
     println!("flotilla-jepsen: seed {seed}, run folder {}", run_dir.display());
     if args.local {

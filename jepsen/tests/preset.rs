@@ -10,14 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The `flotilla` binary under test (next to the test executable, or `$FLOTILLA_BIN`).
 fn flotilla_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FLOTILLA_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let bin = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").join("flotilla");
-    assert!(bin.exists(), "{} not built: run `cargo build --bin flotilla` first", bin.display());
-    bin
+    flotilla_jepsen::cluster::default_binary().expect("the flotilla binary")
 }
 
 /// Run the binary with `args` in a fresh run folder; its exit code and the folder.

@@ -4,7 +4,7 @@
 //! starts its own cluster in its own temp folder (prefix `flotilla-jepsen-test-`), and
 //! stops it and removes the folder even when an assertion fails.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +18,9 @@ use flotilla_jepsen::{check_all, Summary, Validity};
 /// Load phase of each workload test.
 const LOAD: Duration = Duration::from_secs(10);
 
+/// The `flotilla` binary under test (next to the test executable, or `$FLOTILLA_BIN`).
 fn flotilla_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FLOTILLA_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let bin = profile_dir.join("flotilla");
-    assert!(bin.exists(), "{} not built: run `cargo build --bin flotilla` first (or set FLOTILLA_BIN)", bin.display());
-    bin
+    flotilla_jepsen::cluster::default_binary().expect("the flotilla binary")
 }
 
 /// A temp folder removed on drop (also when the test panics).
