@@ -203,3 +203,21 @@ async fn leased_keys_live_while_kept_alive_and_go_after_abandon() {
         assert_eq!(last.and_then(Op::ret), Some(&Ret::Value(None)), "key {key} of abandoned lease {lease}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_final_set_read_pages_through_every_element() {
+    let tmp = TempDir::new("paging");
+    let cluster = LocalCluster::start(&flotilla_bin(), &tmp.0.join("cluster"), 3, &[]).await.expect("cluster starts");
+    let mut client = etcd_client::Client::connect(cluster.endpoints(), None).await.expect("connects");
+    for element in 0..25i64 {
+        let key = format!("{}e{element}", workload::set::PREFIX);
+        client.put(key, element.to_string(), None).await.expect("put");
+    }
+    client.put("jepsen/set0", "outside the prefix", None).await.expect("put");
+    for page in [7, 25, 1000] {
+        let mut got = workload::set::read_all(client.clone(), page).await.expect("read");
+        got.sort_unstable();
+        assert_eq!(got, (0..25).collect::<Vec<i64>>(), "page size {page}");
+    }
+    cluster.stop().await.expect("cluster stops");
+}
