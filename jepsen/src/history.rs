@@ -62,6 +62,9 @@ pub enum Call {
     WatchStart { from_revision: u64 },
     /// A watcher received one event (invoke = complete = when it arrived).
     WatchEvent { revision: u64, kind: EventKind, value: Option<Value> },
+    /// A workload's own observation, as JSON its checker reads (e.g. the pods the
+    /// control-plane workload listed); empty when the observation failed.
+    Observe { data: String },
 }
 
 /// Kind of a watch event.

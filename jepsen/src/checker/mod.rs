@@ -6,6 +6,7 @@
 //! verdict is `Valid`; one `Invalid` makes the whole run invalid, otherwise one `Unknown`
 //! makes it unknown. No checker does I/O, so a saved history can be checked again offline.
 
+pub mod control_plane;
 pub mod lease;
 pub mod linearizable;
 pub mod set;
@@ -61,6 +62,7 @@ pub enum Checker {
     Set,
     Watch,
     Lease(lease::Config),
+    ControlPlane(control_plane::Config),
 }
 
 /// The verdicts of [`check_all`] and their combination.
@@ -79,6 +81,7 @@ pub fn check_all(history: &History, checkers: &[Checker]) -> Summary {
             Checker::Set => set::check(history),
             Checker::Watch => watch::check(history),
             Checker::Lease(config) => lease::check(history, config),
+            Checker::ControlPlane(config) => control_plane::check(history, config),
         })
         .collect();
     Summary { valid: Validity::all(verdicts.iter().map(|v| v.valid)), verdicts }

@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod context;
+pub mod control_plane;
 pub mod lease;
 pub mod register;
 pub mod set;
@@ -68,6 +69,9 @@ pub enum Kind {
     Set,
     Watch,
     Lease,
+    /// A Deployment scaled under faults on hollow nodes (needs the API and the agent, so it
+    /// is not in [`Kind::ALL`], the `--all` preset).
+    ControlPlane,
 }
 
 impl Kind {
@@ -79,6 +83,7 @@ impl Kind {
             Kind::Set => "set",
             Kind::Watch => "watch",
             Kind::Lease => "lease",
+            Kind::ControlPlane => "control-plane",
         }
     }
 
@@ -89,12 +94,14 @@ impl Kind {
             Kind::Set => set::PREFIX,
             Kind::Watch => watch::PREFIX,
             Kind::Lease => lease::PREFIX,
+            // It writes Kubernetes objects through the API, no keys of its own.
+            Kind::ControlPlane => "",
         }
     }
 
     /// The first process id of this workload.
     pub fn process_base(self) -> u32 {
-        let index = Kind::ALL.iter().position(|k| *k == self).expect("every kind is in ALL");
+        let index = Kind::ALL.iter().position(|k| *k == self).unwrap_or(Kind::ALL.len());
         (index as u32 + 1) * PROCESS_SPAN
     }
 
@@ -111,6 +118,7 @@ impl Kind {
             Kind::Set => vec![Checker::Set],
             Kind::Watch => vec![Checker::Watch, Checker::Linearizable(versioned)],
             Kind::Lease => vec![Checker::Lease(lease_checker::Config::default())],
+            Kind::ControlPlane => vec![Checker::ControlPlane(Default::default())],
         }
     }
 }
@@ -123,6 +131,7 @@ pub async fn run(kind: Kind, endpoints: Vec<String>, opts: Opts, ctx: Ctx) -> Hi
         Kind::Set => set::run(endpoints, opts, ctx).await,
         Kind::Watch => watch::run(endpoints, opts, ctx).await,
         Kind::Lease => lease::run(endpoints, opts, ctx).await,
+        Kind::ControlPlane => control_plane::run(endpoints, opts, ctx).await,
     }
 }
 
