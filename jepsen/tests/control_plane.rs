@@ -2,7 +2,8 @@
 //!
 //! - The checker on hand-made histories: a pod on two nodes, a surge past maxSurge and a
 //!   cluster that never converged are caught; a scale-down that leaves terminating pods
-//!   behind is not a false alarm.
+//!   behind is not a false alarm; a node seen down while the agent ran (or only just
+//!   stopped) is caught, one seen down well after the agent exited is not.
 //! - End to end (root, the `flotilla` binary): `flotilla-jepsen run --workload
 //!   control-plane` under partitions and kills exits 0 with scale ops and observations in
 //!   its history.
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use flotilla_jepsen::checker::control_plane::{
-    check, Config, Observation, PodSeen, ReplicaSetSeen, OBSERVE_KEY, SCALE_KEY,
+    check, AgentExit, AgentRun, Config, NodeSeen, Observation, PodSeen, ReplicaSetSeen, AGENT_KEY, OBSERVE_KEY,
+    SCALE_KEY,
 };
 use flotilla_jepsen::{Call, History, Op, Outcome, Ret, Validity};
 
@@ -43,9 +45,38 @@ fn observe(at_ns: u64, pods: Vec<PodSeen>, final_replicas: Option<u32>) -> Op {
     let replica_sets = final_replicas
         .map(|r| vec![ReplicaSetSeen { name: "scaled-rs".into(), spec_replicas: r, status_replicas: r }])
         .unwrap_or_default();
-    let obs = Observation { final_phase: final_replicas.is_some(), acked_desired: 0, pods, replica_sets };
+    let obs =
+        Observation { final_phase: final_replicas.is_some(), acked_desired: 0, pods, replica_sets, nodes: vec![] };
+    observation(at_ns, obs)
+}
+
+fn observation(at_ns: u64, obs: Observation) -> Op {
     let (key, call) = (OBSERVE_KEY.to_string(), obs.to_call());
     Op { process: 5001, key, call, invoke_ns: at_ns, complete_ns: at_ns + 5, outcome: ok() }
+}
+
+/// Three running pods on `node0..2`, whose Ready statuses are `ready` (node1 tainted
+/// unreachable when its status is Unknown).
+fn observe_nodes(at_ns: u64, ready: [&str; 3], final_phase: bool) -> Op {
+    let nodes = (0..3)
+        .map(|i| NodeSeen {
+            name: format!("node{i}"),
+            ready: ready[i].into(),
+            down_taints: (ready[i] == "Unknown")
+                .then(|| "node.kubernetes.io/unreachable".to_string())
+                .into_iter()
+                .collect(),
+        })
+        .collect();
+    let replica_sets = vec![ReplicaSetSeen { name: "scaled-rs".into(), spec_replicas: 3, status_replicas: 3 }];
+    observation(at_ns, Observation { final_phase, acked_desired: 3, pods: pods(3), replica_sets, nodes })
+}
+
+/// The agent's run from 0 to `end_ns`, with an exit last seen running at `exit_ns`.
+fn agent(end_ns: u64, exit_ns: Option<u64>) -> Op {
+    let exit = exit_ns.map(|at| AgentExit { last_running_ns: at, noticed_ns: at + 1, status: "signal: 9".into() });
+    let call = AgentRun { exit }.to_call();
+    Op { process: 5002, key: AGENT_KEY.into(), call, invoke_ns: 0, complete_ns: end_ns, outcome: ok() }
 }
 
 fn verdict(ops: Vec<Op>) -> (Validity, String) {
@@ -115,7 +146,6 @@ fn a_scale_down_leaving_terminating_pods_is_valid() {
     // 6 → 2: two pods kept, four terminating; long after (past the controller lag, so 6 no
     // longer counts), a scale to 3 adds a pod while the four still terminate: seven pods
     // listed, three live, within 3 + maxSurge only because terminating pods do not count.
-    const S: u64 = 1_000_000_000;
     let mut down: Vec<PodSeen> = pods(6);
     down.iter_mut().skip(2).for_each(|p| p.terminating = true);
     let mut up = down.clone();
@@ -151,6 +181,59 @@ fn not_converging_is_invalid() {
     let either = vec![scale(3, 0, 10, ok()), scale(5, 20, 30, Outcome::Info), observe(40, pods(3), Some(3))];
     let (valid, details) = verdict(either);
     assert_eq!(valid, Validity::Valid, "{details}");
+}
+
+const S: u64 = 1_000_000_000;
+
+#[test]
+fn a_node_down_while_the_agent_ran_is_invalid() {
+    let up = ["True"; 3];
+    let unknown = ["True", "Unknown", "True"];
+    let ops = vec![
+        agent(100 * S, None),
+        scale(3, 0, S, ok()),
+        observe_nodes(10 * S, up, false),
+        observe_nodes(60 * S, unknown, false),
+        observe_nodes(90 * S, up, true),
+    ];
+    let (valid, details) = verdict(ops);
+    assert_eq!(valid, Validity::Invalid);
+    assert!(details.contains("node node1 down") && details.contains("ran all along"), "{details}");
+    // A taint alone (Ready still True) and Ready=False alone count as down too.
+    let mut tainted = observe_nodes(60 * S, up, false);
+    if let Call::Observe { data } = &mut tainted.call {
+        *data = data.replacen("\"down_taints\":[]", "\"down_taints\":[\"node.kubernetes.io/not-ready\"]", 1);
+    }
+    let ops = vec![agent(100 * S, None), scale(3, 0, S, ok()), tainted, observe_nodes(90 * S, up, true)];
+    assert_eq!(verdict(ops).0, Validity::Invalid);
+    let ops = vec![agent(100 * S, None), scale(3, 0, S, ok()), observe_nodes(90 * S, ["True", "True", "False"], true)];
+    assert_eq!(verdict(ops).0, Validity::Invalid);
+}
+
+#[test]
+fn a_node_down_long_after_the_agent_exited_is_valid() {
+    let up = ["True"; 3];
+    let unknown = ["True", "Unknown", "True"];
+    // Last seen running at 20 s; Unknown seen at 60 s, 40 s later.
+    let late = vec![
+        agent(100 * S, Some(20 * S)),
+        scale(3, 0, S, ok()),
+        observe_nodes(10 * S, up, false),
+        observe_nodes(60 * S, unknown, true),
+    ];
+    let (valid, details) = verdict(late);
+    assert_eq!(valid, Validity::Valid, "{details}");
+    // The same node down 5 s after the exit is too soon for the 40 s grace period.
+    let soon = vec![
+        agent(100 * S, Some(20 * S)),
+        scale(3, 0, S, ok()),
+        observe_nodes(10 * S, up, false),
+        observe_nodes(25 * S, unknown, false),
+        observe_nodes(60 * S, unknown, true),
+    ];
+    let (valid, details) = verdict(soon);
+    assert_eq!(valid, Validity::Invalid);
+    assert!(details.contains("last seen running at 20000000000 ns"), "{details}");
 }
 
 /// The `flotilla` binary under test (next to the test executable, or `$FLOTILLA_BIN`).
@@ -192,6 +275,19 @@ fn scaling_under_partitions_and_kills_converges() {
     let observations = history.ops.iter().filter(|op| op.key == OBSERVE_KEY).count();
     assert!(scales >= 3, "scale ops recorded: {scales}");
     assert!(observations >= 10, "observations recorded: {observations}");
+    let listed_nodes = history
+        .ops
+        .iter()
+        .filter(|op| op.key == OBSERVE_KEY && op.is_ok())
+        .filter_map(|op| match &op.call {
+            Call::Observe { data } => serde_json::from_str::<Observation>(data).ok(),
+            _ => None,
+        })
+        .map(|obs| obs.nodes.len())
+        .max();
+    assert_eq!(listed_nodes, Some(3), "the agent's three nodes are in the observations");
+    let agent_runs: Vec<&Op> = history.ops.iter().filter(|op| op.key == AGENT_KEY).collect();
+    assert_eq!(agent_runs.len(), 1, "the agent's run is recorded once");
     assert!(verdicts.contains("control-plane/control_plane"), "{verdicts}");
     assert!(read("timeline.jsonl").lines().count() >= 2, "faults were injected");
 }

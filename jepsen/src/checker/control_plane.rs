@@ -17,6 +17,14 @@
 //!    to the end of this one. Terminating pods never count; an in-flight or indeterminate
 //!    scale counts with its value; a controller acting on a cache older than the lag is
 //!    the one case this may flag without a real surge.
+//! 4. node liveness: a node of the agent (listed in an observation) may be seen with Ready
+//!    `False`/`Unknown` or tainted `node.kubernetes.io/unreachable`/`not-ready` only if the
+//!    agent process had exited at least [`Config::node_down_after`] before that observation
+//!    completed. The agent's run is one op on [`AGENT_KEY`] carrying an [`AgentRun`]; the
+//!    exit is dated by the last time the process was seen running (the earliest it can have
+//!    stopped). Without an exit the agent ran all along and no node may ever go down: the
+//!    lifecycle controller judges by when *it* saw the Lease move, a new leader gives every
+//!    node a fresh grace, and a leader cut off from a majority stops its controllers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,6 +38,10 @@ use crate::history::{Call, History, Op, Outcome};
 pub const SCALE_KEY: &str = "control-plane/scale";
 /// Key of observations.
 pub const OBSERVE_KEY: &str = "control-plane/observe";
+/// Key of the op recording the agent's run.
+pub const AGENT_KEY: &str = "control-plane/agent";
+/// The taints the node lifecycle controller puts on a node it judges down.
+pub const DOWN_TAINTS: [&str; 2] = ["node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"];
 
 /// Settings of the check.
 #[derive(Debug, Clone)]
@@ -38,12 +50,18 @@ pub struct Config {
     pub max_surge: u32,
     /// How stale a controller's view of the desired replicas may be.
     pub controller_lag: Duration,
+    /// How long after the agent stopped its nodes may first be seen down.
+    pub node_down_after: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        // 10 s: longer than the faults the presets inject (3-6 s) plus an election.
-        Self { max_surge: 1, controller_lag: Duration::from_secs(10) }
+        // controller_lag 10 s: longer than the faults the presets inject (3-6 s) plus an
+        // election. node_down_after 20 s: the server marks a node Unknown 40 s
+        // (`--node-monitor-grace-period`) after it saw the Lease move, and the agent renews
+        // every 10 s, so the earliest a node can go down is ~30 s after the agent stopped;
+        // 20 s leaves 10 s for a slow renewal and the observation's own latency.
+        Self { max_surge: 1, controller_lag: Duration::from_secs(10), node_down_after: Duration::from_secs(20) }
     }
 }
 
@@ -69,6 +87,49 @@ pub struct ReplicaSetSeen {
     pub status_replicas: u32,
 }
 
+/// One of the agent's nodes as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSeen {
+    pub name: String,
+    /// The Ready condition's status (`True`/`False`/`Unknown`), empty when absent.
+    pub ready: String,
+    /// The keys of its taints that are among [`DOWN_TAINTS`].
+    pub down_taints: Vec<String>,
+}
+
+impl NodeSeen {
+    /// Seen as down by the node lifecycle controller (or by itself).
+    pub fn down(&self) -> bool {
+        matches!(self.ready.as_str(), "False" | "Unknown") || !self.down_taints.is_empty()
+    }
+}
+
+/// The agent's run: the op on [`AGENT_KEY`] spans its start to its teardown (or to when its
+/// exit was noticed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRun {
+    /// Set when the process exited on its own before teardown.
+    pub exit: Option<AgentExit>,
+}
+
+/// An unexpected exit of the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentExit {
+    /// The last time (history clock) the process was seen running: it exited after this.
+    pub last_running_ns: u64,
+    /// When the exit was noticed.
+    pub noticed_ns: u64,
+    /// The exit status as the OS reported it.
+    pub status: String,
+}
+
+impl AgentRun {
+    /// The op call that carries this run.
+    pub fn to_call(&self) -> Call {
+        Call::Observe { data: serde_json::to_string(self).expect("an agent run serializes to JSON") }
+    }
+}
+
 /// One poll of the deployment's pods.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
@@ -79,6 +140,9 @@ pub struct Observation {
     pub pods: Vec<PodSeen>,
     #[serde(default)]
     pub replica_sets: Vec<ReplicaSetSeen>,
+    /// The agent's nodes (names with the workload's prefix).
+    #[serde(default)]
+    pub nodes: Vec<NodeSeen>,
 }
 
 impl Observation {
@@ -118,10 +182,13 @@ pub fn check(history: &History, config: &Config) -> Verdict {
     anomalies.extend(double_bound(&observations));
     anomalies.extend(surges(&observations, &scales, config));
     anomalies.extend(convergence(&observations, &scales));
+    let exit = agent_exit(history);
+    anomalies.extend(nodes_down(&observations, exit.as_ref(), config));
     let valid = if anomalies.is_empty() { Validity::Valid } else { Validity::Invalid };
     let details = serde_json::json!({
         "scale_ops": scales.len(),
         "observations": observations.len(),
+        "agent_exit": exit,
         "anomalies": anomalies,
     });
     Verdict::new("control_plane", valid, details)
@@ -203,6 +270,39 @@ fn surges(observations: &[(&Op, Observation)], scales: &[Scale], config: &Config
         }
         seen.extend(obs.pods.iter().map(|p| p.uid.as_str()));
         window_start = op.invoke_ns;
+    }
+    anomalies
+}
+
+/// The agent's unexpected exit, if the history records one.
+fn agent_exit(history: &History) -> Option<AgentExit> {
+    history
+        .ops
+        .iter()
+        .filter(|op| op.key == AGENT_KEY)
+        .filter_map(|op| match &op.call {
+            Call::Observe { data } => serde_json::from_str::<AgentRun>(data).ok(),
+            _ => None,
+        })
+        .find_map(|run| run.exit)
+}
+
+/// Property 4: nodes go down only well after the agent stopped.
+fn nodes_down(observations: &[(&Op, Observation)], exit: Option<&AgentExit>, config: &Config) -> Vec<String> {
+    let after_ns = u64::try_from(config.node_down_after.as_nanos()).unwrap_or(u64::MAX);
+    let allowed_from_ns = exit.map_or(u64::MAX, |e| e.last_running_ns.saturating_add(after_ns));
+    let mut anomalies = Vec::new();
+    for (op, obs) in observations.iter().filter(|(op, _)| op.complete_ns < allowed_from_ns) {
+        for node in obs.nodes.iter().filter(|n| n.down()) {
+            let agent = match exit {
+                Some(e) => format!("the agent was last seen running at {} ns", e.last_running_ns),
+                None => "the agent ran all along".to_string(),
+            };
+            anomalies.push(format!(
+                "node {} down (Ready {:?}, taints {:?}) at {}..{} ns, but {agent}",
+                node.name, node.ready, node.down_taints, op.invoke_ns, op.complete_ns
+            ));
+        }
     }
     anomalies
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value as Json};
 
 use super::http::{request, HttpError, Response};
-use crate::checker::control_plane::{PodSeen, ReplicaSetSeen};
+use crate::checker::control_plane::{NodeSeen, PodSeen, ReplicaSetSeen, DOWN_TAINTS};
 
 /// Bound on one HTTP exchange: a write through a follower waits for the leader's commit.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -29,6 +29,8 @@ pub struct Api {
     pub urls: Vec<String>,
     pub namespace: String,
     pub name: String,
+    /// The prefix of the agent's node names.
+    pub node_prefix: String,
 }
 
 impl Api {
@@ -115,6 +117,15 @@ impl Api {
         )
     }
 
+    /// Lists the agent's nodes (names with [`Api::node_prefix`]); `None` when no replica
+    /// answered.
+    pub async fn nodes(&self, start: usize) -> Option<Vec<NodeSeen>> {
+        let items = self.list(start, "/api/v1/nodes").await?;
+        let ours =
+            items.iter().filter(|n| n["metadata"]["name"].as_str().is_some_and(|s| s.starts_with(&self.node_prefix)));
+        Some(ours.map(node_seen).collect())
+    }
+
     async fn list(&self, start: usize, path: &str) -> Option<Vec<Json>> {
         let sent = self.send(start, "GET", path, "application/json", None).await;
         match sent.response {
@@ -153,5 +164,49 @@ fn pod_seen(pod: &Json) -> PodSeen {
         phase: text(&pod["status"]["phase"]),
         owner,
         terminating: !meta["deletionTimestamp"].is_null(),
+    }
+}
+
+fn node_seen(node: &Json) -> NodeSeen {
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| text(&c["status"]))
+        .unwrap_or_default();
+    let down_taints = node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| text(&t["key"]))
+        .filter(|k| DOWN_TAINTS.contains(&k.as_str()))
+        .collect();
+    NodeSeen { name: text(&node["metadata"]["name"]), ready, down_taints }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::node_seen;
+
+    #[test]
+    fn a_node_reads_its_ready_status_and_only_the_down_taints() {
+        let node = json!({
+            "metadata": {"name": "cp-1-0"},
+            "spec": {"taints": [
+                {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+                {"key": "dedicated", "effect": "NoSchedule"}
+            ]},
+            "status": {"conditions": [
+                {"type": "MemoryPressure", "status": "False"},
+                {"type": "Ready", "status": "Unknown"}
+            ]}
+        });
+        let seen = node_seen(&node);
+        assert_eq!((seen.name.as_str(), seen.ready.as_str()), ("cp-1-0", "Unknown"));
+        assert_eq!(seen.down_taints, vec!["node.kubernetes.io/unreachable".to_string()]);
+        assert!(seen.down());
+        let fresh = node_seen(&json!({"metadata": {"name": "cp-1-1"}}));
+        assert_eq!((fresh.ready.as_str(), fresh.down_taints.len(), fresh.down()), ("", 0, false));
     }
 }

@@ -4,13 +4,17 @@
 //! against every API replica ([`agent`]); create a namespace and a Deployment
 //! ([`INITIAL_REPLICAS`], maxSurge 1, maxUnavailable 0); then, until cancelled, a scaler
 //! (process `base`) sets random seeded replica counts every few seconds while an observer
-//! (process `base + 1`) lists the deployment's pods. After cancellation (faults healed)
+//! (process `base + 1`) lists the deployment's pods and the agent's nodes, checking each
+//! time that the agent still runs. After cancellation (faults healed)
 //! the observer polls, marked final, until the pods converge or [`CONVERGE_TIMEOUT`];
 //! then the namespace is deleted and the agent stopped.
 //!
 //! History encoding (see [`crate::checker::control_plane`]): scale ops are
 //! `Call::Write { value }` on [`SCALE_KEY`], the create being the first; an observation is
-//! a `Call::Observe` carrying the [`Observation`] as JSON.
+//! a `Call::Observe` carrying the [`Observation`] as JSON; the agent's run is one
+//! `Call::Observe` on [`AGENT_KEY`] (process `base + 2`) from its start to its teardown,
+//! carrying an [`AgentRun`](crate::checker::control_plane::AgentRun) that records an
+//! unexpected exit.
 //!
 //! Invariants: every scale op is `Ok` only when a replica acknowledged it and `Fail` only
 //! when no attempt may have applied it; each observation is one linearizable list, taken
@@ -29,7 +33,7 @@ use rand::{Rng, SeedableRng};
 
 use self::api::{Api, WriteResult};
 use super::{Ctx, Kind, Opts};
-use crate::checker::control_plane::{converged, final_desired, Observation, OBSERVE_KEY, SCALE_KEY};
+use crate::checker::control_plane::{converged, final_desired, Observation, AGENT_KEY, OBSERVE_KEY, SCALE_KEY};
 use crate::history::{Call, History, Op, Outcome, Ret};
 
 /// Port of each replica's Kubernetes API (the cluster's `API_PORT`).
@@ -49,9 +53,11 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn run(endpoints: Vec<String>, opts: Opts, ctx: Ctx) -> History {
     let urls: Vec<String> = endpoints.iter().map(|e| api_url(e)).collect();
     let tag = format!("{}-{}", std::process::id(), opts.seed % 10_000);
-    let api = Api { urls: urls.clone(), namespace: format!("jepsen-cp-{tag}"), name: "scaled".to_string() };
+    let node_prefix = format!("cp-{tag}-");
+    let namespace = format!("jepsen-cp-{tag}");
+    let api = Api { urls: urls.clone(), namespace, name: "scaled".to_string(), node_prefix: node_prefix.clone() };
     let base = Kind::ControlPlane.process_base();
-    let mut agent = match agent::Agent::start(&urls, &format!("cp-{tag}-")).await {
+    let mut agent = match agent::Agent::start(&urls, &node_prefix, ctx.clock.ns()).await {
         Ok(agent) => Some(agent),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "control-plane workload: the agent did not start");
@@ -61,20 +67,34 @@ pub async fn run(endpoints: Vec<String>, opts: Opts, ctx: Ctx) -> History {
     let mut scaler = Recorder { process: base, ctx: ctx.clone(), ops: Vec::new() };
     let acked = Arc::new(AtomicU32::new(0));
     let mut ops = Vec::new();
-    if agent.is_some() && create(&api, &mut scaler, &acked).await {
-        let mut observer = Recorder { process: base + 1, ctx: ctx.clone(), ops: Vec::new() };
-        let rng = StdRng::seed_from_u64(opts.seed ^ 0x4350_5343);
-        tokio::join!(scale_loop(&api, &mut scaler, &acked, rng), observe_loop(&api, &mut observer, &acked));
-        let values: Vec<(u32, bool)> = scales(&scaler.ops);
-        converge(&api, &mut observer, &acked, &final_desired(&values)).await;
-        ops.append(&mut observer.ops);
+    if let Some(agent) = agent.as_mut() {
+        if create(&api, &mut scaler, &acked).await {
+            let mut observer =
+                Observer { recorder: Recorder { process: base + 1, ctx: ctx.clone(), ops: Vec::new() }, agent };
+            let rng = StdRng::seed_from_u64(opts.seed ^ 0x4350_5343);
+            tokio::join!(scale_loop(&api, &mut scaler, &acked, rng), observe_loop(&api, &mut observer, &acked));
+            let values: Vec<(u32, bool)> = scales(&scaler.ops);
+            converge(&api, &mut observer, &acked, &final_desired(&values)).await;
+            ops.append(&mut observer.recorder.ops);
+        }
     }
     ops.append(&mut scaler.ops);
     if api.delete_namespace().await != WriteResult::Ok {
         tracing::warn!(namespace = %api.namespace, "control-plane workload: namespace not deleted");
     }
     if let Some(agent) = agent.as_mut() {
-        agent.stop().await;
+        let stopped_ns = ctx.clock.ns();
+        let run = agent.stop(stopped_ns).await;
+        let complete_ns = run.exit.as_ref().map_or(stopped_ns, |e| e.noticed_ns);
+        let (invoke_ns, outcome) = (agent.started_ns, Outcome::Ok(Ret::Done));
+        ops.push(Op {
+            process: base + 2,
+            key: AGENT_KEY.to_string(),
+            call: run.to_call(),
+            invoke_ns,
+            complete_ns,
+            outcome,
+        });
     }
     ops.sort_by_key(|op| op.invoke_ns);
     History::new(ops)
@@ -166,29 +186,39 @@ async fn scale_loop(api: &Api, scaler: &mut Recorder, acked: &AtomicU32, mut rng
     }
 }
 
-/// Lists the pods (and, in the final phase, the ReplicaSets) once and records it.
+/// The observer process: its ops, and the agent it checks on every observation.
+struct Observer<'a> {
+    recorder: Recorder,
+    agent: &'a mut agent::Agent,
+}
+
+/// Lists the pods, the agent's nodes (and, in the final phase, the ReplicaSets) once,
+/// records it, and checks that the agent still runs.
 async fn observe(
     api: &Api,
-    observer: &mut Recorder,
+    observer: &mut Observer<'_>,
     acked: &AtomicU32,
     start: usize,
     final_phase: bool,
 ) -> Option<Observation> {
-    let invoke = observer.ctx.clock.ns();
+    let recorder = &mut observer.recorder;
+    let invoke = recorder.ctx.clock.ns();
+    observer.agent.check(invoke);
     let acked_desired = acked.load(Ordering::SeqCst);
     let pods = api.pods(start).await;
+    let nodes = api.nodes(start).await;
     let replica_sets = if final_phase { api.replica_sets(start).await } else { Some(Vec::new()) };
-    let (Some(pods), Some(replica_sets)) = (pods, replica_sets) else {
-        observer.record(OBSERVE_KEY.to_string(), Call::Observe { data: String::new() }, invoke, Outcome::Fail);
+    let (Some(pods), Some(nodes), Some(replica_sets)) = (pods, nodes, replica_sets) else {
+        recorder.record(OBSERVE_KEY.to_string(), Call::Observe { data: String::new() }, invoke, Outcome::Fail);
         return None;
     };
-    let obs = Observation { final_phase, acked_desired, pods, replica_sets };
-    observer.record(OBSERVE_KEY.to_string(), obs.to_call(), invoke, Outcome::Ok(Ret::Done));
+    let obs = Observation { final_phase, acked_desired, pods, replica_sets, nodes };
+    recorder.record(OBSERVE_KEY.to_string(), obs.to_call(), invoke, Outcome::Ok(Ret::Done));
     Some(obs)
 }
 
-async fn observe_loop(api: &Api, observer: &mut Recorder, acked: &AtomicU32) {
-    let mut cancel = observer.ctx.cancel.clone();
+async fn observe_loop(api: &Api, observer: &mut Observer<'_>, acked: &AtomicU32) {
+    let mut cancel = observer.recorder.ctx.cancel.clone();
     let mut start = 0;
     while !cancel.is_cancelled() {
         observe(api, observer, acked, start, false).await;
@@ -201,7 +231,7 @@ async fn observe_loop(api: &Api, observer: &mut Recorder, acked: &AtomicU32) {
 }
 
 /// Polls until the pods match one of `allowed` or [`CONVERGE_TIMEOUT`] passes.
-async fn converge(api: &Api, observer: &mut Recorder, acked: &AtomicU32, allowed: &[u32]) {
+async fn converge(api: &Api, observer: &mut Observer<'_>, acked: &AtomicU32, allowed: &[u32]) {
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     let mut start = 0;
     while Instant::now() < deadline {
