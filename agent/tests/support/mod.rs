@@ -57,9 +57,15 @@ impl Relay {
         Self { url, task }
     }
 
-    /// The replica dies: its address refuses connections, open ones are closed.
+    /// The replica dies: its address refuses connections, open ones are closed. Returns once
+    /// the relay task (and with it every open connection) is gone, so nothing the caller
+    /// does next can still pass through (bounded, in case the runtime is shutting down).
     pub fn cut(&self) {
         self.task.abort();
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while !self.task.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
