@@ -33,12 +33,14 @@ fn docker(args: &[&str]) -> String {
 }
 
 /// A 3-replica cluster with two docker agents, a kubectl in namespace `ns`, and the cleanup.
-fn cluster(ns: &str) -> (UpCluster, Kubectl, Cleanup) {
+/// The cleanup comes first so that, bound first, it is dropped last: after the cluster and
+/// its agents are stopped, so no agent recreates what it removes.
+fn cluster(ns: &str) -> (Cleanup, UpCluster, Kubectl) {
     ensure_test_image();
     let c = UpCluster::start_with(3, &["--agents", "2", "--agent-runtime", "docker"]).expect("cluster starts");
     let k = Kubectl::new(&c.replicas[1].api_url);
     k.ok(&["create", "namespace", ns]);
-    (c, k, Cleanup(ns.to_string()))
+    (Cleanup(ns.to_string()), c, k)
 }
 
 fn jsonpath(k: &Kubectl, ns: &str, what: &[&str], path: &str) -> String {
@@ -72,7 +74,7 @@ fn running_pods(k: &Kubectl, ns: &str, app: &str, n: usize) -> Vec<String> {
 #[test]
 fn docker_pods_run_restart_exec_log_forward_and_clean_up() {
     let ns = "docker-basics";
-    let (_c, k, _cleanup) = cluster(ns);
+    let (_cleanup, _c, k) = cluster(ns);
     k.ok(&[
         "-n",
         ns,
@@ -214,7 +216,7 @@ spec:
 #[test]
 fn docker_probes_env_and_config_volumes() {
     let ns = "docker-probes";
-    let (_c, k, _cleanup) = cluster(ns);
+    let (_cleanup, _c, k) = cluster(ns);
     k.ok_with(&["-n", ns, "apply", "-f", "-"], Some(PROBED));
     running_pods(&k, ns, "probed", 1);
     let logs = k.ok(&["-n", ns, "logs", "probed"]);
@@ -264,7 +266,7 @@ spec:
 #[test]
 fn a_dead_agent_is_replaced_and_a_dead_api_replica_is_left() {
     let ns = "docker-loss";
-    let (mut c, k, _cleanup) = cluster(ns);
+    let (_cleanup, mut c, k) = cluster(ns);
     k.ok_with(&["-n", ns, "apply", "-f", "-"], Some(TOLERANT));
     running_pods(&k, ns, "keep", 2);
 
