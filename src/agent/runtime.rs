@@ -100,10 +100,7 @@ impl RuntimeArgs {
 /// other's pods, and a restarted agent (same name, same directory) finds its own.
 fn scope(node: &str, data_dir: &Path) -> anyhow::Result<String> {
     let dir = data_dir.canonicalize().with_context(|| format!("resolving {}", data_dir.display()))?;
-    let hash = dir
-        .to_string_lossy()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = flotilla_agent::runtime::fnv1a(dir.to_string_lossy().as_bytes());
     Ok(format!("{node}.{:08x}", hash as u32))
 }
 

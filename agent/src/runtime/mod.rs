@@ -326,6 +326,11 @@ async fn collect(mut stream: ByteStream) -> Result<Vec<u8>, RuntimeError> {
 /// A stable `sha256:`-style id made from an image's name (FNV-1a), for runtimes that keep no
 /// images (`fake`, `process`): equal names give equal ids, so status comparisons hold.
 pub(crate) fn made_up_image_id(image: &str) -> String {
-    let hash = image.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    format!("sha256:{hash:016x}")
+    format!("sha256:{:016x}", fnv1a(image.as_bytes()))
+}
+
+/// 64-bit FNV-1a of `bytes`: a stable, non-cryptographic name hash (made-up image ids,
+/// runtime scopes).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }

@@ -90,16 +90,26 @@ pub fn agent_address(node: &Value) -> ApiResult<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
-async fn route(s: &ApiState, namespace: &str, name: &str, container: Option<&str>) -> ApiResult<(Value, Route)> {
+/// The pod and the name of the node it is bound to.
+async fn bound_pod(s: &ApiState, namespace: &str, name: &str) -> ApiResult<(Value, String)> {
     let pod = s.registry.get(pods(), Some(namespace), name).await?;
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty());
-    let Some(node) = node else {
+    let Some(node) = node.map(str::to_string) else {
         return Err(ApiError::BadRequest(format!("pod {name} does not have a host assigned")));
     };
-    let container = container_of(&pod, container)?;
+    Ok((pod, node))
+}
+
+/// Where the agent of node `node` listens.
+async fn agent_of(s: &ApiState, node: &str) -> ApiResult<SocketAddr> {
     let nodes = resources::lookup("", "v1", "nodes").expect("nodes are served");
-    let node = s.registry.get(nodes, None, node).await?;
-    Ok((pod, Route { agent: agent_address(&node)?, container }))
+    agent_address(&s.registry.get(nodes, None, node).await?)
+}
+
+async fn route(s: &ApiState, namespace: &str, name: &str, container: Option<&str>) -> ApiResult<Route> {
+    let (pod, node) = bound_pod(s, namespace, name).await?;
+    let container = container_of(&pod, container)?;
+    Ok(Route { agent: agent_of(s, &node).await?, container })
 }
 
 fn check_method(method: &Method, allowed: &[Method], sub: &str) -> ApiResult<()> {
@@ -121,7 +131,7 @@ pub async fn log(
     let result = async {
         check_method(&method, &[Method::GET], "log")?;
         let query = Query::parse(raw.as_deref());
-        let (_, route) = route(&s, &namespace, &name, query.get("container")).await?;
+        let route = route(&s, &namespace, &name, query.get("container")).await?;
         let token = node_proxy::token(&s.registry).await?;
         let path = format!("/containerLogs/{namespace}/{name}/{}?{}", route.container, raw.unwrap_or_default());
         node_proxy::get(route.agent, &path, &token).await
@@ -152,7 +162,7 @@ pub async fn exec(
     let result = async {
         check_method(&method, &[Method::GET, Method::POST], "exec")?;
         let query = Query::parse(raw.as_deref());
-        let (_, route) = route(&s, &namespace, &name, query.get("container")).await?;
+        let route = route(&s, &namespace, &name, query.get("container")).await?;
         let path = format!("/exec/{namespace}/{name}/{}?{}", route.container, raw.unwrap_or_default());
         upgrade(&s, method, request, route.agent, &path).await
     };
@@ -169,13 +179,8 @@ pub async fn portforward(
 ) -> Response {
     let result = async {
         check_method(&method, &[Method::GET, Method::POST], "portforward")?;
-        let pod = s.registry.get(pods(), Some(&namespace), &name).await?;
-        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty());
-        let Some(node) = node else {
-            return Err(ApiError::BadRequest(format!("pod {name} does not have a host assigned")));
-        };
-        let nodes = resources::lookup("", "v1", "nodes").expect("nodes are served");
-        let agent = agent_address(&s.registry.get(nodes, None, node).await?)?;
+        let (_, node) = bound_pod(&s, &namespace, &name).await?;
+        let agent = agent_of(&s, &node).await?;
         let path = format!("/portForward/{namespace}/{name}?{}", raw.unwrap_or_default());
         upgrade(&s, method, request, agent, &path).await
     };
