@@ -3,7 +3,13 @@
 # multi-process end-to-end tests with the real etcdctl. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh etcd-client etcd-server
+# etcd for comparisons, and what the agent's and the fault-injection harness's tests run on:
+# containerd with CNI plugins, busybox for the test image, iproute2/nftables/faketime.
+# (containerd only when no containerd binary exists: Docker's containerd.io conflicts with it.)
+extra=()
+command -v containerd >/dev/null 2>&1 || extra+=(containerd)
+scripts/install-deps.sh etcd-client etcd-server containernetworking-plugins busybox-static \
+  iproute2 nftables faketime "${extra[@]}"
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
