@@ -139,13 +139,18 @@ pub async fn create(inner: &Inner, sandbox_id: &str, spec: &ContainerSpec) -> Re
     Ok(id)
 }
 
+/// Prepare container `id`'s writable snapshot. It is labelled a GC root: between this call
+/// and the container's creation nothing references it, and containerd's garbage collector
+/// removed such a snapshot under load ("snapshot not found" at start). It is removed
+/// explicitly with its container ([`remove_snapshot`]).
 async fn prepare_snapshot(inner: &Inner, id: &str, parent: &str) -> Result<(), RuntimeError> {
     let api = &inner.api;
+    let root = ("containerd.io/gc.root".to_string(), k8s_openapi::jiff::Timestamp::now().to_string());
     let request = PrepareSnapshotRequest {
         snapshotter: inner.options.snapshotter.clone(),
         key: id.into(),
         parent: parent.into(),
-        labels: HashMap::new(),
+        labels: HashMap::from([root]),
     };
     api.snapshots().prepare(api.req(request)).await.map_err(|s| failed("snapshot", id, s))?;
     Ok(())
