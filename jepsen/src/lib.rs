@@ -27,6 +27,7 @@ pub mod error;
 pub mod history;
 pub mod nemesis;
 pub mod run;
+pub mod sim;
 pub mod workload;
 
 pub use checker::{check_all, Checker, Summary, Validity, Verdict};

@@ -20,6 +20,7 @@ use flotilla_jepsen::cluster::{self, Cluster, ClusterOptions};
 use flotilla_jepsen::nemesis::{self, Schedule, ScheduleOptions};
 use flotilla_jepsen::run::nemesis::NemesisFaults;
 use flotilla_jepsen::run::{self, folder, local::LocalCluster, Endpoints, NoFaults, RunConfig};
+use flotilla_jepsen::sim;
 use flotilla_jepsen::workload::Kind;
 
 #[derive(Parser)]
@@ -38,6 +39,50 @@ enum Command {
         #[arg(long)]
         run_dir: PathBuf,
     },
+    /// Deterministic simulation of the store: seeded in-process clusters with message loss,
+    /// delay, partitions and crashes on a virtual clock; a seed replays exactly.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Seeds to run: `N` or `FIRST-LAST` (inclusive).
+    #[arg(long, default_value = "1-100", value_parser = seed_range)]
+    seeds: std::ops::RangeInclusive<u64>,
+    /// Replicas.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Virtual seconds of load and faults per seed.
+    #[arg(long, default_value_t = 10)]
+    time: u64,
+    #[arg(long, default_value_t = 5)]
+    clients: u32,
+    #[arg(long, default_value_t = 3)]
+    keys: u32,
+    /// Only the base message loss and delay, no scheduled faults.
+    #[arg(long)]
+    no_faults: bool,
+    /// Where failing seeds leave their history and verdicts.
+    #[arg(long, default_value = "sim-runs")]
+    out: PathBuf,
+    /// Keep every seed's history and verdicts, not only failing ones.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// `N` or `FIRST-LAST`.
+fn seed_range(s: &str) -> Result<std::ops::RangeInclusive<u64>, String> {
+    let parse = |x: &str| x.trim().parse::<u64>().map_err(|e| format!("{x:?}: {e}"));
+    match s.split_once('-') {
+        None => parse(s).map(|n| n..=n),
+        Some((first, last)) => {
+            let (first, last) = (parse(first)?, parse(last)?);
+            if first > last {
+                return Err(format!("{s:?}: FIRST is after LAST"));
+            }
+            Ok(first..=last)
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -99,9 +144,12 @@ fn seconds_range(s: &str) -> Result<std::ops::Range<Duration>, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let (unsafe_flags, args): (Vec<String>, Vec<String>) = std::env::args().partition(|a| a.starts_with("--unsafe-"));
     let cli = Cli::parse_from(args);
+    // The simulation's replicas log every refused message; only RUST_LOG asks for that.
+    if !matches!(cli.command, Command::Sim(_)) || std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(anyhow::Error::new(e).context("starting the tokio runtime")),
@@ -110,6 +158,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run_command(args, unsafe_flags).await,
             Command::Check { run_dir } => folder::recheck(&run_dir),
+            Command::Sim(args) => sim_command(args, &unsafe_flags),
         }
     });
     match result {
@@ -125,6 +174,19 @@ fn main() -> ExitCode {
 fn fail(e: anyhow::Error) -> ExitCode {
     eprintln!("flotilla-jepsen: error: {e:#}");
     ExitCode::from(2)
+}
+
+fn sim_command(args: SimArgs, unsafe_flags: &[String]) -> anyhow::Result<flotilla_jepsen::Summary> {
+    let mut template = sim::SimOptions::new(0);
+    for flag in unsafe_flags {
+        match flag.as_str() {
+            "--unsafe-local-reads" => template.unsafe_local_reads = true,
+            other => bail!("{other}: the simulation knows only --unsafe-local-reads"),
+        }
+    }
+    (template.nodes, template.time) = (args.nodes, Duration::from_secs(args.time));
+    (template.clients, template.keys, template.faults) = (args.clients, args.keys, !args.no_faults);
+    sim::run_seeds(args.seeds, &template, &args.out, args.keep)
 }
 
 async fn run_command(args: RunArgs, unsafe_flags: Vec<String>) -> anyhow::Result<flotilla_jepsen::Summary> {

@@ -13,7 +13,7 @@
 //! - A revoke applied twice (a retry across a leader change) is refused the second time by
 //!   the state machine (`LeaseNotFound`), so keys are deleted exactly once.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub const MAX_REVOKES_PER_CHECK: usize = 500;
 /// Deadlines of the leases this leader tracks, with the term they were set in.
 #[derive(Default)]
 pub struct Lessor {
-    deadlines: Mutex<Option<(u64, HashMap<i64, Instant>)>>,
+    deadlines: Mutex<Option<(u64, BTreeMap<i64, Instant>)>>,
 }
 
 impl Lessor {
@@ -45,7 +45,7 @@ impl Lessor {
         };
         let promoted = guard.as_ref().is_none_or(|(t, _)| *t != term);
         if promoted {
-            *guard = Some((term, HashMap::new()));
+            *guard = Some((term, BTreeMap::new()));
         }
         let deadlines = &mut guard.as_mut().expect("set above").1;
         let pad = if promoted { extension } else { Duration::ZERO };

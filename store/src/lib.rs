@@ -13,6 +13,7 @@
 //! - [`etcd`]: the etcd v3 gRPC services on top of `StoreNode`.
 
 pub mod config;
+pub mod determinism;
 pub mod error;
 pub mod etcd;
 pub mod ids;

@@ -110,6 +110,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = Node,
         SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = crate::determinism::Runtime,
 );
 
 /// The Raft handle type.

@@ -46,7 +46,11 @@ impl StoreNode {
         let ttl = ttl.max(self.min_lease_ttl());
         for _ in 0..GRANT_ID_ATTEMPTS {
             // The proposer picks the ID so that apply stays deterministic.
-            let pick = if id != 0 { id } else { rand::random::<i64>().checked_abs().unwrap_or(1).max(1) };
+            let pick = if id != 0 {
+                id
+            } else {
+                rand::Rng::gen::<i64>(&mut crate::determinism::rng()).checked_abs().unwrap_or(1).max(1)
+            };
             match self.write(Command::LeaseGrant { id: pick, ttl }).await {
                 Ok(CommandResult::LeaseGrant { id, ttl, .. }) => return Ok((id, ttl)),
                 Err(StoreError::Rejected(Rejection::LeaseExists)) if id == 0 => continue,

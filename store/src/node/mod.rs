@@ -35,7 +35,7 @@ use crate::pb::{
 };
 use crate::raft::forward::{ForwardRequest, ForwardResponse};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{LinkControl, PeerNetwork};
+use crate::raft::network::{GrpcTransport, LinkControl, PeerNetwork, Transport};
 use crate::raft::service::{proto::peer_server::PeerServer, PeerService};
 use crate::raft::state_machine::{SmShared, StateMachine};
 use crate::types::{Command, CommandResult, Node, NodeId, Raft};
@@ -81,6 +81,18 @@ impl StoreNode {
         bootstrap: Bootstrap,
         links: LinkControl,
     ) -> Result<Arc<Self>, StoreError> {
+        Self::open_with_transport(cfg, me, bootstrap, links, Arc::new(GrpcTransport::default())).await
+    }
+
+    /// [`StoreNode::open`] with peer messages carried by `transport` instead of gRPC (the
+    /// deterministic simulation's network serves them with [`StoreNode::peer_service`]).
+    pub async fn open_with_transport(
+        cfg: Config,
+        me: Node,
+        bootstrap: Bootstrap,
+        links: LinkControl,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Arc<Self>, StoreError> {
         cfg.validate()?;
         let id = ids::member_id(&me.peer_url, &cfg.cluster_token);
         let mut log = LogStore::open(&cfg.data_dir.join("raft"))?;
@@ -88,7 +100,7 @@ impl StoreNode {
             && log.get_log_state().await.map_err(StoreError::storage)?.last_log_id.is_none();
         let sm = StateMachine::open(&cfg.data_dir)?;
         let shared = sm.shared().clone();
-        let network = PeerNetwork::new(id, links);
+        let network = PeerNetwork::new(id, links, transport);
         let raft_config = Arc::new(cfg.raft_config().validate().map_err(StoreError::storage)?);
         let raft = Raft::new(id, raft_config, network.clone(), log, sm).await.map_err(StoreError::storage)?;
         if let (true, Bootstrap::New(members)) = (pristine, &bootstrap) {
@@ -149,7 +161,12 @@ impl StoreNode {
 
     /// The gRPC service other replicas call (Raft RPCs and forwarded requests).
     pub fn peer_server(self: &Arc<Self>) -> PeerServer<PeerService<StoreNode>> {
-        PeerService::new(self.raft.clone(), self.clone(), self.network.links().clone()).into_server()
+        self.peer_service().into_server()
+    }
+
+    /// The peer service itself, for in-process transports.
+    pub fn peer_service(self: &Arc<Self>) -> PeerService<StoreNode> {
+        PeerService::new(self.raft.clone(), self.clone(), self.network.links().clone())
     }
 
     /// Stop Raft and background tasks.
@@ -299,7 +316,7 @@ impl StoreNode {
     /// A consistent copy of the whole state (a packed checkpoint), for `etcdctl snapshot save`.
     pub async fn snapshot_archive(&self) -> Result<Vec<u8>, StoreError> {
         let sm = self.sm.clone();
-        let packed = tokio::task::spawn_blocking(move || sm.checkpoint()).await.map_err(StoreError::storage)?;
+        let packed = crate::determinism::offload(move || sm.checkpoint()).await?;
         packed.map(|(_, archive)| archive)
     }
 

@@ -33,6 +33,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Opt
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::determinism::offload;
 use crate::error::StoreError;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
@@ -59,14 +60,14 @@ impl LogStore {
         Ok(LogStore { db: Arc::new(db) })
     }
 
-    /// Writes `fill`'s batch with a synced WAL write. The fsync runs on the blocking pool so it
-    /// does not stall an async worker (on two cores, half the runtime).
+    /// Writes `fill`'s batch with a synced WAL write. The fsync is [`offload`]ed so it does not
+    /// stall an async worker (on two cores, half the runtime).
     async fn write_synced<F>(&self, subject: Subject, verb: ErrorVerb, fill: F) -> Result<()>
     where
         F: FnOnce(&DB, &mut WriteBatch) + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        let written = tokio::task::spawn_blocking(move || {
+        let written = offload(move || {
             let mut batch = WriteBatch::default();
             fill(&db, &mut batch);
             let mut opts = WriteOptions::default();

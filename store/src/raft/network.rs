@@ -2,8 +2,9 @@
 //! over tonic gRPC (`proto/peer.proto`, served by [`super::service`]).
 //!
 //! Data flow: openraft asks [`PeerNetwork`] for a [`PeerConnection`] per target; each RPC is
-//! bincode-encoded into a `Blob` stamped with our node ID, sent under the caller's deadline,
-//! and the reply's `Result<Resp, Err>` is decoded back. Followers use [`PeerNetwork::forward`]
+//! bincode-encoded into a `Blob` stamped with our node ID, sent through the [`Transport`]
+//! (gRPC, or the simulation's network) under the caller's deadline, and the reply's
+//! `Result<Resp, Err>` is decoded back. Followers use [`PeerNetwork::forward`]
 //! to hand a request to the leader.
 //!
 //! Invariants:
@@ -16,9 +17,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
@@ -89,32 +92,35 @@ impl LinkControl {
     }
 }
 
-/// The transport factory handed to openraft; also the client for forwarding to the leader.
-/// Cheap to clone: clones share channels and link controls.
-#[derive(Clone, Debug)]
-pub struct PeerNetwork {
-    my_id: NodeId,
-    links: LinkControl,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+/// How peer messages travel: [`GrpcTransport`] between processes, or an in-process network
+/// (the deterministic simulation's) that serves calls with [`super::service::PeerService::handle`].
+pub trait Transport: Send + Sync + Debug + 'static {
+    /// Deliver `blob` as `rpc` to the replica at `peer_url`; give up after `ttl`.
+    fn call(
+        &self,
+        peer_url: &str,
+        rpc: Rpc,
+        blob: Blob,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, CallError>>;
 }
 
-impl PeerNetwork {
-    /// A network for the replica `my_id`, which stamps its ID on every request it sends.
-    pub fn new(my_id: NodeId, links: LinkControl) -> Self {
-        Self { my_id, links, channels: Arc::default() }
-    }
+/// The production transport: tonic gRPC, one lazily connected [`Channel`] per peer URL.
+#[derive(Debug, Default)]
+pub struct GrpcTransport {
+    channels: Mutex<HashMap<String, Channel>>,
+}
 
-    pub fn links(&self) -> &LinkControl {
-        &self.links
-    }
-
+impl GrpcTransport {
     /// A client for `peer_url`, on the channel cached for it (created lazily, unconnected).
-    fn client(&self, peer_url: &str) -> Result<PeerClient<Channel>, String> {
+    fn client(&self, peer_url: &str) -> Result<PeerClient<Channel>, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         let channel = match channels.get(peer_url) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = endpoint(peer_url).map_err(|e| format!("bad peer URL {peer_url:?}: {e}"))?.connect_lazy();
+                let channel = endpoint(peer_url)
+                    .map_err(|e| tonic::Status::invalid_argument(format!("bad peer URL {peer_url:?}: {e}")))?
+                    .connect_lazy();
                 channels.insert(peer_url.to_string(), channel.clone());
                 channel
             }
@@ -122,6 +128,39 @@ impl PeerNetwork {
         Ok(PeerClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn call(
+        &self,
+        peer_url: &str,
+        rpc: Rpc,
+        blob: Blob,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, CallError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move { call(&mut client.map_err(CallError::Status)?, rpc, blob, ttl).await })
+    }
+}
+
+/// The transport factory handed to openraft; also the client for forwarding to the leader.
+/// Cheap to clone: clones share the transport and link controls.
+#[derive(Clone, Debug)]
+pub struct PeerNetwork {
+    my_id: NodeId,
+    links: LinkControl,
+    transport: Arc<dyn Transport>,
+}
+
+impl PeerNetwork {
+    /// A network for the replica `my_id`, which stamps its ID on every request it sends.
+    pub fn new(my_id: NodeId, links: LinkControl, transport: Arc<dyn Transport>) -> Self {
+        Self { my_id, links, transport }
+    }
+
+    pub fn links(&self) -> &LinkControl {
+        &self.links
     }
 
     /// Send `req` to the leader `target` at `peer_url` and wait at most `timeout` for its answer.
@@ -136,13 +175,12 @@ impl PeerNetwork {
         if self.links.is_blocked(target) {
             return Err(unreachable("link blocked".into()));
         }
-        let mut client = self.client(peer_url).map_err(unreachable)?;
         let data = encode(&req).map_err(|e| match *e {
             bincode::ErrorKind::SizeLimit => StoreError::TooLarge,
             _ => StoreError::InvalidArgument(format!("cannot encode forwarded request: {e}")),
         })?;
         let blob = Blob { data, from: self.my_id };
-        match call(&mut client, Rpc::Forward, blob, timeout).await {
+        match self.transport.call(peer_url, Rpc::Forward, blob, timeout).await {
             Ok(data) => decode::<Result<ForwardResponse, StoreError>>(&data)
                 .map_err(|e| unreachable(format!("undecodable reply: {e}")))?,
             Err(CallError::Timeout) => Err(StoreError::Timeout),
@@ -184,7 +222,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             node: node.clone(),
             links: self.links.clone(),
-            client: self.client(&node.peer_url),
+            transport: self.transport.clone(),
         }
     }
 }
@@ -195,8 +233,7 @@ pub struct PeerConnection {
     target: NodeId,
     node: Node,
     links: LinkControl,
-    /// `Err` when the target's peer URL cannot be parsed; every call then fails as unreachable.
-    client: Result<PeerClient<Channel>, String>,
+    transport: Arc<dyn Transport>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
@@ -211,10 +248,9 @@ impl PeerConnection {
         if self.links.is_blocked(self.target) {
             return Err(unreachable("link blocked"));
         }
-        let client = self.client.as_mut().map_err(|e| unreachable(&*e))?;
         let blob = Blob { data, from: self.my_id };
         let timeout = RPCError::Timeout(Timeout { action, id: self.my_id, target: self.target, timeout: ttl });
-        let data = match call(client, Rpc::Raft(action), blob, ttl).await {
+        let data = match self.transport.call(&self.node.peer_url, Rpc::Raft(action), blob, ttl).await {
             Ok(data) => data,
             Err(CallError::Timeout) => return Err(timeout),
             Err(CallError::Status(s)) if is_deadline(s.code()) => return Err(timeout),
@@ -269,15 +305,19 @@ fn endpoint(peer_url: &str) -> Result<Endpoint, tonic::transport::Error> {
 }
 
 /// The service's methods: openraft's three RPCs and leader forwarding.
-#[derive(Clone, Copy, Debug)]
-enum Rpc {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rpc {
     Raft(RPCTypes),
     Forward,
 }
 
-enum CallError {
+/// Why a call brought no reply.
+#[derive(Debug)]
+pub enum CallError {
     /// Our deadline passed first.
     Timeout,
+    /// The transport or the remote service failed the call (a connection refused or a peer
+    /// refusing the link is `UNAVAILABLE`, as from tonic).
     Status(tonic::Status),
 }
 

@@ -17,12 +17,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bincode::Options;
+use openraft::RPCTypes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use super::forward::{ForwardRequest, ForwardResponse};
-use super::network::LinkControl;
+use super::network::{LinkControl, Rpc};
 use crate::error::StoreError;
 use crate::types::Raft;
 
@@ -89,6 +90,19 @@ impl<H: ForwardHandler> PeerService<H> {
         PeerServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
+    /// Serve one call in-process exactly as the gRPC service does (for in-process transports
+    /// such as the deterministic simulation's): the reply's payload, or the call's status.
+    pub async fn handle(&self, rpc: Rpc, blob: Blob) -> Result<Vec<u8>, Status> {
+        let request = Request::new(blob);
+        let reply = match rpc {
+            Rpc::Raft(RPCTypes::AppendEntries) => Peer::append_entries(self, request).await,
+            Rpc::Raft(RPCTypes::Vote) => Peer::vote(self, request).await,
+            Rpc::Raft(RPCTypes::InstallSnapshot) => Peer::install_snapshot(self, request).await,
+            Rpc::Forward => Peer::forward(self, request).await,
+        };
+        reply.map(|r| r.into_inner().data)
+    }
+
     /// Refuse blocked senders, then decode the payload.
     fn admit<T: DeserializeOwned>(&self, request: Request<Blob>) -> Result<T, Status> {
         let blob = request.into_inner();
@@ -149,7 +163,9 @@ mod tests {
     use tokio_stream::wrappers::TcpListenerStream;
 
     use super::*;
-    use crate::raft::network::PeerNetwork;
+    use futures::future::BoxFuture;
+
+    use crate::raft::network::{CallError, GrpcTransport, PeerNetwork, Transport};
     use crate::types::{CommandResult, Entry, LogId, Node, NodeId, Rejection, SnapshotMeta};
     use crate::types::{StorageError, StoredMembership, TypeConfig};
 
@@ -265,7 +281,7 @@ mod tests {
     async fn serve_on(listener: TcpListener) -> Server {
         let links = LinkControl::new();
         let config = Arc::new(openraft::Config::default().validate().unwrap());
-        let network = PeerNetwork::new(SERVER, links.clone());
+        let network = PeerNetwork::new(SERVER, links.clone(), grpc());
         let raft = Raft::new(SERVER, config, network, Stub::default(), Stub::default()).await.unwrap();
         let handler = Arc::new(Handler::default());
         let service = PeerService::new(raft.clone(), handler.clone(), links.clone());
@@ -278,6 +294,61 @@ mod tests {
         Server { url, raft, handler, links }
     }
 
+    fn grpc() -> Arc<dyn Transport> {
+        Arc::new(GrpcTransport::default())
+    }
+
+    /// Delivers every call straight to one in-process service, as the simulation's network does.
+    struct InProcess(Arc<PeerService<Handler>>);
+
+    impl std::fmt::Debug for InProcess {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("InProcess")
+        }
+    }
+
+    impl Transport for InProcess {
+        fn call(
+            &self,
+            _url: &str,
+            rpc: Rpc,
+            blob: Blob,
+            _ttl: Duration,
+        ) -> BoxFuture<'static, Result<Vec<u8>, CallError>> {
+            let service = self.0.clone();
+            Box::pin(async move { service.handle(rpc, blob).await.map_err(CallError::Status) })
+        }
+    }
+
+    #[tokio::test]
+    async fn in_process_transport_serves_forwards_and_raft_calls_like_grpc() {
+        let links = LinkControl::new();
+        let config = Arc::new(openraft::Config::default().validate().unwrap());
+        let raft = Raft::new(
+            SERVER,
+            config,
+            PeerNetwork::new(SERVER, links.clone(), grpc()),
+            Stub::default(),
+            Stub::default(),
+        )
+        .await
+        .unwrap();
+        let handler = Arc::new(Handler::default());
+        let service = Arc::new(PeerService::new(raft.clone(), handler.clone(), links.clone()));
+        let net = PeerNetwork::new(CLIENT, LinkControl::new(), Arc::new(InProcess(service)));
+        let answer = net.forward(SERVER, "sim://server", ForwardRequest::ReadIndex, PATIENCE).await;
+        assert!(matches!(answer, Ok(ForwardResponse::ReadIndex(42))), "{answer:?}");
+        let node = Node { name: "server".into(), peer_url: "sim://server".into(), client_urls: vec![] };
+        let mut conn = net.clone().new_client(SERVER, &node).await;
+        let vote = conn.vote(VoteRequest::new(Vote::new(1, CLIENT), None), RPCOption::new(PATIENCE)).await;
+        assert!(vote.is_ok(), "{vote:?}");
+        links.block(CLIENT);
+        let refused = net.forward(SERVER, "sim://server", ForwardRequest::ReadIndex, PATIENCE).await;
+        assert!(matches!(refused, Err(StoreError::LeaderUnreachable { leader: SERVER, .. })), "{refused:?}");
+        assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
+        raft.shutdown().await.unwrap();
+    }
+
     async fn forward(url: &str, req: ForwardRequest, net: &PeerNetwork) -> Result<ForwardResponse, StoreError> {
         net.forward(SERVER, url, req, PATIENCE).await
     }
@@ -285,7 +356,7 @@ mod tests {
     #[tokio::test]
     async fn forward_round_trips_answers_and_remote_errors() {
         let server = serve().await;
-        let net = PeerNetwork::new(CLIENT, LinkControl::new());
+        let net = PeerNetwork::new(CLIENT, LinkControl::new(), grpc());
         let answer = forward(&server.url, ForwardRequest::ReadIndex, &net).await;
         assert!(matches!(answer, Ok(ForwardResponse::ReadIndex(42))), "{answer:?}");
         let refused = forward(&server.url, ForwardRequest::LeaseKeepAlive { id: 9 }, &net).await;
@@ -295,7 +366,7 @@ mod tests {
     #[tokio::test]
     async fn blocked_links_fail_forward_without_reaching_the_handler() {
         let server = serve().await;
-        let net = PeerNetwork::new(CLIENT, LinkControl::new());
+        let net = PeerNetwork::new(CLIENT, LinkControl::new(), grpc());
         net.links().block(SERVER);
         let outbound = forward(&server.url, ForwardRequest::ReadIndex, &net).await;
         assert!(matches!(outbound, Err(StoreError::LeaderUnreachable { leader: SERVER, .. })));
@@ -311,7 +382,7 @@ mod tests {
     #[tokio::test]
     async fn a_silent_leader_is_a_timeout() {
         let server = serve().await;
-        let net = PeerNetwork::new(CLIENT, LinkControl::new());
+        let net = PeerNetwork::new(CLIENT, LinkControl::new(), grpc());
         let req = ForwardRequest::LeaseTimeToLive { id: 1 };
         let silent = net.forward(SERVER, &server.url, req, Duration::from_millis(200)).await;
         assert_eq!(silent.unwrap_err(), StoreError::Timeout);
@@ -323,7 +394,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let node = Node { peer_url: format!("http://{addr}"), ..Node::default() };
-        let mut net = PeerNetwork::new(CLIENT, LinkControl::new());
+        let mut net = PeerNetwork::new(CLIENT, LinkControl::new(), grpc());
         let mut conn = net.new_client(SERVER, &node).await;
         let vote = VoteRequest::new(Vote::new(5, CLIENT), None);
         let opt = RPCOption::new(PATIENCE);
@@ -358,7 +429,7 @@ mod tests {
     async fn raft_rpcs_reach_the_remote_raft_and_bring_back_its_errors() {
         let server = serve().await;
         let node = Node { peer_url: server.url.clone(), ..Node::default() };
-        let mut conn = PeerNetwork::new(CLIENT, LinkControl::new()).new_client(SERVER, &node).await;
+        let mut conn = PeerNetwork::new(CLIENT, LinkControl::new(), grpc()).new_client(SERVER, &node).await;
         let opt = RPCOption::new(PATIENCE);
         let vote = VoteRequest::new(Vote::new(5, CLIENT), None);
         let resp = conn.vote(vote.clone(), opt.clone()).await.unwrap();
@@ -392,7 +463,7 @@ mod tests {
     async fn raft_rpc_failures_become_the_matching_rpc_errors() {
         let server = serve().await;
         let node = Node { peer_url: server.url.clone(), ..Node::default() };
-        let mut net = PeerNetwork::new(CLIENT, LinkControl::new());
+        let mut net = PeerNetwork::new(CLIENT, LinkControl::new(), grpc());
         let mut conn = net.new_client(SERVER, &node).await;
         let opt = RPCOption::new(PATIENCE);
         let vote = VoteRequest::new(Vote::new(5, CLIENT), None);

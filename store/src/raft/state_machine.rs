@@ -21,6 +21,7 @@ use rocksdb::{checkpoint::Checkpoint, ColumnFamilyDescriptor, Options, WriteBatc
 use serde::{Deserialize, Serialize};
 
 use super::snapshot::{self as snap, current_sm_dir, pack_dir, set_current_sm_dir, unpack_to};
+use crate::determinism::{offload, rng};
 use crate::error::StoreError;
 use crate::mvcc::{Mvcc, CF_META};
 use crate::types::{Command, CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
@@ -207,7 +208,7 @@ impl SmShared {
         let n = self.seq.load(Ordering::SeqCst);
         let tmp = self.data_dir.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(StoreError::storage)?;
-        let dir = tmp.join(format!("checkpoint-{n}-{}", rand::random::<u32>()));
+        let dir = tmp.join(format!("checkpoint-{n}-{}", rand::Rng::gen::<u32>(&mut rng())));
         let applied = {
             // The read lock keeps apply out, so `applied` matches the checkpoint.
             let mvcc = self.mvcc.read().expect("lock poisoned");
@@ -223,11 +224,10 @@ impl SmShared {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let shared = self.shared.clone();
-        let (applied, archive) =
-            tokio::task::spawn_blocking(move || shared.checkpoint()).await.map_err(snap_err)?.map_err(snap_err)?;
+        let (applied, archive) = offload(move || shared.checkpoint()).await.map_err(snap_err)?.map_err(snap_err)?;
         let snapshot_id = match applied.last {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
-            None => format!("0-0-{}", rand::random::<u32>()),
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::Rng::gen::<u32>(&mut rng())),
+            None => format!("0-0-{}", rand::Rng::gen::<u32>(&mut rng())),
         };
         let meta = SnapshotMeta { last_log_id: applied.last, last_membership: applied.membership, snapshot_id };
         if self.shared.save_snapshot(&meta, &archive).map_err(snap_err)? {
@@ -319,7 +319,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let archive = snapshot.into_inner();
         let this = self.clone();
         let a = archive.clone();
-        tokio::task::spawn_blocking(move || this.replace_state(&a)).await.map_err(snap_err)?.map_err(snap_err)?;
+        offload(move || this.replace_state(&a)).await.map_err(snap_err)?.map_err(snap_err)?;
         self.shared.save_snapshot(meta, &archive).map_err(snap_err)?;
         tracing::info!(last = ?meta.last_log_id, bytes = archive.len(), "snapshot installed");
         Ok(())
