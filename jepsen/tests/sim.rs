@@ -7,8 +7,8 @@
 use flotilla_jepsen::sim::{self, SimOptions};
 use flotilla_jepsen::Validity;
 
-/// Seeds per batch test; five batches.
-const BATCH: u64 = 50;
+/// Seeds per batch test; ten batches, seeds 0..200.
+const BATCH: u64 = 20;
 
 fn run_batch(batch: u64) {
     let mut failures = Vec::new();
@@ -22,29 +22,28 @@ fn run_batch(batch: u64) {
     assert!(failures.is_empty(), "replay with `flotilla-jepsen sim --seeds N`:\n{}", failures.join("\n"));
 }
 
-#[test]
-fn seeds_0_to_49() {
-    run_batch(0);
+macro_rules! batches {
+    ($($name:ident = $batch:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_batch($batch);
+            }
+        )*
+    };
 }
 
-#[test]
-fn seeds_50_to_99() {
-    run_batch(1);
-}
-
-#[test]
-fn seeds_100_to_149() {
-    run_batch(2);
-}
-
-#[test]
-fn seeds_150_to_199() {
-    run_batch(3);
-}
-
-#[test]
-fn seeds_200_to_249() {
-    run_batch(4);
+batches! {
+    seeds_000_to_019 = 0;
+    seeds_020_to_039 = 1;
+    seeds_040_to_059 = 2;
+    seeds_060_to_079 = 3;
+    seeds_080_to_099 = 4;
+    seeds_100_to_119 = 5;
+    seeds_120_to_139 = 6;
+    seeds_140_to_159 = 7;
+    seeds_160_to_179 = 8;
+    seeds_180_to_199 = 9;
 }
 
 #[test]
