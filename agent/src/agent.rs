@@ -30,6 +30,7 @@ use crate::node::NodeAgent;
 use crate::pods::{Context, PodManager};
 use crate::runtime::Runtime;
 use crate::server;
+use crate::services;
 
 /// Pod events buffered between the watch and the pod manager; when full the watch waits
 /// (the manager only routes, so it drains quickly).
@@ -58,14 +59,21 @@ impl Agent {
         tracing::info!(node = name, runtime = runtime_version, servers = ?self.config.servers, "agent starting");
         let ctx = Arc::new(pod_context(&self.pool, &self.config, &self.node, self.runtime.clone()));
         let (daemon_port, server_task) = self.start_server(&cancel).await;
+        let services_config = self.config.services.clone();
         let node =
             NodeAgent::new(self.pool.clone(), self.node, self.config, runtime_version).with_daemon_port(daemon_port);
         let node_task = tokio::spawn(node.run(Duration::ZERO, cancel.clone()));
         let (tx, rx) = mpsc::channel(POD_EVENT_BUFFER);
         let selector = Selector { fields: Some(format!("spec.nodeName={name}")), ..Selector::default() };
         let watch_task = tokio::spawn(watch::run::<Pod>(self.pool.clone(), selector, tx, cancel.clone()));
+        let services_task = match services_config {
+            Some(config) => {
+                tokio::spawn(services::runner::run(self.pool.clone(), config, name.clone(), cancel.clone()))
+            }
+            None => tokio::spawn(async {}),
+        };
         PodManager::new(ctx).run(rx, cancel.clone()).await;
-        let _ = tokio::join!(node_task, watch_task, server_task);
+        let _ = tokio::join!(node_task, watch_task, server_task, services_task);
         tracing::info!(node = name, "agent stopped");
     }
 }
@@ -118,5 +126,11 @@ pub(crate) fn pod_context(
         resync: config.pod_resync,
         volumes: crate::pods::volumes::VolumeManager::new(node.host.data_dir().map(|d| d.join("pods"))),
         allow_privileged: config.allow_privileged,
+        dns: crate::pods::dns::NodeDns::read(
+            config
+                .services
+                .as_ref()
+                .map(|s| crate::pods::dns::ClusterDns { nameserver: s.cluster_dns, domain: s.cluster_domain.clone() }),
+        ),
     }
 }

@@ -38,6 +38,38 @@ pub struct AgentConfig {
     /// Where the endpoint for logs, exec and port-forward listens ([`crate::server`]);
     /// None: the agent serves nothing and advertises port 0 (simulated nodes, tests).
     pub server: Option<ServerConfig>,
+    /// Services on this node: the nftables proxy and cluster DNS ([`crate::services`]);
+    /// None: neither (simulated nodes, the process runtime, tests).
+    pub services: Option<ServicesConfig>,
+}
+
+/// The kube-proxy and cluster-DNS settings of a node (kubelet's `--cluster-dns` and
+/// `--cluster-domain`, kube-proxy's table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicesConfig {
+    /// The ClusterIP pods use as their nameserver (the `kube-dns` Service's; upstream's
+    /// usual 10.96.0.10). The proxy redirects it to this agent's DNS server.
+    pub cluster_dns: Ipv4Addr,
+    /// The cluster domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// The host port the agent's DNS server listens on (UDP and TCP, all addresses); agents
+    /// sharing a host need different ones.
+    pub dns_port: u16,
+    /// A name unique to this agent on its host (the runtime scope: node name and a hash of
+    /// the data directory); its nft table is named after it, so agents of different
+    /// clusters sharing a host and a node name keep their own rules.
+    pub scope: String,
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        Self {
+            cluster_dns: Ipv4Addr::new(10, 96, 0, 10),
+            cluster_domain: "cluster.local".into(),
+            dns_port: 53,
+            scope: "default".into(),
+        }
+    }
 }
 
 /// The agent endpoint's listening address (upstream kubelet: `--address`, `--port`).
@@ -70,6 +102,7 @@ impl Default for AgentConfig {
             pod_resync: Duration::from_secs(10),
             allow_privileged: false,
             server: None,
+            services: None,
         }
     }
 }

@@ -7,6 +7,9 @@
 //!   [`AgentError::is_gone`], [`AgentError::is_already_exists`].
 //! - [`AgentError::Runtime`]: the container runtime refused or failed.
 //! - [`AgentError::Config`]: bad flags or configuration; the agent must not start.
+//! - [`AgentError::Services`]: the service proxy or the cluster DNS could not do its
+//!   job on this host (nft refused a ruleset, a port could not be bound); retried or
+//!   reported, pods keep running.
 //! - [`AgentError::ContainerConfig`]: a container's configuration cannot be resolved
 //!   (a missing ConfigMap key, a refused privileged container): the container is not
 //!   created, and its status waits with `reason` and `message` until it can be.
@@ -37,6 +40,8 @@ pub enum AgentError {
     Runtime(#[from] RuntimeError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("services: {0}")]
+    Services(String),
     /// Container `container` cannot be created as its pod spec asks (`reason` is the
     /// waiting reason its status shows, e.g. `CreateContainerConfigError`).
     #[error("container {container}: {message}")]

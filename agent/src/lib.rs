@@ -43,6 +43,7 @@ pub mod node;
 pub mod pods;
 pub mod runtime;
 pub mod server;
+pub mod services;
 pub mod simulate;
 
 pub use agent::Agent;

@@ -1,5 +1,7 @@
 //! Objects every cluster has from the start: the `default`, `kube-system`, `kube-public`
-//! and `kube-node-lease` namespaces, and the default StorageClass `local-path`.
+//! and `kube-node-lease` namespaces, the default StorageClass `local-path`, and the
+//! `kube-system/kube-dns` Service holding the cluster DNS address (the tenth of the service
+//! range; every agent answers it, so it has no selector and no endpoints).
 //!
 //! Every replica runs this at start-up; creation is create-if-absent, so replicas racing
 //! each other (or a restart) create each object exactly once and never touch one that
@@ -44,6 +46,23 @@ pub async fn ensure_bootstrap_objects(registry: Registry, cancel: CancellationTo
     if create_if_absent(&registry, classes, default_storage_class(), &cancel).await {
         tracing::info!(storage_class = DEFAULT_STORAGE_CLASS, "default storage class present");
     }
+    let services = resources::lookup("", "v1", "services").expect("services are served");
+    let dns = dns_service(&registry.ranges().dns_ip().to_string());
+    if create_if_absent(&registry, services, dns, &cancel).await {
+        tracing::info!("kube-dns service present");
+    }
+}
+
+/// `kube-system/kube-dns`: the cluster DNS address, on UDP and TCP port 53, as kubeadm's.
+fn dns_service(ip: &str) -> Value {
+    json!({
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
+        "spec": {"clusterIP": ip, "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}
+        ]},
+    })
 }
 
 /// `local-path`: volumes made on the node of the claim's first consumer (so binding waits
@@ -67,7 +86,8 @@ async fn create_if_absent(
     cancel: &CancellationToken,
 ) -> bool {
     loop {
-        match registry.create(res, None, obj.clone(), &WriteOptions::default()).await {
+        let namespace = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+        match registry.create(res, namespace, obj.clone(), &WriteOptions::default()).await {
             Ok(_) | Err(ApiError::AlreadyExists(_)) => return true,
             Err(e) => {
                 tracing::debug!(resource = res.plural, object = %obj["metadata"]["name"], error = %e, "bootstrap object not created yet; retrying");

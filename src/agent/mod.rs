@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use flotilla_agent::config::{parse_labels, parse_taints, ServerConfig};
+use flotilla_agent::config::{parse_labels, parse_taints, ServerConfig, ServicesConfig};
 use flotilla_agent::node::host::{self, Host, SimulatedHost};
 use flotilla_agent::simulate::{self, Simulation};
 use flotilla_agent::{Agent, AgentConfig, NodeConfig};
@@ -73,6 +73,20 @@ pub struct AgentArgs {
     /// Seconds between syncs of an idle pod (events trigger syncs at once).
     #[arg(long, default_value_t = 10)]
     pod_resync_seconds: u64,
+    /// The cluster DNS address pods use (the `kube-dns` Service's ClusterIP).
+    #[arg(long, env = "FLOTILLA_CLUSTER_DNS", default_value = "10.96.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
+    /// The cluster domain.
+    #[arg(long, env = "FLOTILLA_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Host port of this agent's DNS server (UDP and TCP); the service rules send the
+    /// cluster DNS address there.
+    #[arg(long, env = "FLOTILLA_DNS_PORT", default_value_t = 53)]
+    dns_port: u16,
+    /// Run neither the service proxy (nftables) nor the cluster DNS. They run by default
+    /// with the docker and containerd runtimes (as root), never with process or fake.
+    #[arg(long)]
+    no_services: bool,
 }
 
 /// How long SIGTERM waits for the agent's loops to stop (containers keep running).
@@ -109,6 +123,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let name = args.node_name.or_else(host::hostname).context("no --node-name and no host name")?;
             let address = args.node_ip.unwrap_or_else(|| host::primary_address().to_string());
             let runtime = args.runtime.build(&name, &args.data_dir, &address).await?;
+            if !args.no_services && matches!(args.runtime.runtime, RuntimeKind::Docker | RuntimeKind::Containerd) {
+                let (cluster_dns, cluster_domain, dns_port) = (args.cluster_dns, args.cluster_domain, args.dns_port);
+                let scope = runtime::scope(&name, &args.data_dir)?;
+                config.services = Some(ServicesConfig { cluster_dns, cluster_domain, dns_port, scope });
+            }
             let host = Host::Real { data_dir: args.data_dir };
             let node = NodeConfig { name, labels, taints, max_pods: args.max_pods, address, host };
             config.server = Some(ServerConfig { address: args.address, port: args.port });

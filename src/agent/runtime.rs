@@ -98,7 +98,7 @@ impl RuntimeArgs {
 /// The runtime scope of this agent: its node name and a hash of its data directory, so two
 /// agents of different clusters that share a node name and a daemon still never see each
 /// other's pods, and a restarted agent (same name, same directory) finds its own.
-fn scope(node: &str, data_dir: &Path) -> anyhow::Result<String> {
+pub fn scope(node: &str, data_dir: &Path) -> anyhow::Result<String> {
     let dir = data_dir.canonicalize().with_context(|| format!("resolving {}", data_dir.display()))?;
     let hash = flotilla_agent::runtime::fnv1a(dir.to_string_lossy().as_bytes());
     Ok(format!("{node}.{:08x}", hash as u32))

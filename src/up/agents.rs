@@ -105,13 +105,15 @@ pub fn plan(
     let exe = std::env::current_exe()?.to_string_lossy().into_owned();
     let servers: Vec<&str> = replicas.iter().map(|r| r.api_url.as_str()).collect();
     // Hold every listener until all ports are chosen so no two agents get the same one.
+    // Each agent takes two: its endpoint and its DNS server.
     let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+        (0..2 * n).map(|_| std::net::TcpListener::bind("0.0.0.0:0")).collect::<Result<_, _>>()?;
     let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
     drop(listeners);
     Ok((1..=n)
-        .zip(ports)
-        .map(|(i, port)| {
+        .zip(ports.chunks(2))
+        .map(|(i, ports)| {
+            let (port, dns_port) = (ports[0], ports[1]);
             let name = format!("agent-{i}");
             let argv = vec![
                 exe.clone(),
@@ -130,6 +132,8 @@ pub fn plan(
                 "127.0.0.1".into(),
                 "--port".into(),
                 port.to_string(),
+                "--dns-port".into(),
+                dns_port.to_string(),
             ];
             let mut argv = argv;
             if runtime == RuntimeChoice::Containerd {

@@ -6,70 +6,10 @@
 //! namespace when it ends, however it ends.
 
 use std::io::{BufRead, BufReader};
-use std::process::Command;
 use std::time::Duration;
 
-use flotilla_tests::kube::Kubectl;
-use flotilla_tests::{ensure_test_image, wait_for, UpCluster, TEST_IMAGE};
-
-/// Removes every container of `namespace` on drop (the agents normally do it; a failed
-/// test must not leave containers behind).
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let ids = docker(&["ps", "-aq", "--filter", &format!("label=io.flotilla.pod.namespace={}", self.0)]);
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).output();
-        }
-    }
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker runs");
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A 3-replica cluster with two docker agents, a kubectl in namespace `ns`, and the cleanup.
-/// The cleanup comes first so that, bound first, it is dropped last: after the cluster and
-/// its agents are stopped, so no agent recreates what it removes.
-fn cluster(ns: &str) -> (Cleanup, UpCluster, Kubectl) {
-    ensure_test_image();
-    let c = UpCluster::start_with(3, &["--agents", "2", "--agent-runtime", "docker"]).expect("cluster starts");
-    let k = Kubectl::new(&c.replicas[1].api_url);
-    k.ok(&["create", "namespace", ns]);
-    (Cleanup(ns.to_string()), c, k)
-}
-
-fn jsonpath(k: &Kubectl, ns: &str, what: &[&str], path: &str) -> String {
-    let mut args = vec!["-n", ns, "get"];
-    args.extend_from_slice(what);
-    let path = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &path]);
-    k.ok(&args)
-}
-
-/// Names of the Running pods with label `app=<app>`, once there are `n`.
-fn running_pods(k: &Kubectl, ns: &str, app: &str, n: usize) -> Vec<String> {
-    wait_for(Duration::from_secs(90), &format!("{n} Running pods of {app}"), || {
-        let out = jsonpath(
-            k,
-            ns,
-            &["pods", "-l", &format!("app={app}")],
-            "{range .items[*]}{.metadata.name} {.status.phase} {.status.podIP}{\"\\n\"}{end}",
-        );
-        let running: Vec<String> = out
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() == 3 && f[1] == "Running").then(|| f[0].to_string())
-            })
-            .collect();
-        (running.len() == n).then_some(running)
-    })
-}
+use flotilla_tests::docker::{cluster, docker, jsonpath, running_pods};
+use flotilla_tests::{wait_for, TEST_IMAGE};
 
 #[test]
 fn docker_pods_run_restart_exec_log_forward_and_clean_up() {

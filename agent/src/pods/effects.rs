@@ -23,9 +23,9 @@ use super::spec::limits;
 use super::spec::Configured;
 use super::sync::{Observed, Step, Waiting};
 use super::volumes::{mounts, payload};
-use super::{env, spec, Context};
+use super::{dns, env, spec, Context};
 use crate::error::AgentError;
-use crate::runtime::{Runtime, RuntimeError, SandboxInfo};
+use crate::runtime::{Mount, Runtime, RuntimeError, SandboxInfo};
 
 /// Waiting reason of a container whose env, mounts, limits or security cannot be resolved.
 pub const CONFIG_ERROR: &str = "CreateContainerConfigError";
@@ -121,12 +121,28 @@ async fn configure(
     };
     let resolved = env::resolve(pod, container, &objects, &facts).map_err(|e| fail(CONFIG_ERROR, e.0))?;
     let volumes = ctx.volumes.prepare(pod, &objects, &facts).map_err(|e| fail(MOUNT_ERROR, e.to_string()))?;
-    let mounts = if ctx.volumes.is_simulated() {
+    let mut mounts = if ctx.volumes.is_simulated() {
         Vec::new()
     } else {
         mounts::mounts(container, &volumes, &resolved.env).map_err(|e| fail(CONFIG_ERROR, e))?
     };
+    if let Some(mount) = resolv_conf_mount(ctx, pod, &mounts).map_err(|e| fail(MOUNT_ERROR, e))? {
+        mounts.push(mount);
+    }
     Ok(Configured { resolved, mounts, resources, security })
+}
+
+/// The pod's `/etc/resolv.conf` for its DNS policy, written to the pod's directory, as a
+/// read-only mount; none when the runtime's default stands or the container mounts its own.
+fn resolv_conf_mount(ctx: &Context, pod: &Pod, mounts: &[Mount]) -> Result<Option<Mount>, String> {
+    const PATH: &str = "/etc/resolv.conf";
+    let Some(dir) = ctx.volumes.pod_dir(spec::uid(pod)) else { return Ok(None) };
+    let Some(text) = ctx.dns.resolv_conf(pod) else { return Ok(None) };
+    if mounts.iter().any(|m| m.container_path == PATH) {
+        return Ok(None);
+    }
+    let host_path = dns::write(&dir, &text).map_err(|e| format!("cannot write {PATH} for the pod: {e}"))?;
+    Ok(Some(Mount { host_path, container_path: PATH.into(), read_only: true }))
 }
 
 async fn fetch(ctx: &Context, pod: &Pod, refs: &Refs) -> Result<Objects, AgentError> {

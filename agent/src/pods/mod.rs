@@ -16,6 +16,7 @@
 //! `pods/{name}/status`.
 
 pub mod backoff;
+pub mod dns;
 pub mod effects;
 pub mod env;
 pub mod probe;
@@ -54,6 +55,8 @@ pub struct Context {
     pub volumes: volumes::VolumeManager,
     /// Whether `securityContext.privileged: true` containers may run (refused otherwise).
     pub allow_privileged: bool,
+    /// Pods' resolver configuration (cluster DNS, the host's resolv.conf).
+    pub dns: dns::NodeDns,
 }
 
 struct Handle {

@@ -96,6 +96,7 @@ fn context(cluster: &Cluster, rt: Arc<Recorder>, pods_dir: PathBuf, allow_privil
         resync: Duration::from_secs(1),
         volumes: VolumeManager::new(Some(pods_dir)).with_refresh_interval(Duration::ZERO),
         allow_privileged,
+        dns: Default::default(),
     }
 }
 

@@ -8,7 +8,9 @@
 //!   different replicas (the losing Txn fails as a whole and is retried with new picks);
 //! - an address is free again exactly when its Service is gone.
 //!
-//! The first address of the range is reserved for the `kubernetes` Service, as upstream.
+//! The first address of the range is reserved for the `kubernetes` Service, as upstream,
+//! and the tenth for the `kube-dns` Service (the address kubeadm gives it): random picks
+//! skip both.
 
 use rand::Rng;
 use serde_json::{json, Value};
@@ -18,6 +20,8 @@ use crate::resources::Resource;
 
 const IP_PREFIX: &str = "/registry/ranges/serviceips/";
 const PORT_PREFIX: &str = "/registry/ranges/servicenodeports/";
+/// Offset of the `kube-dns` Service's address in the range.
+const DNS_OFFSET: u32 = 10;
 
 /// Where Services get their addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +58,11 @@ impl ServiceRanges {
         Ok(Self { base: u32::from(ip) & mask, prefix, node_ports: (lo, hi) })
     }
 
+    /// The cluster DNS address: the tenth of the range (`10.96.0.10` by default).
+    pub fn dns_ip(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(self.base + DNS_OFFSET)
+    }
+
     fn size(&self) -> u32 {
         1 << (32 - self.prefix)
     }
@@ -81,8 +90,15 @@ impl ServiceRanges {
         match svc.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("") {
             "None" => {}
             "" => {
-                // Skip the network address, the reserved first address and the broadcast one.
-                let ip = std::net::Ipv4Addr::from(self.base + rng.gen_range(2..self.size() - 1)).to_string();
+                // Skip the network address, the reserved first and tenth addresses and the
+                // broadcast one.
+                let offset = loop {
+                    let offset = rng.gen_range(2..self.size() - 1);
+                    if offset != DNS_OFFSET {
+                        break offset;
+                    }
+                };
+                let ip = std::net::Ipv4Addr::from(self.base + offset).to_string();
                 svc["spec"]["clusterIP"] = json!(ip);
                 svc["spec"]["clusterIPs"] = json!([ip]);
                 svc["spec"]["ipFamilies"] = json!(["IPv4"]);

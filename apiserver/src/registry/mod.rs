@@ -107,6 +107,11 @@ impl Registry {
         &self.storage
     }
 
+    /// Where Services get their addresses.
+    pub fn ranges(&self) -> &allocator::ServiceRanges {
+        &self.ranges
+    }
+
     pub async fn get(&self, res: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Value> {
         Ok(self.read(res, ns, name).await?.object)
     }

@@ -58,6 +58,7 @@ fn context(rt: Arc<FakeRuntime>) -> Context {
         resync: Duration::from_secs(10),
         volumes: crate::pods::volumes::VolumeManager::new(None),
         allow_privileged: false,
+        dns: Default::default(),
     }
 }
 
