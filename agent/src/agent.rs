@@ -68,7 +68,8 @@ impl Agent {
         let watch_task = tokio::spawn(watch::run::<Pod>(self.pool.clone(), selector, tx, cancel.clone()));
         let services_task = match services_config {
             Some(config) => {
-                tokio::spawn(services::runner::run(self.pool.clone(), config, name.clone(), cancel.clone()))
+                let host = ctx.dns.host.clone();
+                tokio::spawn(services::runner::run(self.pool.clone(), config, name.clone(), host, cancel.clone()))
             }
             None => tokio::spawn(async {}),
         };

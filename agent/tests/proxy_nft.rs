@@ -10,7 +10,7 @@
 //! both ends in the node, 192.168.77.1 on one) carrying its default route, so clusterIPs
 //! are routable as on a real node, and the node dials them from 192.168.77.1.
 //!
-//! Needs root, `ip` and `nft`; skips with a printed note otherwise. Every namespace a
+//! Needs root, `ip` and `nft`; fails and says so otherwise, unless `FLOTILLA_SKIP_NFT=1`. Every namespace a
 //! test creates is deleted when the test ends, also on failure ([`Lab`]'s `Drop`); the
 //! root namespace is never touched.
 
@@ -57,15 +57,16 @@ struct Lab {
 }
 
 impl Lab {
-    /// A lab with both pods serving, or `None` (with a note) where it cannot be built.
+    /// A lab with both pods serving. Without root or nft the test fails and says so, unless
+    /// `FLOTILLA_SKIP_NFT=1` (then `None`, with a note).
     fn new(tag: &str) -> Option<Lab> {
         // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: needs root (network namespaces and nftables)");
-            return None;
-        }
-        if !Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success()) {
-            eprintln!("skipped: nft is not installed");
+        let root = unsafe { libc::geteuid() } == 0;
+        let nft = Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !root || !nft {
+            let why = if root { "nft is not installed" } else { "needs root (network namespaces and nftables)" };
+            assert!(std::env::var("FLOTILLA_SKIP_NFT").as_deref() == Ok("1"), "{why}; set FLOTILLA_SKIP_NFT=1 to skip");
+            eprintln!("skipped: {why} and FLOTILLA_SKIP_NFT=1");
             return None;
         }
         let prefix = format!("fxp{}{tag}", std::process::id());

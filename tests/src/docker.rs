@@ -2,10 +2,9 @@
 //! docker agents, a kubectl, and the cleanup of the containers a test leaves.
 
 use std::process::Command;
-use std::time::Duration;
 
 use crate::kube::Kubectl;
-use crate::{ensure_test_image, wait_for, UpCluster};
+use crate::{ensure_test_image, UpCluster};
 
 /// Removes every container of `namespace` on drop (the agents normally do it; a failed
 /// test must not leave containers behind).
@@ -36,32 +35,4 @@ pub fn cluster(ns: &str) -> (Cleanup, UpCluster, Kubectl) {
     let k = Kubectl::new(&c.replicas[1].api_url);
     k.ok(&["create", "namespace", ns]);
     (Cleanup(ns.to_string()), c, k)
-}
-
-pub fn jsonpath(k: &Kubectl, ns: &str, what: &[&str], path: &str) -> String {
-    let mut args = vec!["-n", ns, "get"];
-    args.extend_from_slice(what);
-    let path = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &path]);
-    k.ok(&args)
-}
-
-/// Names of the Running pods with label `app=<app>`, once there are `n`.
-pub fn running_pods(k: &Kubectl, ns: &str, app: &str, n: usize) -> Vec<String> {
-    wait_for(Duration::from_secs(90), &format!("{n} Running pods of {app}"), || {
-        let out = jsonpath(
-            k,
-            ns,
-            &["pods", "-l", &format!("app={app}")],
-            "{range .items[*]}{.metadata.name} {.status.phase} {.status.podIP}{\"\\n\"}{end}",
-        );
-        let running: Vec<String> = out
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() == 3 && f[1] == "Running").then(|| f[0].to_string())
-            })
-            .collect();
-        (running.len() == n).then_some(running)
-    })
 }

@@ -7,6 +7,9 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::wait_for;
 
 /// A kubectl pointed at one API server URL.
 pub struct Kubectl {
@@ -87,4 +90,33 @@ impl Kubectl {
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kubectl")
     }
+}
+
+/// `kubectl -n <ns> get <what...> -o jsonpath=<path>`.
+pub fn jsonpath(k: &Kubectl, ns: &str, what: &[&str], path: &str) -> String {
+    let mut args = vec!["-n", ns, "get"];
+    args.extend_from_slice(what);
+    let path = format!("jsonpath={path}");
+    args.extend_from_slice(&["-o", &path]);
+    k.ok(&args)
+}
+
+/// Names of the Running pods with label `app=<app>`, once there are `n`.
+pub fn running_pods(k: &Kubectl, ns: &str, app: &str, n: usize) -> Vec<String> {
+    wait_for(Duration::from_secs(90), &format!("{n} Running pods of {app}"), || {
+        let out = jsonpath(
+            k,
+            ns,
+            &["pods", "-l", &format!("app={app}")],
+            "{range .items[*]}{.metadata.name} {.status.phase} {.status.podIP}{\"\\n\"}{end}",
+        );
+        let running: Vec<String> = out
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3 && f[1] == "Running").then(|| f[0].to_string())
+            })
+            .collect();
+        (running.len() == n).then_some(running)
+    })
 }

@@ -218,3 +218,16 @@ pub fn ensure_test_image() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One HTTP/1.0 `GET <path>` to 127.0.0.1:`port`: the whole response (status line, headers
+/// and body), or `None` if the connection or the read failed (reads give up after
+/// `read_timeout`).
+pub fn http_get(port: u16, path: &str, read_timeout: Duration) -> Option<String> {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(read_timeout)).ok()?;
+    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).ok()?;
+    Some(response)
+}

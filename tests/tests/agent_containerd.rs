@@ -4,13 +4,12 @@
 //! containerd`, and the real kubectl: pods run with IPs from the CNI bridge, and logs,
 //! exec and port-forward reach them.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use flotilla_tests::kube::Kubectl;
-use flotilla_tests::{wait_for, UpCluster, TEST_IMAGE};
+use flotilla_tests::kube::{jsonpath, running_pods, Kubectl};
+use flotilla_tests::{http_get, wait_for, UpCluster, TEST_IMAGE};
 
 fn script(name: &str, args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name);
@@ -42,22 +41,9 @@ fn containerd_pods_run_with_logs_exec_and_port_forward() {
         "-c",
         "echo started; mkdir -p /www; echo hello from $(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www",
     ]);
-    let pods = wait_for(Duration::from_secs(90), "2 Running pods with CNI addresses", || {
-        let out = k.ok(&[
-            "-n",
-            ns,
-            "get",
-            "pods",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.podIP}{\"\\n\"}{end}",
-        ]);
-        let running: Vec<String> = out
-            .lines()
-            .filter(|l| l.contains(" Running 10.245."))
-            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
-            .collect();
-        (running.len() == 2).then_some(running)
-    });
+    let pods = running_pods(&k, ns, "web", 2);
+    let ips = jsonpath(&k, ns, &["pods", "-l", "app=web"], "{.items[*].status.podIP}");
+    assert!(ips.split_whitespace().all(|ip| ip.starts_with("10.245.")), "CNI bridge addresses: {ips}");
     let pod = &pods[0];
     wait_for(Duration::from_secs(30), "the container's output in kubectl logs", || {
         (k.ok(&["-n", ns, "logs", pod]) == "started\n").then_some(())
@@ -69,11 +55,7 @@ fn containerd_pods_run_with_logs_exec_and_port_forward() {
     let local = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     let mut forward = k.spawn(&["-n", ns, "port-forward", &format!("pod/{pod}"), &format!("{local}:8080")]);
     let page = wait_for(Duration::from_secs(30), "the pod's page through port-forward", || {
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", local)).ok()?;
-        conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut body = String::new();
-        conn.read_to_string(&mut body).ok()?;
-        body.contains("hello from").then_some(body)
+        http_get(local, "/", Duration::from_secs(2)).filter(|body| body.contains("hello from"))
     });
     assert!(page.contains(&format!("hello from {pod}")), "{page}");
     let _ = forward.kill();

@@ -8,8 +8,9 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use flotilla_tests::docker::{cluster, docker, jsonpath, running_pods};
-use flotilla_tests::{wait_for, TEST_IMAGE};
+use flotilla_tests::docker::{cluster, docker};
+use flotilla_tests::kube::{jsonpath, running_pods};
+use flotilla_tests::{http_get, wait_for, TEST_IMAGE};
 
 #[test]
 fn docker_pods_run_restart_exec_log_forward_and_clean_up() {
@@ -70,12 +71,7 @@ fn docker_pods_run_restart_exec_log_forward_and_clean_up() {
     let local = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     let mut forward = k.spawn(&["-n", ns, "port-forward", "pod/srv", &format!("{local}:8080")]);
     let page = wait_for(Duration::from_secs(30), "the page through port-forward", || {
-        use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", local)).ok()?;
-        conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut body = String::new();
-        conn.read_to_string(&mut body).ok()?;
-        body.contains("served by").then_some(body)
+        http_get(local, "/", Duration::from_secs(2)).filter(|body| body.contains("served by"))
     });
     assert!(page.contains("served by srv"), "{page}");
     let _ = forward.kill();

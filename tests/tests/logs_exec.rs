@@ -6,7 +6,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use flotilla_tests::kube::Kubectl;
-use flotilla_tests::{wait_for, UpCluster};
+use flotilla_tests::{http_get, wait_for, UpCluster};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -94,15 +94,9 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
-/// `GET /` over a fresh connection to 127.0.0.1:`port`; the whole response.
-fn http_get(port: u16) -> Option<String> {
-    use std::io::Write;
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    conn.write_all(b"GET /hello.txt HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut body = String::new();
-    conn.read_to_string(&mut body).ok()?;
-    Some(body)
+/// `GET /hello.txt` over a fresh connection to 127.0.0.1:`port`; the whole response.
+fn hello(port: u16) -> Option<String> {
+    http_get(port, "/hello.txt", Duration::from_secs(5))
 }
 
 #[test]
@@ -117,12 +111,12 @@ fn kubectl_port_forward_reaches_the_pod() {
     wait_running(&k, "web");
     let mut forward = k.spawn(&["port-forward", "pod/web", &format!("{local}:{remote}")]);
     let got = wait_for(WAIT, "an answer through the forwarded port", || {
-        http_get(local).filter(|r| r.contains("hello through port-forward"))
+        hello(local).filter(|r| r.contains("hello through port-forward"))
     });
     assert!(got.starts_with("HTTP/1.0 200"), "{got}");
     // Several connections over the one port-forward session.
     for _ in 0..3 {
-        assert!(http_get(local).is_some_and(|r| r.contains("hello through port-forward")));
+        assert!(hello(local).is_some_and(|r| r.contains("hello through port-forward")));
     }
     let _ = forward.kill();
     let _ = forward.wait();

@@ -11,12 +11,11 @@
 //!   and follows it when the pod is recreated.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use flotilla_tests::docker::{cluster, jsonpath, running_pods};
-use flotilla_tests::kube::Kubectl;
-use flotilla_tests::wait_for;
+use flotilla_tests::docker::cluster;
+use flotilla_tests::kube::{jsonpath, running_pods, Kubectl};
+use flotilla_tests::{http_get, wait_for};
 
 /// Pods that serve their name on port 80, and are ready while /www/ready.html exists.
 fn web(name: &str, replicas: u32) -> String {
@@ -134,20 +133,16 @@ fn a_node_port_answers_on_the_host_balanced_over_both_agents() {
         |pod: &str| nodes.split_whitespace().find_map(|p| p.strip_prefix(&format!("{pod}="))).map(str::to_string);
 
     let seen: BTreeSet<String> = wait_for(Duration::from_secs(20), "the node port answering", || {
-        let bodies: Vec<String> = (0..40).filter_map(|_| get("127.0.0.1", port)).collect();
+        let bodies: Vec<String> = (0..40).filter_map(|_| get(port)).collect();
         (bodies.len() == 40).then(|| bodies.into_iter().collect())
     });
     let on: BTreeSet<String> = seen.iter().filter_map(|pod| node_of(pod)).collect();
     assert_eq!(on, BTreeSet::from(["agent-1".to_string(), "agent-2".to_string()]), "pods {seen:?} on {nodes}");
 }
 
-/// One HTTP/1.0 GET of `/` on `host:port`; the body, trimmed.
-fn get(host: &str, port: u16) -> Option<String> {
-    let mut conn = std::net::TcpStream::connect((host, port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut response = String::new();
-    conn.read_to_string(&mut response).ok()?;
+/// The body of a `GET /` on 127.0.0.1:`port`, trimmed.
+fn get(port: u16) -> Option<String> {
+    let response = http_get(port, "/", Duration::from_secs(2))?;
     let (_, body) = response.split_once("\r\n\r\n")?;
     Some(body.trim().to_string())
 }

@@ -27,6 +27,7 @@ use super::proxy::{self, DnsRedirect, ProxyOptions};
 use crate::api::watch::{self, Event, Selector};
 use crate::api::ApiPool;
 use crate::config::ServicesConfig;
+use crate::pods::dns::Resolv;
 
 /// Events buffered per watched kind.
 const EVENT_BUFFER: usize = 1024;
@@ -44,12 +45,13 @@ pub fn table_name(scope: &str) -> String {
 }
 
 /// Run until `cancel` fires; then remove this node's rules.
-pub async fn run(pool: Arc<ApiPool>, config: ServicesConfig, node: String, cancel: CancellationToken) {
+/// `host` is the host's resolver configuration, whose nameservers the DNS forwards to.
+pub async fn run(pool: Arc<ApiPool>, config: ServicesConfig, node: String, host: Resolv, cancel: CancellationToken) {
     if let Err(e) = proxy::enable_route_localnet() {
         tracing::warn!(error = %e, "cannot enable route_localnet; node ports do not answer on 127.0.0.1");
     }
     let (snapshots, latest_rx) = latest::channel(Arc::new(Snapshot::default()));
-    let dns = start_dns(&config, latest_rx.clone()).await;
+    let dns = start_dns(&config, &host, latest_rx.clone()).await;
     let opts = ProxyOptions {
         table: table_name(&config.scope),
         dns: dns.as_ref().map(|_| DnsRedirect { cluster_ip: config.cluster_dns, local_port: config.dns_port }),
@@ -65,10 +67,13 @@ pub async fn run(pool: Arc<ApiPool>, config: ServicesConfig, node: String, cance
     }
 }
 
-async fn start_dns(config: &ServicesConfig, snapshots: latest::Receiver<Arc<Snapshot>>) -> Option<DnsServer> {
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let dns_config =
-        DnsConfig { domain: config.cluster_domain.clone(), upstreams: dns::host_upstreams(&resolv), ttl: DNS_TTL };
+async fn start_dns(
+    config: &ServicesConfig,
+    host: &Resolv,
+    snapshots: latest::Receiver<Arc<Snapshot>>,
+) -> Option<DnsServer> {
+    let upstreams = dns::host_upstreams(&host.nameservers);
+    let dns_config = DnsConfig { domain: config.cluster_domain.clone(), upstreams, ttl: DNS_TTL };
     let bind = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.dns_port));
     match DnsServer::start(bind, dns_config, snapshots).await {
         Ok(server) => {

@@ -11,20 +11,16 @@ const MAX_SEARCH_DOMAINS: usize = 32;
 /// The longest search line a pod gets, in characters (the kubelet's `MaxDNSSearchListChars`).
 const MAX_SEARCH_CHARS: usize = 2048;
 
-/// The nameservers of `resolv_conf`, in order, without duplicates, as port-53 addresses.
+/// The host's `nameservers` (as [`crate::pods::dns::Resolv`] read them from resolv.conf), in
+/// order, without duplicates, as port-53 addresses.
 ///
 /// Loopback ones (a stub resolver such as systemd-resolved's 127.0.0.53) are kept: the
 /// cluster DNS forwards from the agent's own network namespace, where they answer. IPv6
 /// addresses with a zone (`fe80::1%eth0`) are skipped, as they cannot be written as a
 /// socket address without resolving the interface.
-pub fn host_upstreams(resolv_conf: &str) -> Vec<SocketAddr> {
+pub fn host_upstreams(nameservers: &[String]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
-    for line in resolv_conf.lines() {
-        let mut words = line.split_whitespace();
-        if words.next() != Some("nameserver") {
-            continue;
-        }
-        let Some(Ok(ip)) = words.next().map(str::parse::<IpAddr>) else { continue };
+    for ip in nameservers.iter().filter_map(|n| n.parse::<IpAddr>().ok()) {
         let addr = SocketAddr::new(ip, NAMESERVER_PORT);
         if !out.contains(&addr) {
             out.push(addr);
@@ -57,6 +53,7 @@ pub fn cluster_search(pod_namespace: &str, domain: &str, host_search: &[String])
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pods::dns::Resolv;
 
     #[test]
     fn nameservers_become_port_53_upstreams() {
@@ -65,8 +62,8 @@ mod tests {
                     options edns0\n  nameserver 10.0.0.2\n";
         let want: Vec<SocketAddr> =
             ["192.168.1.1:53", "127.0.0.53:53", "[2001:db8::1]:53", "10.0.0.2:53"].map(|s| s.parse().unwrap()).into();
-        assert_eq!(host_upstreams(text), want);
-        assert!(host_upstreams("").is_empty());
+        assert_eq!(host_upstreams(&Resolv::parse(text).nameservers), want);
+        assert!(host_upstreams(&[]).is_empty());
     }
 
     #[test]
