@@ -6,11 +6,15 @@
 # Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh etcd-client
 runtime="${RUNTIME:-auto}"
 if [ "$runtime" = auto ] && docker info >/dev/null 2>&1; then
   runtime=docker
 fi
+case "$runtime" in
+  # The docker and containerd agents program Services with nftables.
+  docker | containerd) scripts/install-deps.sh etcd-client nftables ;;
+  *) scripts/install-deps.sh etcd-client ;;
+esac
 case "$runtime" in
   docker) scripts/make-test-image ;;
   containerd) scripts/make-test-image --containerd ;;

@@ -84,7 +84,8 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOTILLA_DNS_PORT", default_value_t = 53)]
     dns_port: u16,
     /// Run neither the service proxy (nftables) nor the cluster DNS. They run by default
-    /// with the docker and containerd runtimes (as root), never with process or fake.
+    /// with the docker and containerd runtimes when the agent is root and `nft` is
+    /// installed, never with process or fake.
     #[arg(long)]
     no_services: bool,
 }
@@ -123,7 +124,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let name = args.node_name.or_else(host::hostname).context("no --node-name and no host name")?;
             let address = args.node_ip.unwrap_or_else(|| host::primary_address().to_string());
             let runtime = args.runtime.build(&name, &args.data_dir, &address).await?;
-            if !args.no_services && matches!(args.runtime.runtime, RuntimeKind::Docker | RuntimeKind::Containerd) {
+            if !args.no_services
+                && matches!(args.runtime.runtime, RuntimeKind::Docker | RuntimeKind::Containerd)
+                && services_possible()
+            {
                 let (cluster_dns, cluster_domain, dns_port) = (args.cluster_dns, args.cluster_domain, args.dns_port);
                 let scope = runtime::scope(&name, &args.data_dir)?;
                 config.services = Some(ServicesConfig { cluster_dns, cluster_domain, dns_port, scope });
@@ -146,4 +150,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("agent did not stop in time; exiting anyway"),
     }
     Ok(())
+}
+
+/// Whether this agent can program nftables (root, `nft` installed). Without it, Services
+/// and the cluster DNS are off and pods keep the runtime's resolver, rather than getting a
+/// nameserver nothing answers.
+fn services_possible() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let nft = std::process::Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !(root && nft) {
+        tracing::warn!(root, nft, "Services and cluster DNS are off on this node: they need root and nft (nftables)");
+    }
+    root && nft
 }
