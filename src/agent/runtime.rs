@@ -95,24 +95,7 @@ impl RuntimeArgs {
     }
 }
 
-/// The runtime scope of this agent: its node name and a hash of its data directory, so two
-/// agents of different clusters that share a node name and a daemon still never see each
-/// other's pods, and a restarted agent (same name, same directory) finds its own.
+/// This agent's runtime scope ([`flotilla_agent::runtime::scope`]).
 pub fn scope(node: &str, data_dir: &Path) -> anyhow::Result<String> {
-    let dir = data_dir.canonicalize().with_context(|| format!("resolving {}", data_dir.display()))?;
-    let hash = flotilla_agent::runtime::fnv1a(dir.to_string_lossy().as_bytes());
-    Ok(format!("{node}.{:08x}", hash as u32))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes_differ_by_directory_and_are_stable() {
-        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        assert_eq!(scope("n1", a.path()).unwrap(), scope("n1", a.path()).unwrap());
-        assert_ne!(scope("n1", a.path()).unwrap(), scope("n1", b.path()).unwrap());
-        assert!(scope("n1", a.path()).unwrap().starts_with("n1."));
-    }
+    flotilla_agent::runtime::scope(node, data_dir).with_context(|| format!("resolving {}", data_dir.display()))
 }

@@ -1,10 +1,11 @@
 //! Helpers of the end-to-end tests with the docker runtime: a `flotilla up` cluster with two
 //! docker agents, a kubectl, and the cleanup of the containers a test leaves.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::kube::Kubectl;
-use crate::{ensure_test_image, UpCluster};
+use crate::{ensure_test_image, AgentProc, UpCluster};
 
 /// Removes every container of `namespace` on drop (the agents normally do it; a failed
 /// test must not leave containers behind).
@@ -35,4 +36,16 @@ pub fn cluster(ns: &str) -> (Cleanup, UpCluster, Kubectl) {
     let k = Kubectl::new(&c.replicas[1].api_url);
     k.ok(&["create", "namespace", ns]);
     (Cleanup(ns.to_string()), c, k)
+}
+
+/// Delete the service rules of `agent` after it was killed with SIGKILL (an agent that stops
+/// normally deletes them itself): a stale table would keep redirecting the cluster DNS of
+/// its pods' addresses, which Docker hands to later pods of other tests.
+pub fn remove_killed_agent_rules(agent: &AgentProc) {
+    let at = agent.argv.iter().position(|a| a == "--data-dir").expect("the agent's argv names its data dir");
+    let scope =
+        flotilla_agent::runtime::scope(&agent.name, Path::new(&agent.argv[at + 1])).expect("the data dir exists");
+    let table = flotilla_agent::services::runner::table_name(&scope);
+    let out = Command::new("nft").args(["delete", "table", "ip", &table]).output().expect("nft runs");
+    assert!(out.status.success(), "deleting {table}: {}", String::from_utf8_lossy(&out.stderr));
 }

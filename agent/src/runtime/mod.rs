@@ -334,3 +334,26 @@ pub(crate) fn made_up_image_id(image: &str) -> String {
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
+
+/// The runtime scope of an agent: its node name and a hash of its data directory, so two
+/// agents of different clusters that share a node name and a daemon (or a host's nftables)
+/// still never see each other's pods or rules, and a restarted agent (same name, same
+/// directory) finds its own.
+pub fn scope(node: &str, data_dir: &std::path::Path) -> std::io::Result<String> {
+    let dir = data_dir.canonicalize()?;
+    let hash = fnv1a(dir.to_string_lossy().as_bytes());
+    Ok(format!("{node}.{:08x}", hash as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_differ_by_directory_and_are_stable() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        assert_eq!(scope("n1", a.path()).unwrap(), scope("n1", a.path()).unwrap());
+        assert_ne!(scope("n1", a.path()).unwrap(), scope("n1", b.path()).unwrap());
+        assert!(scope("n1", a.path()).unwrap().starts_with("n1."));
+    }
+}
