@@ -249,6 +249,8 @@ async fn scale_down_removes_the_highest_ordinal_first_and_keeps_the_claims() {
     env.exactly_ready(4).await;
     env.edit(|s| s.spec.as_mut().unwrap().replicas = Some(1)).await;
     env.exactly_ready(1).await;
+    // The pod cache can show web-1 gone a moment before the observer has logged it.
+    until("three deletions logged", || env.log(|l| l.deleted.len()) >= 3).await;
     assert_eq!(env.log(|l| l.deleted.clone()), ["web-3", "web-2", "web-1"]);
     assert_eq!(env.log(|l| l.violations.clone()), Vec::<String>::new());
     for i in 0..4 {
