@@ -8,8 +8,8 @@
 //!   a failed apply changes nothing and is retried (with back-off) until one succeeds or a
 //!   newer snapshot replaces it.
 //! - Bursts of events are coalesced: the snapshot is rebuilt once per drained batch.
-//! - On shutdown the table is removed, so a stopped agent leaves no rules behind; the DNS
-//!   server stops with it.
+//! - On shutdown the table is removed at once (the watches are abandoned, not awaited), so
+//!   a stopped agent leaves no rules behind; the DNS server stops with it.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -131,7 +131,11 @@ async fn follow(pool: Arc<ApiPool>, node: &str, snapshots: latest::Sender<Arc<Sn
             changed
         });
     }
-    let _ = tokio::join!(svc_watch, ep_watch, pod_watch);
+    // A watch may be waiting out a request to a replica that is gone (the whole cluster is
+    // often stopping at once); the rules must come off before the agent's shutdown deadline.
+    for watch in [svc_watch, ep_watch, pod_watch] {
+        watch.abort();
+    }
 }
 
 /// The objects of one kind, by namespace/name, as the watch reports them.
