@@ -12,7 +12,7 @@ if [ "$runtime" = auto ] && docker info >/dev/null 2>&1; then
 fi
 case "$runtime" in
   # The docker and containerd agents program Services with nftables.
-  docker | containerd) scripts/install-deps.sh etcd-client nftables ;;
+  docker | containerd) scripts/install-deps.sh etcd-client nftables conntrack ;;
   *) scripts/install-deps.sh etcd-client ;;
 esac
 case "$runtime" in

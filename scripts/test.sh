@@ -4,11 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # etcd for comparisons, and what the agent's and the fault-injection harness's tests run on:
-# containerd with CNI plugins, busybox for the test image, iproute2/nftables/faketime.
+# containerd with CNI plugins, busybox for the test image, iproute2/nftables/faketime, conntrack.
 # (containerd only when no containerd binary exists: Docker's containerd.io conflicts with it.)
 extra=()
 command -v containerd >/dev/null 2>&1 || extra+=(containerd)
-scripts/install-deps.sh etcd-client etcd-server containernetworking-plugins busybox-static \
+scripts/install-deps.sh etcd-client etcd-server containernetworking-plugins busybox-static conntrack \
   iproute2 nftables faketime "${extra[@]}"
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked

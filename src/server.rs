@@ -1,6 +1,7 @@
 //! `flotilla server`: one control-plane replica. Flags are named as etcd's.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,6 +60,11 @@ pub struct ServerArgs {
     /// URL to serve the Kubernetes API on (plain HTTP; `--listen-api-url ''` turns it off).
     #[arg(long, env = "FLOTILLA_LISTEN_API_URL", default_value = "http://127.0.0.1:6443")]
     listen_api_url: String,
+    /// The address pods reach this replica's API on, published in the `kubernetes` Service's
+    /// Endpoints [default: the --listen-api-url address, or the peer URL's when that one
+    /// listens on every interface].
+    #[arg(long, env = "FLOTILLA_ADVERTISE_API_ADDRESS")]
+    advertise_api_address: Option<std::net::IpAddr>,
     /// Addresses for Service cluster IPs (the first one is reserved for the `kubernetes`
     /// Service).
     #[arg(long, env = "FLOTILLA_SERVICE_CLUSTER_IP_RANGE", default_value = "10.96.0.0/16")]
@@ -143,13 +149,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "" => None,
         url => Some((bind(url).await?, urls::socket_addr(url)?)),
     };
+    let api = match api {
+        Some((listener, addr)) => Some((listener, addr, advertised_api(&args, addr, &peer_url)?)),
+        None => None,
+    };
     let replica = Replica::start(cfg, me, bootstrap, peer, clients, LinkControl::new())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(name = %args.name, peer = %replica.peer_addr, clients = ?replica.client_addrs, "serving");
     let api_cancel = tokio_util::sync::CancellationToken::new();
-    let api_task = api.map(|(listener, addr)| {
-        let config = flotilla_apiserver::ApiConfig { server_address: addr.to_string(), ..Default::default() };
+    let api_task = api.map(|(listener, addr, advertise)| {
+        let config = flotilla_apiserver::ApiConfig {
+            server_address: addr.to_string(),
+            advertise: Some(advertise),
+            ..Default::default()
+        };
         let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone());
         tokio::spawn(flotilla_apiserver::serve(listener, registry, config, api_cancel.clone()))
     });
@@ -183,6 +197,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!("replica did not stop in time; exiting anyway");
     }
     Ok(())
+}
+
+/// Where pods reach this replica's API: `--advertise-api-address` on the listening port, or
+/// the listening address itself, or (listening everywhere) the peer URL's address.
+fn advertised_api(args: &ServerArgs, listen: SocketAddr, peer_url: &str) -> anyhow::Result<SocketAddr> {
+    let ip = match args.advertise_api_address {
+        Some(ip) => ip,
+        None if !listen.ip().is_unspecified() => listen.ip(),
+        None => urls::socket_addr(peer_url)?.ip(),
+    };
+    if ip.is_unspecified() {
+        bail!("--listen-api-url listens on every interface: set --advertise-api-address to the one pods should use");
+    }
+    Ok(SocketAddr::new(ip, listen.port()))
 }
 
 async fn bind(url: &str) -> anyhow::Result<TcpListener> {

@@ -411,3 +411,119 @@ fn a_rejected_script_changes_nothing_and_says_why() {
     let (name, _) = lab.on_node(|| tcp_hello(SocketAddrV4::new(WEB_IP, 80))).expect("still served");
     assert_eq!(name, "a");
 }
+
+#[test]
+fn a_restarted_agent_takes_its_old_table_over_exactly() {
+    let Some(lab) = Lab::new("t") else { return };
+    let opts = options(None);
+    // What the agent had programmed when it was killed...
+    let before = snapshot(vec![
+        service("web", WEB_IP, Some(600), vec![port(Protocol::Tcp, 80, Some(30080), &[POD_A, POD_B])]),
+        service("echo", IDLE_IP, None, vec![port(Protocol::Udp, 5300, None, &[POD_A])]),
+    ]);
+    // ...and the cluster when it comes back: web lost an endpoint and its nodePort, echo
+    // is gone, a new Service appeared.
+    let after = snapshot(vec![
+        service("web", WEB_IP, Some(600), vec![port(Protocol::Tcp, 80, None, &[POD_B])]),
+        service("new", DNS_IP, None, vec![port(Protocol::Tcp, 8443, None, &[POD_A])]),
+    ]);
+    lab.apply(&before, &opts).expect("apply before");
+    lab.apply(&after, &opts).expect("a restarted agent's first apply");
+    let taken_over = lab.listing().expect("the table exists");
+    lab.remove().expect("remove");
+    lab.apply(&after, &opts).expect("apply on a clean node");
+    let fresh = lab.listing().expect("the table exists");
+    // Objects that survived keep their place in the listing; their set must be the same.
+    assert_eq!(blocks(&taken_over), blocks(&fresh), "no stale object left, none missing");
+    let (name, _) = lab.on_node(|| tcp_hello(SocketAddrV4::new(DNS_IP, 8443))).expect("the new Service answers");
+    assert_eq!(name, "a");
+}
+
+/// The table's objects (each `\t<kind> <name> {` ... `\t}` block of a listing), in order of
+/// their text.
+fn blocks(listing: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut current = String::new();
+    for line in listing.lines().filter(|l| l.starts_with('\t')) {
+        current.push_str(line);
+        current.push('\n');
+        if line == "\t}" {
+            out.insert(std::mem::take(&mut current));
+        }
+    }
+    out
+}
+
+#[test]
+fn udp_flows_leave_a_removed_endpoint() {
+    let Some(lab) = Lab::new("f") else { return };
+    let conntrack = Command::new("conntrack").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(conntrack, "the conntrack tool (Debian package conntrack) is not installed");
+    let opts = options(None);
+    let echo =
+        |pods: &[Ipv4Addr]| snapshot(vec![service("echo", WEB_IP, None, vec![port(Protocol::Udp, 5300, None, pods)])]);
+    // One client socket (one source port: one conntrack entry), first with both endpoints.
+    let client = lab.on_node(|| {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.connect(SocketAddrV4::new(WEB_IP, 5300)).unwrap();
+        socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        socket
+    });
+    let ask = |socket: &UdpSocket| -> String {
+        socket.send(b"hello").expect("send");
+        let mut buf = [0u8; 64];
+        let n = socket.recv(&mut buf).expect("an answer");
+        parse(&String::from_utf8_lossy(&buf[..n])).0
+    };
+    let (old, new) = (echo(&[POD_A, POD_B]), echo(&[POD_B]));
+    let sync = |from: &Snapshot, to: &Snapshot| {
+        lab.apply(to, &opts).expect("apply");
+        let flushes = proxy::conntrack::stale(from, to);
+        lab.on_node(move || block_on(proxy::conntrack::delete(&flushes))).expect("conntrack -D");
+    };
+    sync(&Snapshot::default(), &old);
+    // Until the flow lands on a: the first packet picks at random.
+    let mut first = ask(&client);
+    for _ in 0..SPREAD {
+        if first == "a" {
+            break;
+        }
+        sync(&old, &echo(&[])); // no endpoints: the flow's entry goes...
+        sync(&echo(&[]), &old); // ...and the next packet picks again
+        first = ask(&client);
+    }
+    assert_eq!(first, "a", "the flow never landed on a");
+    assert_eq!(ask(&client), "a", "conntrack keeps a flow on its endpoint");
+    // a leaves the Service but still answers: only the conntrack cleanup moves the flow.
+    sync(&old, &new);
+    assert_eq!(ask(&client), "b", "the flow moved to the remaining endpoint");
+}
+
+#[test]
+fn the_tables_of_dead_agents_are_swept_and_live_ones_kept() {
+    use flotilla_agent::services::proxy::owners::{Owners, Process};
+    let Some(lab) = Lab::new("o") else { return };
+    let records = tempfile::tempdir().unwrap();
+    let owners = Owners::new(records.path());
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = Process::find(child.id()).expect("the child runs until reaped");
+    child.wait().unwrap();
+    let me = Process::me().unwrap();
+    let web = snapshot(vec![service("web", WEB_IP, None, vec![port(Protocol::Tcp, 80, None, &[POD_A])])]);
+    for (table, owner) in
+        [("flotilla-svc-dead", Some(dead)), ("flotilla-svc-live", Some(me)), ("flotilla-svc-unknown", None)]
+    {
+        lab.apply(&web, &ProxyOptions { table: table.into(), dns: None }).expect("apply");
+        if let Some(owner) = owner {
+            owners.claim(table, owner).unwrap();
+        }
+    }
+    let sweeper = owners.clone();
+    let removed = lab.on_node(move || block_on(sweeper.sweep("flotilla-svc-mine"))).expect("sweep");
+    assert_eq!(removed, vec!["flotilla-svc-dead".to_string()]);
+    let tables = Command::new("ip").args(["netns", "exec", &lab.node, "nft", "list", "tables"]).output().unwrap();
+    let tables = String::from_utf8_lossy(&tables.stdout);
+    assert!(!tables.contains("flotilla-svc-dead"), "{tables}");
+    assert!(tables.contains("flotilla-svc-live") && tables.contains("flotilla-svc-unknown"), "{tables}");
+    assert_eq!(owners.owner("flotilla-svc-dead"), None, "the record went with the table");
+}

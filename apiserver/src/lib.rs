@@ -20,6 +20,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod http;
+pub mod kubernetes_service;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -48,7 +49,8 @@ pub fn registry(node: Arc<StoreNode>, ranges: registry::allocator::ServiceRanges
 }
 
 /// Serve the Kubernetes API on `listener` until `cancel` fires; also makes sure the system
-/// namespaces exist.
+/// namespaces exist and, when the config advertises an address, keeps this replica in the
+/// `kubernetes` Service's Endpoints (taking it out again before returning).
 pub async fn serve(
     listener: TcpListener,
     registry: Registry,
@@ -56,7 +58,13 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     tokio::spawn(bootstrap::ensure_bootstrap_objects(registry.clone(), cancel.clone()));
+    let endpoint =
+        config.advertise.map(|addr| tokio::spawn(kubernetes_service::run(registry.clone(), addr, cancel.clone())));
     let app = http::router(registry, config);
     tracing::info!(addr = %listener.local_addr()?, "kubernetes API listening");
-    axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
+    let served = axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned()).await;
+    if let Some(task) = endpoint {
+        let _ = task.await;
+    }
+    served
 }

@@ -15,6 +15,7 @@
 //!   Table output and Accept negotiation.
 //! - [`watch`]: watch start rules, event types, selectors, timeouts, bookmarks, compaction.
 //! - [`services`]: cluster IP and node port allocation (unique, in range, released).
+//! - [`kubernetes_service`]: the `kubernetes` Service's Endpoints follow the replicas.
 //! - [`client`]: the in-process typed client the controllers use.
 //! - [`semantics`]: smaller upstream rules (system namespaces, finalize, uid preconditions,
 //!   includeObject, list resourceVersions, create-on-update, warnings).
@@ -27,6 +28,7 @@ mod http {
     pub mod crud;
     pub mod decoding;
     pub mod discovery;
+    pub mod kubernetes_service;
     pub mod lifecycle;
     pub mod patch;
     pub mod semantics;

@@ -72,6 +72,15 @@ fn fetch_from_client(k: &Kubectl, ns: &str, name: &str, n: u32) -> Vec<String> {
     out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
 }
 
+/// `GET /version` from the client pod to `kubernetes.default.svc.cluster.local:443` (the
+/// API speaks plain HTTP there until TLS lands).
+fn api_from_client(k: &Kubectl, ns: &str) -> String {
+    let script = "ip=$(nslookup kubernetes.default.svc.cluster.local 2>/dev/null \
+                    | sed -n 's/^Address: *\\([0-9.]*\\)$/\\1/p' | head -1); \
+                  echo \"address $ip\"; printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | nc -w 2 $ip 443";
+    k.ok(&["-n", ns, "exec", "client", "--", "sh", "-c", script])
+}
+
 /// Ready endpoint addresses of Service `svc`.
 fn ready_endpoints(k: &Kubectl, ns: &str, svc: &str) -> usize {
     jsonpath(k, ns, &["endpoints", svc], "{.subsets[*].addresses[*].ip}").split_whitespace().count()
@@ -92,6 +101,11 @@ fn a_cluster_ip_service_balances_over_ready_pods_by_name() {
     let name = format!("web.{ns}.svc.cluster.local");
     let seen: BTreeSet<String> = fetch_from_client(&k, ns, &name, 60).into_iter().collect();
     assert_eq!(seen, pods, "60 requests to the service name reach every pod and nothing else");
+    // The `kubernetes` Service reaches the API servers: one endpoint per replica.
+    let replicas = jsonpath(&k, "default", &["endpoints", "kubernetes"], "{.subsets[*].addresses[*].ip}");
+    assert_eq!(replicas.split_whitespace().count(), 3, "{replicas}");
+    let version = api_from_client(&k, ns);
+    assert!(version.contains("\"gitVersion\""), "GET /version through kubernetes.default: {version}");
     let wide = k.ok(&["-n", ns, "get", "svc,ep", "-o", "wide"]);
     assert!(wide.contains("app=web") && wide.contains(":80"), "{wide}");
     let described = k.ok(&["-n", ns, "describe", "svc", "web"]);

@@ -4,17 +4,15 @@
 //! Invariants:
 //! - Nothing is programmed before every kind has been listed once: an agent restarting
 //!   with its old table in place never wipes it with a half-known (empty) snapshot.
-//! - Rules are replaced as a whole, atomically, and only when the rendered table changes;
-//!   a failed apply changes nothing and is retried (with back-off) until one succeeds or a
-//!   newer snapshot replaces it.
-//! - Bursts of events are coalesced: the snapshot is rebuilt once per drained batch.
+//! - Bursts of events are coalesced: the snapshot is rebuilt once per drained batch, and
+//!   [`sync`] programs only the newest one.
 //! - On shutdown the table is removed at once (the watches are abandoned, not awaited), so
-//!   a stopped agent leaves no rules behind; the DNS server stops with it.
+//!   a stopped agent leaves no rules behind, and its owner record goes with it; the DNS
+//!   server stops with it.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::Resource;
@@ -23,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::dns::{self, DnsConfig, DnsServer};
 use super::model::Snapshot;
+use super::proxy::owners::Owners;
 use super::proxy::{self, DnsRedirect, ProxyOptions};
+use super::sync;
 use crate::api::watch::{self, Event, Selector};
 use crate::api::ApiPool;
 use crate::config::ServicesConfig;
@@ -31,9 +31,6 @@ use crate::pods::dns::Resolv;
 
 /// Events buffered per watched kind.
 const EVENT_BUFFER: usize = 1024;
-/// First and longest pause between failed applies.
-const RETRY_MIN: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(10);
 /// How long the DNS answers' records live in caches.
 const DNS_TTL: u32 = 5;
 
@@ -56,11 +53,13 @@ pub async fn run(pool: Arc<ApiPool>, config: ServicesConfig, node: String, host:
         table: table_name(&config.scope),
         dns: dns.as_ref().map(|_| DnsRedirect { cluster_ip: config.cluster_dns, local_port: config.dns_port }),
     };
-    let proxy = tokio::spawn(program(latest_rx, opts.clone(), cancel.clone()));
+    let owners = Owners::default();
+    let proxy = tokio::spawn(sync::program(latest_rx, opts.clone(), owners.clone(), cancel.clone()));
     follow(pool, &node, snapshots, cancel.clone()).await;
     let _ = proxy.await;
-    if let Err(e) = proxy::remove(&opts.table).await {
-        tracing::warn!(table = opts.table, error = %e, "cannot remove the service rules");
+    match proxy::remove(&opts.table).await {
+        Ok(()) => owners.release(&opts.table),
+        Err(e) => tracing::warn!(table = opts.table, error = %e, "cannot remove the service rules"),
     }
     if let Some(server) = dns {
         server.shutdown().await;
@@ -166,42 +165,6 @@ impl<K: Resource + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::ap
             }
             Event::Deleted(k) => {
                 self.objects.remove(&key(&k));
-            }
-        }
-    }
-}
-
-/// Apply each new snapshot's rules until `cancel` fires.
-async fn program(mut snapshots: latest::Receiver<Arc<Snapshot>>, opts: ProxyOptions, cancel: CancellationToken) {
-    let mut applied: Option<String> = None;
-    let mut delay = RETRY_MIN;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            changed = snapshots.changed() => if changed.is_err() { return },
-        }
-        loop {
-            let snapshot = snapshots.borrow_and_update().clone();
-            let script = proxy::render(&snapshot, &opts);
-            if applied.as_deref() == Some(script.as_str()) {
-                break;
-            }
-            let started = tokio::time::Instant::now();
-            match proxy::apply(&script).await {
-                Ok(()) => {
-                    tracing::debug!(services = snapshot.services.len(), took = ?started.elapsed(), "service rules applied");
-                    applied = Some(script);
-                    delay = RETRY_MIN;
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(table = opts.table, error = %e, "cannot apply the service rules; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
             }
         }
     }

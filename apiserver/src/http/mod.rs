@@ -38,6 +38,9 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub struct ApiConfig {
     /// `host:port` clients use to reach this server (reported in `/api`).
     pub server_address: String,
+    /// The address this replica publishes in the `kubernetes` Service's Endpoints (none:
+    /// it is not published; see [`crate::kubernetes_service`]).
+    pub advertise: Option<std::net::SocketAddr>,
     /// Idle interval between watch bookmarks.
     pub bookmark_interval: Duration,
     /// How long `/readyz` waits for the store to confirm it can serve.
@@ -48,6 +51,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             server_address: "127.0.0.1:6443".into(),
+            advertise: None,
             bookmark_interval: crate::watch::BOOKMARK_INTERVAL,
             ready_timeout: Duration::from_secs(2),
         }

@@ -58,6 +58,11 @@ impl ServiceRanges {
         Ok(Self { base: u32::from(ip) & mask, prefix, node_ports: (lo, hi) })
     }
 
+    /// The `kubernetes` Service's address: the first of the range (`10.96.0.1` by default).
+    pub fn api_ip(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(self.base + 1)
+    }
+
     /// The cluster DNS address: the tenth of the range (`10.96.0.10` by default).
     pub fn dns_ip(&self) -> std::net::Ipv4Addr {
         std::net::Ipv4Addr::from(self.base + DNS_OFFSET)

@@ -4,7 +4,8 @@
 //!
 //! Data flow: a [`Snapshot`](super::model::Snapshot) → [`render`] (pure: the whole table
 //! as one nft script) → [`apply`] (one `nft -f` transaction, then a sweep of objects the
-//! script no longer declares). [`remove`] deletes the table when the agent stops.
+//! script no longer declares). [`remove`] deletes the table when the agent stops;
+//! [`owners`] deletes the tables of agents that died without doing so.
 //!
 //! The table (family `ip`, one per agent, named by [`ProxyOptions::table`]):
 //! - `nat-prerouting` (traffic from pods) and `nat-output` (from the host itself) jump to
@@ -35,8 +36,10 @@
 //!   than deleted).
 //! - Headless Services and Services without a clusterIP get no rules (they are DNS-only).
 
+pub mod conntrack;
 mod names;
 mod nft;
+pub mod owners;
 mod rules;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! Running `nft`: [`apply`] a rendered script, [`remove`] a table.
+//! Running `nft`: [`apply`] a rendered script, [`remove`] a table, list the [`tables`].
 //!
 //! `nft` runs in the network namespace of the calling thread. One caller per table at a
 //! time (the proxy loop): [`apply`] reads the table between its two transactions.
@@ -36,6 +36,12 @@ pub async fn remove(table: &str) -> Result<(), AgentError> {
     // `add` first makes `delete` succeed on a missing table (nft 1.0.6 has no `destroy`).
     nft(&["-f", "-"], Some(&format!("add table ip {table}\ndelete table ip {table}\n"))).await?;
     Ok(())
+}
+
+/// The names of the tables of family ip.
+pub async fn tables() -> Result<Vec<String>, AgentError> {
+    let listing = nft(&["list", "tables", "ip"], None).await?;
+    Ok(listing.lines().filter_map(|l| l.strip_prefix("table ip ")).map(|t| t.trim().to_string()).collect())
 }
 
 /// Delete what `table` holds beyond what `script` declares.
