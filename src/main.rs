@@ -5,6 +5,7 @@ mod bench;
 mod bench_api;
 mod bench_handover;
 mod bench_scheduler;
+mod bench_services;
 mod bench_startup;
 mod failover;
 mod member;
@@ -43,6 +44,8 @@ enum Command {
     BenchHandover(bench_handover::BenchHandoverArgs),
     /// Create pods on the agents of a `flotilla up` cluster; time until each runs, and the agents' cost.
     BenchPodStartup(bench_startup::BenchPodStartupArgs),
+    /// Create many Services on a `flotilla up` cluster; time endpoint changes into every agent's rules.
+    BenchServices(bench_services::BenchServicesArgs),
 }
 
 fn main() {
@@ -66,6 +69,7 @@ fn main() {
             Command::BenchScheduler(args) => bench_scheduler::run(args).await,
             Command::BenchHandover(args) => bench_handover::run(args).await,
             Command::BenchPodStartup(args) => bench_startup::run(args).await,
+            Command::BenchServices(args) => bench_services::run(args).await,
         }
     });
     if let Err(e) = result {

@@ -505,8 +505,9 @@ fn the_tables_of_dead_agents_are_swept_and_live_ones_kept() {
     let Some(lab) = Lab::new("o") else { return };
     let records = tempfile::tempdir().unwrap();
     let owners = Owners::new(records.path());
-    let mut child = Command::new("true").spawn().unwrap();
-    let dead = Process::find(child.id()).expect("the child runs until reaped");
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    let dead = Process::find(child.id()).expect("the child sleeps");
+    child.kill().unwrap();
     child.wait().unwrap();
     let me = Process::me().unwrap();
     let web = snapshot(vec![service("web", WEB_IP, None, vec![port(Protocol::Tcp, 80, None, &[POD_A])])]);
@@ -526,4 +527,63 @@ fn the_tables_of_dead_agents_are_swept_and_live_ones_kept() {
     assert!(!tables.contains("flotilla-svc-dead"), "{tables}");
     assert!(tables.contains("flotilla-svc-live") && tables.contains("flotilla-svc-unknown"), "{tables}");
     assert_eq!(owners.owner("flotilla-svc-dead"), None, "the record went with the table");
+}
+
+#[test]
+fn incremental_applies_leave_exactly_what_a_full_apply_would() {
+    let Some(lab) = Lab::new("i") else { return };
+    let opts = options(Some(DnsRedirect { cluster_ip: DNS_IP, local_port: DNS_LOCAL_PORT }));
+    let svc = |name: &str, last: u8, affinity, ports| service(name, Ipv4Addr::new(10, 96, 3, last), affinity, ports);
+    let tcp = |node_port, pods: &[Ipv4Addr]| port(Protocol::Tcp, 80, node_port, pods);
+    let with_pods = |services, pods: &[Ipv4Addr]| {
+        let mut s = snapshot(services);
+        s.local_pods = pods.iter().copied().collect();
+        s
+    };
+    let steps = [
+        with_pods(
+            vec![
+                svc("web", 1, None, vec![tcp(Some(30080), &[POD_A, POD_B])]),
+                svc("sticky", 2, Some(600), vec![tcp(None, &[POD_A, POD_B])]),
+                svc("echo", 3, None, vec![port(Protocol::Udp, 5300, None, &[POD_A])]),
+                svc("idle", 4, None, vec![tcp(Some(30081), &[])]),
+            ],
+            &[POD_A],
+        ),
+        // An endpoint leaves, an affinity set goes, a Service goes, one gets its first
+        // endpoint, one appears, the local pods change.
+        with_pods(
+            vec![
+                svc("web", 1, None, vec![tcp(Some(30080), &[POD_B])]),
+                svc("sticky", 2, Some(600), vec![tcp(None, &[POD_A])]),
+                svc("idle", 4, None, vec![tcp(Some(30081), &[POD_A])]),
+                svc("new", 5, None, vec![tcp(None, &[POD_B])]),
+            ],
+            &[POD_A, POD_B],
+        ),
+        // A nodePort and affinity go, a Service loses its last endpoint.
+        with_pods(
+            vec![
+                svc("web", 1, None, vec![tcp(None, &[POD_A, POD_B])]),
+                svc("sticky", 2, None, vec![tcp(None, &[POD_A])]),
+                svc("idle", 4, None, vec![tcp(Some(30081), &[])]),
+            ],
+            &[],
+        ),
+        snapshot(vec![]),
+        with_pods(vec![svc("web", 1, Some(60), vec![tcp(Some(30080), &[POD_A, POD_B])])], &[POD_B]),
+    ];
+    lab.apply(&steps[0], &opts).expect("the first, full apply");
+    for (i, pair) in steps.windows(2).enumerate() {
+        let (old, new) = (proxy::render(&pair[0], &opts), proxy::render(&pair[1], &opts));
+        let incremental = lab.on_node(move || block_on(proxy::apply_change(&old, &new)));
+        assert!(incremental.unwrap_or_else(|e| panic!("step {i}: {e}")), "step {i} was a full apply");
+        let incremental = lab.listing().expect("the table exists");
+        lab.remove().expect("remove");
+        lab.apply(&pair[1], &opts).expect("full apply");
+        let full = lab.listing().expect("the table exists");
+        assert_eq!(blocks(&incremental), blocks(&full), "step {i}: the incremental apply differs from a full one");
+    }
+    let answers = lab.on_node(|| tcp_hellos(SocketAddrV4::new(Ipv4Addr::new(10, 96, 3, 1), 80), SPREAD));
+    assert_eq!(names(&answers).len(), 1, "affinity keeps one client on one endpoint: {answers:?}");
 }

@@ -21,23 +21,33 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
 
 /// User + system CPU time of `pid` so far, in seconds.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    cpu(pid, false)
+}
+
+/// Like [`cpu_seconds`], plus the CPU time of the children `pid` has waited for (a
+/// process's `nft` or `conntrack` runs).
+pub fn cpu_seconds_with_children(pid: u32) -> anyhow::Result<f64> {
+    cpu(pid, true)
+}
+
+fn cpu(pid: u32, children: bool) -> anyhow::Result<f64> {
     let stat =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
-    let ticks = parse_cpu_ticks(&stat).with_context(|| format!("malformed /proc/{pid}/stat"))?;
+    let ticks = parse_cpu_ticks(&stat, children).with_context(|| format!("malformed /proc/{pid}/stat"))?;
     // SAFETY: sysconf has no memory effects.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     Ok(ticks as f64 / per_second.max(1) as f64)
 }
 
-/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line. The command name (field 2)
-/// is in parentheses and may contain spaces, so fields are counted after its closing `)`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, with `children` also
+/// cutime + cstime (16 and 17). The command name (field 2) is in parentheses and may
+/// contain spaces, so fields are counted after its closing `)`.
+fn parse_cpu_ticks(stat: &str, children: bool) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state), so field n is fields[n - 3].
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    let last = if children { 14 } else { 12 };
+    (11..=last).map(|i| fields.get(i)?.parse::<u64>().ok()).sum()
 }
 
 /// Average cores kept busy during one measurement.
@@ -88,9 +98,10 @@ mod tests {
 
     #[test]
     fn reads_cpu_ticks_past_a_command_with_spaces() {
-        let stat = "4242 (tokio worker) S 1 4242 4242 0 -1 4194560 500 0 0 0 130 27 0 0 20 0 9 0 100 1 2";
-        assert_eq!(parse_cpu_ticks(stat), Some(157));
-        assert_eq!(parse_cpu_ticks("4242 (x) S 1"), None);
+        let stat = "4242 (tokio worker) S 1 4242 4242 0 -1 4194560 500 0 0 0 130 27 5 3 20 0 9 0 100 1 2";
+        assert_eq!(parse_cpu_ticks(stat, false), Some(157));
+        assert_eq!(parse_cpu_ticks(stat, true), Some(165), "with the waited-for children's 5 + 3");
+        assert_eq!(parse_cpu_ticks("4242 (x) S 1", false), None);
     }
 
     #[test]

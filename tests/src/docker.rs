@@ -38,14 +38,18 @@ pub fn cluster(ns: &str) -> (Cleanup, UpCluster, Kubectl) {
     (Cleanup(ns.to_string()), c, k)
 }
 
-/// Delete the service rules of `agent` after it was killed with SIGKILL (an agent that stops
-/// normally deletes them itself): a stale table would keep redirecting the cluster DNS of
-/// its pods' addresses, which Docker hands to later pods of other tests.
-pub fn remove_killed_agent_rules(agent: &AgentProc) {
+/// Wait until the service table of `agent`, killed with SIGKILL, is gone: it cannot
+/// remove it itself, the other agents on this host sweep it (their owner records show it
+/// dead). A stale table would keep redirecting the cluster DNS of its pods' addresses,
+/// which Docker hands to later pods of other tests.
+pub fn wait_for_killed_agent_rules_swept(agent: &AgentProc) {
     let at = agent.argv.iter().position(|a| a == "--data-dir").expect("the agent's argv names its data dir");
     let scope =
         flotilla_agent::runtime::scope(&agent.name, Path::new(&agent.argv[at + 1])).expect("the data dir exists");
     let table = flotilla_agent::services::runner::table_name(&scope);
-    let out = Command::new("nft").args(["delete", "table", "ip", &table]).output().expect("nft runs");
-    assert!(out.status.success(), "deleting {table}: {}", String::from_utf8_lossy(&out.stderr));
+    let sweep = flotilla_agent::services::sync::SWEEP_INTERVAL;
+    crate::wait_for(sweep * 3, &format!("table {table} swept"), || {
+        let out = Command::new("nft").args(["list", "tables", "ip"]).output().expect("nft runs");
+        (!String::from_utf8_lossy(&out.stdout).lines().any(|l| l == format!("table ip {table}"))).then_some(())
+    });
 }

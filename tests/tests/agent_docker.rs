@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use flotilla_tests::docker::{cluster, docker, remove_killed_agent_rules};
+use flotilla_tests::docker::{cluster, docker, wait_for_killed_agent_rules_swept};
 use flotilla_tests::kube::{jsonpath, running_pods};
 use flotilla_tests::{http_get, wait_for, TEST_IMAGE};
 
@@ -221,7 +221,7 @@ fn a_dead_agent_is_replaced_and_a_dead_api_replica_is_left() {
     let victim = c.agents.iter().find(|a| a.name == "agent-1").expect("agent-1").clone();
     // SAFETY: kill(2) on a pid from cluster.json; no memory effects.
     unsafe { libc::kill(victim.pid as libc::pid_t, libc::SIGKILL) };
-    remove_killed_agent_rules(&victim);
+    wait_for_killed_agent_rules_swept(&victim);
     let node_ready = || jsonpath(&k, ns, &["node", "agent-1"], "{.status.conditions[?(@.type==\"Ready\")].status}");
     wait_for(Duration::from_secs(45), "agent-1 NotReady", || (node_ready() != "True").then_some(()));
     let deadline = std::time::Instant::now() + Duration::from_secs(90);

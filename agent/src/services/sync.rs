@@ -4,9 +4,10 @@
 //! Invariants:
 //! - This agent is recorded as its table's owner before it first touches the table, so a
 //!   sweep elsewhere never mistakes a live table for an orphan (see [`proxy::owners`]).
-//! - Rules are replaced as a whole, atomically, and only when the rendered table changes;
-//!   a failed apply changes nothing and is retried (with back-off) until one succeeds or a
-//!   newer snapshot replaces it.
+//! - Rules change only when the rendered table changes, atomically: the first apply of a
+//!   process replaces the whole table, later ones only what differs from the script in
+//!   place. A failed apply is retried (with back-off) as a full one, until one succeeds or
+//!   a newer snapshot replaces it.
 //! - Conntrack cleanup follows a successful apply only (before it, the old rules still
 //!   send new flows to the old endpoints) and compares with the last applied snapshot;
 //!   the first apply of a process compares with an empty one, which clears every UDP
@@ -89,8 +90,14 @@ async fn apply(snapshot: &Arc<Snapshot>, opts: &ProxyOptions, applied: &mut Appl
     let script = proxy::render(snapshot, opts);
     if applied.script.as_deref() != Some(script.as_str()) {
         let started = Instant::now();
-        proxy::apply(&script).await.map_err(|e| e.to_string())?;
-        tracing::debug!(services = snapshot.services.len(), took = ?started.elapsed(), "service rules applied");
+        // After a failure the table is not known exactly: the next apply is a full one.
+        let result = match applied.script.take() {
+            Some(old) => proxy::apply_change(&old, &script).await,
+            None => proxy::apply(&script).await.map(|()| false),
+        };
+        let incremental = result.map_err(|e| e.to_string())?;
+        let (services, took) = (snapshot.services.len(), started.elapsed());
+        tracing::debug!(services, incremental, ?took, "service rules applied");
         applied.script = Some(script);
     }
     let flushes = conntrack::stale(&applied.snapshot, snapshot);

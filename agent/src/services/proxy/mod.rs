@@ -4,7 +4,8 @@
 //!
 //! Data flow: a [`Snapshot`](super::model::Snapshot) → [`render`] (pure: the whole table
 //! as one nft script) → [`apply`] (one `nft -f` transaction, then a sweep of objects the
-//! script no longer declares). [`remove`] deletes the table when the agent stops;
+//! script no longer declares) the first time, [`apply_change`] (only what differs from the
+//! script in place, `delta.rs`) after that. [`remove`] deletes the table when the agent stops;
 //! [`owners`] deletes the tables of agents that died without doing so.
 //!
 //! The table (family `ip`, one per agent, named by [`ProxyOptions::table`]):
@@ -37,6 +38,7 @@
 //! - Headless Services and Services without a clusterIP get no rules (they are DNS-only).
 
 pub mod conntrack;
+mod delta;
 mod names;
 mod nft;
 pub mod owners;
@@ -47,7 +49,7 @@ mod tests;
 use std::io;
 use std::net::Ipv4Addr;
 
-pub use nft::{apply, remove};
+pub use nft::{apply, apply_change, remove};
 pub use rules::render;
 
 /// The packet mark bit an endpoint chain sets on a connection's first packet so that

@@ -1,4 +1,5 @@
-//! Running `nft`: [`apply`] a rendered script, [`remove`] a table, list the [`tables`].
+//! Running `nft`: [`apply`] a rendered script, [`apply_change`] from one to the next,
+//! [`remove`] a table, list the [`tables`].
 //!
 //! `nft` runs in the network namespace of the calling thread. One caller per table at a
 //! time (the proxy loop): [`apply`] reads the table between its two transactions.
@@ -29,6 +30,24 @@ pub async fn apply(script: &str) -> Result<(), AgentError> {
         return Ok(());
     };
     sweep(table, script).await
+}
+
+/// Go from the applied script `old` to `new` (both from [`super::render`]) touching only
+/// what changed (see [`super::delta`]); a full [`apply`] of `new` when a delta is not
+/// certain to be right. On failure the caller must not assume `old` is still in place
+/// exactly, and should apply the next script in full. True when the change was applied
+/// incrementally.
+pub async fn apply_change(old: &str, new: &str) -> Result<bool, AgentError> {
+    let Some((change, deletes)) = super::delta::delta(old, new) else {
+        return apply(new).await.map(|()| false);
+    };
+    if !change.is_empty() {
+        nft(&["-f", "-"], Some(&change)).await?;
+    }
+    if !deletes.is_empty() {
+        nft(&["-f", "-"], Some(&deletes)).await?;
+    }
+    Ok(true)
 }
 
 /// Delete table `table` (family ip) if it exists.
@@ -63,7 +82,27 @@ async fn sweep(table: &str, script: &str) -> Result<(), AgentError> {
 }
 
 /// Run `nft args`, feeding it `input`; its stdout, or an error with its stderr.
+///
+/// nft reads the ruleset (netlink dumps) before it commits anything; when another process
+/// changes the ruleset meanwhile (another agent on this host), the dump is interrupted and
+/// nft 1.0 gives up with "Interrupted system call". Nothing was committed then, so the run
+/// is simply repeated, a few times.
 async fn nft(args: &[&str], input: Option<&str>) -> Result<String, AgentError> {
+    let mut attempt = 1;
+    loop {
+        match nft_once(args, input).await {
+            Err(AgentError::Services(m)) if m.contains(INTERRUPTED) && attempt < DUMP_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+/// What nft says when a netlink dump was interrupted by a concurrent change.
+const INTERRUPTED: &str = "Interrupted system call";
+/// Runs of one nft command while its dumps keep being interrupted.
+const DUMP_ATTEMPTS: usize = 5;
+
+async fn nft_once(args: &[&str], input: Option<&str>) -> Result<String, AgentError> {
     let what = format!("nft {}", args.join(" "));
     let mut child = Command::new("nft")
         .args(args)

@@ -42,12 +42,16 @@ impl Process {
         Self::find(pid).ok_or_else(|| io::Error::other("cannot read this process's start time"))
     }
 
-    /// The process `pid` if it is running, with its start time.
+    /// The process `pid` if it is running (a zombie, dead but not yet reaped, is not), with
+    /// its start time.
     pub fn find(pid: u32) -> Option<Self> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // The command name (field 2) is in parentheses and may hold spaces: count from the last `)`.
-        let after = &stat[stat.rfind(')')? + 1..];
-        let start = after.split_whitespace().nth(19)?.parse().ok()?;
+        let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+        if matches!(fields.next()?, "Z" | "X") {
+            return None;
+        }
+        let start = fields.nth(18)?.parse().ok()?;
         Some(Self { pid, start })
     }
 
@@ -130,8 +134,9 @@ mod tests {
 
     /// A process that has certainly exited: a child that was reaped.
     fn dead_process() -> Process {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let found = Process::find(child.id()).expect("the child runs until reaped");
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let found = Process::find(child.id()).expect("the child sleeps");
+        child.kill().unwrap();
         child.wait().unwrap();
         found
     }
@@ -142,6 +147,19 @@ mod tests {
         assert!(me.alive());
         assert!(!Process { start: me.start + 1, ..me }.alive(), "same pid, other start: a recycled pid");
         assert!(!dead_process().alive());
+    }
+
+    #[test]
+    fn a_zombie_is_not_running() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Not reaped yet: once it has exited it stays a zombie until `wait`.
+        while Process::find(child.id()).is_some() {
+            assert!(std::time::Instant::now() < deadline, "the child never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(std::fs::metadata(format!("/proc/{}", child.id())).is_ok(), "still a zombie, not reaped");
+        child.wait().unwrap();
     }
 
     #[test]
