@@ -43,13 +43,42 @@ pub fn cluster(ns: &str) -> (Cleanup, UpCluster, Kubectl) {
 /// dead). A stale table would keep redirecting the cluster DNS of its pods' addresses,
 /// which Docker hands to later pods of other tests.
 pub fn wait_for_killed_agent_rules_swept(agent: &AgentProc) {
-    let at = agent.argv.iter().position(|a| a == "--data-dir").expect("the agent's argv names its data dir");
-    let scope =
-        flotilla_agent::runtime::scope(&agent.name, Path::new(&agent.argv[at + 1])).expect("the data dir exists");
-    let table = flotilla_agent::services::runner::table_name(&scope);
+    let table = agent_table(agent);
     let sweep = flotilla_agent::services::sync::SWEEP_INTERVAL;
     crate::wait_for(sweep * 3, &format!("table {table} swept"), || {
         let out = Command::new("nft").args(["list", "tables", "ip"]).output().expect("nft runs");
         (!String::from_utf8_lossy(&out.stdout).lines().any(|l| l == format!("table ip {table}"))).then_some(())
     });
+}
+
+/// The nft table of `agent`'s service rules.
+pub fn agent_table(agent: &AgentProc) -> String {
+    let at = agent.argv.iter().position(|a| a == "--data-dir").expect("the agent's argv names its data dir");
+    let scope =
+        flotilla_agent::runtime::scope(&agent.name, Path::new(&agent.argv[at + 1])).expect("the data dir exists");
+    flotilla_agent::services::runner::table_name(&scope)
+}
+
+/// The objects of service table `table` as `nft list table` prints them (each chain, set
+/// and map with its contents), without the node-specific ones (the `local-pods` set, and
+/// `dns-redirect`, which names the agent's own DNS port); `None` when the table does not
+/// exist. Two agents of one cluster have the same ones.
+pub fn service_rules(table: &str) -> Option<std::collections::BTreeSet<String>> {
+    let out = Command::new("nft").args(["list", "table", "ip", table]).output().expect("nft runs");
+    if !out.status.success() {
+        return None;
+    }
+    let mut objects = std::collections::BTreeSet::new();
+    let mut current = String::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('\t')) {
+        current.push_str(line);
+        current.push('\n');
+        if line == "\t}" {
+            let object = std::mem::take(&mut current);
+            if !object.starts_with("\tset local-pods {") && !object.starts_with("\tchain dns-redirect {") {
+                objects.insert(object);
+            }
+        }
+    }
+    Some(objects)
 }

@@ -153,14 +153,46 @@ impl UpCluster {
         self.restarted.push(child);
         Ok(())
     }
+
+    /// `kill -9` agent `name` (its Node's name); returns its index in `agents`.
+    pub fn kill9_agent(&self, name: &str) -> usize {
+        let i = self.agents.iter().position(|a| a.name == name).unwrap_or_else(|| panic!("no agent {name}"));
+        // SAFETY: kill(2) on a pid from cluster.json; no memory effects.
+        unsafe { libc::kill(self.agents[i].pid as libc::pid_t, libc::SIGKILL) };
+        i
+    }
+
+    /// Restart agent `i` with its recorded argv.
+    pub fn restart_agent(&mut self, i: usize) -> anyhow::Result<()> {
+        let a = &self.agents[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.restart.log", a.name)))?;
+        let child = Command::new(&a.argv[0]).args(&a.argv[1..]).stdout(log.try_clone()?).stderr(log).spawn()?;
+        self.agents[i].pid = child.id();
+        self.restarted.push(child);
+        Ok(())
+    }
 }
+
+/// How long a restarted process gets to stop after SIGTERM (an agent removes its rules).
+const STOP_GRACE: Duration = Duration::from_secs(15);
 
 impl Drop for UpCluster {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
+        // SAFETY: signalling our own children.
         unsafe { libc::kill(self.up.id() as libc::pid_t, libc::SIGTERM) };
+        for c in &self.restarted {
+            // SAFETY: as above.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        }
         let _ = self.up.wait();
+        let deadline = Instant::now() + STOP_GRACE;
         for c in &mut self.restarted {
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

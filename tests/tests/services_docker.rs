@@ -9,11 +9,13 @@
 //!   on both agents.
 //! - A headless Service with a StatefulSet: `web-0.<svc>` resolves to pod web-0's address
 //!   and follows it when the pod is recreated.
+//! - An agent killed with SIGKILL and restarted after Services changed has exactly the
+//!   rules of its peer: nothing stale, nothing missing.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use flotilla_tests::docker::cluster;
+use flotilla_tests::docker::{agent_table, cluster, service_rules};
 use flotilla_tests::kube::{jsonpath, running_pods, Kubectl};
 use flotilla_tests::{http_get, wait_for};
 
@@ -227,4 +229,49 @@ fn a_headless_service_names_each_stateful_pod_and_follows_it() {
     wait_for(Duration::from_secs(30), "web-0.web to follow the new pod", || {
         (resolve(&k, ns, &pod_name) == [again.clone()]).then_some(())
     });
+}
+
+#[test]
+fn an_agent_restarted_after_changes_has_exactly_its_peers_rules() {
+    let ns = "svc-restart";
+    let (_cleanup, mut c, k) = cluster(ns);
+    k.ok_with(&["-n", ns, "apply", "-f", "-"], Some(&web("web", 2)));
+    k.ok(&["-n", ns, "expose", "deployment", "web", "--port", "80"]);
+    k.ok(&["-n", ns, "expose", "deployment", "web", "--name", "gone", "--port", "81", "--target-port", "80"]);
+    running_pods(&k, ns, "web", 2);
+    let tables: Vec<String> = c.agents.iter().map(agent_table).collect();
+    let ip = |svc: &str| jsonpath(&k, ns, &["svc", svc], "{.spec.clusterIP}");
+    let gone_ip = ip("gone");
+    let maps = |table: &str, ip: &str| {
+        service_rules(table).is_some_and(|r| r.iter().any(|o| o.contains(&format!("{ip} . tcp"))))
+    };
+    wait_for(Duration::from_secs(60), "both agents mapping gone", || {
+        tables.iter().all(|t| maps(t, &gone_ip)).then_some(())
+    });
+
+    // agent-1 dies; while it is down a Service goes, one comes, the endpoints change.
+    let i = c.kill9_agent("agent-1");
+    k.ok(&["-n", ns, "delete", "svc", "gone"]);
+    k.ok(&["-n", ns, "expose", "deployment", "web", "--name", "fresh", "--port", "82", "--target-port", "80"]);
+    k.ok(&["-n", ns, "scale", "deployment", "web", "--replicas=3"]);
+    let fresh_ip = ip("fresh");
+    assert!(maps(&tables[i], &gone_ip), "the dead agent's table still holds the old rules");
+    c.restart_agent(i).expect("agent-1 restarts");
+    let peer = &tables[1 - i];
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let (mine, theirs) = (service_rules(&tables[i]), service_rules(peer));
+        let settled = maps(peer, &fresh_ip) && !maps(peer, &gone_ip) && ready_endpoints(&k, ns, "web") == 3;
+        if settled && mine.is_some() && mine == theirs {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let (mine, theirs) = (mine.unwrap_or_default(), theirs.unwrap_or_default());
+            let only_mine: Vec<_> = mine.difference(&theirs).collect();
+            let only_theirs: Vec<_> = theirs.difference(&mine).collect();
+            panic!("after 90 s (settled: {settled}): only the restarted agent has {only_mine:#?}; only its peer {only_theirs:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(maps(&tables[i], &fresh_ip) && !maps(&tables[i], &gone_ip));
 }
