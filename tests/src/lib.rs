@@ -143,15 +143,22 @@ impl UpCluster {
 
     /// Restart a replica with its recorded argv.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
-        let r = &self.replicas[i];
+        let (name, argv) = (self.replicas[i].name.clone(), self.replicas[i].argv.clone());
+        self.replicas[i].pid = self.respawn(&name, &argv)?;
+        Ok(())
+    }
+
+    /// Start `argv` again, logging to `<name>.restart.log`; the new pid. The process is
+    /// this cluster's to stop.
+    fn respawn(&mut self, name: &str, argv: &[String]) -> anyhow::Result<u32> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join(format!("{}.restart.log", r.name)))?;
-        let child = Command::new(&r.argv[0]).args(&r.argv[1..]).stdout(log.try_clone()?).stderr(log).spawn()?;
-        self.replicas[i].pid = child.id();
+            .open(self.dir.path().join(format!("{name}.restart.log")))?;
+        let child = Command::new(&argv[0]).args(&argv[1..]).stdout(log.try_clone()?).stderr(log).spawn()?;
+        let pid = child.id();
         self.restarted.push(child);
-        Ok(())
+        Ok(pid)
     }
 
     /// `kill -9` agent `name` (its Node's name); returns its index in `agents`.
@@ -164,14 +171,8 @@ impl UpCluster {
 
     /// Restart agent `i` with its recorded argv.
     pub fn restart_agent(&mut self, i: usize) -> anyhow::Result<()> {
-        let a = &self.agents[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{}.restart.log", a.name)))?;
-        let child = Command::new(&a.argv[0]).args(&a.argv[1..]).stdout(log.try_clone()?).stderr(log).spawn()?;
-        self.agents[i].pid = child.id();
-        self.restarted.push(child);
+        let (name, argv) = (self.agents[i].name.clone(), self.agents[i].argv.clone());
+        self.agents[i].pid = self.respawn(&name, &argv)?;
         Ok(())
     }
 }
