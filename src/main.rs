@@ -10,6 +10,7 @@ mod bench_startup;
 mod failover;
 mod member;
 mod server;
+mod status;
 mod up;
 mod urls;
 
@@ -18,8 +19,17 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "flotilla", version, about = "A highly available container orchestrator with an embedded Raft store")]
 struct Cli {
+    /// Log lines as text, or as one JSON object per line (for log shippers).
+    #[arg(long, global = true, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -32,6 +42,8 @@ enum Command {
     Up(up::UpArgs),
     /// List and change the store's members (etcd's Cluster API).
     Member(member::MemberArgs),
+    /// Members, leader, term, indexes, lag and DB size, nodes and pods by phase.
+    Status(status::StatusArgs),
     /// Drive put / range / txn load through the etcd v3 API and report latency.
     Bench(bench::BenchArgs),
     /// Kill -9 the leader of a `flotilla up` cluster under load; time until writes resume.
@@ -50,12 +62,19 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => {
+            logs.json().init();
+            // The processes this one starts (`flotilla up`'s replicas and agents) log alike.
+            std::env::set_var("FLOTILLA_LOG_FORMAT", "json");
+        }
+    }
     let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
@@ -63,6 +82,7 @@ fn main() {
             Command::Agent(args) => agent::run(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Member(args) => member::run(args).await,
+            Command::Status(args) => status::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::BenchFailover(args) => failover::run(args).await,
             Command::BenchApi(args) => bench_api::run(args).await,

@@ -1,5 +1,6 @@
 //! Membership through the real etcdctl and `flotilla member`: add a learner, start it as a
-//! real process, promote it, remove it.
+//! real process, promote it, remove it. Also the operator's views of a cluster: `flotilla
+//! status` and JSON logs.
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -83,4 +84,84 @@ fn learner_add_start_promote_remove() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("member not found"));
     let _ = r4.kill();
     let _ = r4.wait();
+}
+
+/// `flotilla status -o json` against the replicas.
+fn status(endpoints: &str) -> (i32, serde_json::Value) {
+    let out = Command::new(flotilla_bin())
+        .args(["status", "--endpoints", endpoints, "-o", "json"])
+        .output()
+        .expect("flotilla status");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+#[test]
+fn status_names_the_leader_and_a_member_that_is_down() {
+    let mut c = UpCluster::start(3).expect("cluster");
+    let (code, report) = status(&c.endpoints());
+    assert_eq!(code, 0, "{report}");
+    let members = report["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{report}");
+    let leaders: Vec<&serde_json::Value> = members.iter().filter(|m| m["leader"] == true).collect();
+    assert_eq!(leaders.len(), 1, "exactly one leader: {report}");
+    assert_eq!(report["leader"], leaders[0]["name"]);
+    assert!(members.iter().all(|m| m["reachable"] == true && m["term"] == report["term"]), "{report}");
+    assert!(members.iter().all(|m| m["db_size_bytes"].as_i64() > Some(0) && m["lag"].as_u64().is_some()), "{report}");
+    let term = report["term"].as_u64().expect("a term");
+
+    // The leader dies: the others elect a new one in a later term and report it down.
+    let old = c.leader();
+    let old_name = c.replicas[old].name.clone();
+    c.kill9(old);
+    let report = wait_for(Duration::from_secs(30), "a new leader in the report", || {
+        let (code, report) = status(&c.endpoints());
+        (code == 0 && report["leader"] != old_name).then_some(report)
+    });
+    let down: Vec<&serde_json::Value> =
+        report["members"].as_array().unwrap().iter().filter(|m| m["reachable"] == false).collect();
+    assert_eq!(down.len(), 1, "{report}");
+    assert_eq!(down[0]["name"], old_name.as_str());
+    assert!(down[0]["error"].as_str().is_some_and(|e| !e.is_empty()), "{report}");
+    assert!(report["term"].as_u64() > Some(term), "{report}");
+    c.restart(old).expect("restart");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (client, peer, api) = (free_port(), free_port(), free_port());
+    let mut server = Command::new(flotilla_bin())
+        .args(["--log-format", "json", "server", "--name", "solo", "--data-dir"])
+        .arg(dir.path().join("solo"))
+        .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--listen-api-url", &format!("http://127.0.0.1:{api}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a server");
+    let stderr = server.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+        let parsed: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(parsed["timestamp"].is_string() && parsed["level"].is_string(), "{parsed}");
+        seen.push(parsed["fields"]["message"].as_str().unwrap_or_default().to_string());
+        if seen.iter().any(|m| m == "kubernetes API listening") {
+            break;
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(seen.iter().any(|m| m == "kubernetes API listening"), "{seen:?}");
 }
