@@ -75,6 +75,10 @@ pub struct ServerArgs {
     /// Log entries between snapshots.
     #[arg(long, env = "FLOTILLA_SNAPSHOT_COUNT", default_value_t = 10_000)]
     snapshot_count: u64,
+    /// How often the leader compacts the store's history, to the revision it had one
+    /// interval earlier (upstream's `--etcd-compaction-interval`); `0s` turns it off.
+    #[arg(long, env = "FLOTILLA_COMPACTION_INTERVAL", default_value = "5m", value_parser = interval_or_off)]
+    compaction_interval: Duration,
     /// Seconds a node may go without renewing its Lease before it is marked unreachable
     /// (upstream's `--node-monitor-grace-period`).
     #[arg(long, env = "FLOTILLA_NODE_MONITOR_GRACE_PERIOD", default_value_t = 40)]
@@ -157,6 +161,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(name = %args.name, peer = %replica.peer_addr, clients = ?replica.client_addrs, "serving");
+    // Every group a replica may update, registered now so that /metrics lists them all
+    // (the scheduler's and controllers' at zero until this replica leads).
+    let _ = (flotilla_metrics::api(), flotilla_metrics::scheduler(), flotilla_metrics::controllers());
+    let _metrics = flotilla_store::metrics::export(&replica.node);
     let api_cancel = tokio_util::sync::CancellationToken::new();
     let api_task = api.map(|(listener, addr, advertise)| {
         let config = flotilla_apiserver::ApiConfig {
@@ -182,6 +190,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with("endpoints", flotilla_controllers::endpoints::component())
         .with("disruption", flotilla_controllers::disruption::component())
         .with("node-lifecycle", flotilla_controllers::node_lifecycle::component_with(node_lifecycle));
+    let leadership = match args.compaction_interval {
+        Duration::ZERO => leadership,
+        every => leadership.with("compactor", flotilla_controllers::compactor::component(replica.node.clone(), every)),
+    };
     let leader_task = tokio::spawn(leadership.run(api_cancel.clone()));
     wait_for_signal().await?;
     tracing::info!("stopping");
@@ -241,4 +253,12 @@ fn node_lifecycle_config(
     };
     config.validate().map_err(|e| anyhow::anyhow!("--node-monitor-grace-period: {e}"))?;
     Ok(config)
+}
+
+/// A duration like `30s` or `5m`, or `0s` (off).
+fn interval_or_off(text: &str) -> Result<Duration, String> {
+    match text.trim() {
+        "0" | "0s" => Ok(Duration::ZERO),
+        other => crate::bench_api::parse_duration(other),
+    }
 }

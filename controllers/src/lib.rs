@@ -11,6 +11,7 @@
 //! - [`history`]: ControllerRevisions shared by StatefulSets and DaemonSets.
 //! - [`pod`]: one pod's state (active, ready, available...) as every controller judges it.
 
+pub mod compactor;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;

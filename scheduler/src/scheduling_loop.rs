@@ -136,7 +136,7 @@ impl Caches {
 
 /// What a write task reports back to the loop.
 enum Outcome {
-    Bind { key: Key, uid: String, node: String, result: ApiResult<()> },
+    Bind { key: Key, uid: String, node: String, result: ApiResult<()>, started: std::time::Instant },
 }
 
 /// The loop's state; only the loop task touches it.
@@ -273,6 +273,7 @@ impl Scheduler {
             // Assumed: its bind is in flight or the informer has not shown it yet.
             return self.queue.done(&key);
         }
+        let started = std::time::Instant::now();
         match schedule(&pod, &self.snapshot) {
             Ok(node) => {
                 tracing::debug!(pod = %key, node = %node, "placing");
@@ -283,10 +284,11 @@ impl Scheduler {
                 self.writes.spawn(async move {
                     let ns = key.namespace().unwrap_or("default").to_string();
                     let result = client.bind(&ns, &key.name, &node).await;
-                    Outcome::Bind { key, uid, node, result }
+                    Outcome::Bind { key, uid, node, result, started }
                 });
             }
             Err(fit) => {
+                attempted("unschedulable", started);
                 let delay = self.queue.add_rate_limited(key.clone());
                 tracing::debug!(pod = %key, reason = %fit, retry_in = ?delay, "unschedulable");
                 self.unschedulable.insert(key.clone());
@@ -298,12 +300,14 @@ impl Scheduler {
 
     fn finished(&mut self, outcome: Outcome) {
         match outcome {
-            Outcome::Bind { key, result: Ok(()), node, .. } => {
+            Outcome::Bind { key, result: Ok(()), node, started, .. } => {
+                attempted("scheduled", started);
                 tracing::info!(pod = %key, node = %node, "bound");
                 self.queue.forget(&key);
                 self.queue.done(&key);
             }
-            Outcome::Bind { key, uid, node, result: Err(e) } => {
+            Outcome::Bind { key, uid, node, result: Err(e), started } => {
+                attempted("error", started);
                 if self.assumed.remove(&uid) {
                     self.snapshot.forget(&uid);
                 }
@@ -321,6 +325,13 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// Count one scheduling attempt (placement, and the bind when placed) by its result.
+fn attempted(result: &str, started: std::time::Instant) {
+    let m = flotilla_metrics::scheduler();
+    m.attempts.get_or_create(&flotilla_metrics::ResultLabels { result: result.to_string() }).inc();
+    m.attempt_seconds.observe(started.elapsed().as_secs_f64());
 }
 
 /// Whether a node update may let a pod fit that did not before: anything the filters read

@@ -18,6 +18,7 @@ pub mod error;
 pub mod etcd;
 pub mod ids;
 pub mod lease;
+pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod raft;

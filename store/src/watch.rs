@@ -63,6 +63,11 @@ impl WatchHub {
     }
 
     /// Start watching `range` from `start_revision` (0 = only future changes).
+    /// Watchers open on this hub.
+    pub fn watchers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     pub fn watch(&self, range: KeyRange, start_revision: i64) -> Watcher {
         let rx = self.tx.subscribe();
         let next_rev = if start_revision > 0 {

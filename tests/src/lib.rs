@@ -4,6 +4,7 @@
 //! The binary is found next to the test executable (`target/<profile>/flotilla`), or at
 //! `$FLOTILLA_BIN`; the test command builds it first (see the README).
 
+pub mod chromium;
 pub mod docker;
 pub mod kube;
 

@@ -56,6 +56,7 @@ pub async fn apply(ctx: &Context, pod: Option<&Pod>, observed: &Observed, step: 
     match step {
         Step::CreateSandbox => {
             runtime.create_sandbox(&spec::sandbox_spec(pod.ok_or_else(|| missing("the pod"))?)).await?;
+            flotilla_metrics::agent().pod_starts.inc();
         }
         Step::RunContainer { name, attempt } => {
             let pod = pod.ok_or_else(|| missing("the pod"))?;
@@ -67,6 +68,7 @@ pub async fn apply(ctx: &Context, pod: Option<&Pod>, observed: &Observed, step: 
                 .create_container(&sandbox.id, &spec::container_spec(pod, container, *attempt, configured))
                 .await?;
             runtime.start_container(&id).await?;
+            flotilla_metrics::agent().container_starts.inc();
             tracing::info!(pod = spec::key(pod), container = name, attempt, "container started");
         }
         Step::StopContainer { id, grace } => runtime.stop_container(id, *grace).await?,

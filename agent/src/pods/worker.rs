@@ -147,6 +147,10 @@ impl Worker {
         let changed = self.sync.probe_result(&due.id, due.kind, outcome);
         let key = pod.map(spec::key).unwrap_or_else(|| self.uid.clone());
         let (container, probe) = (due.container.as_str(), due.kind.name());
+        if matches!(outcome, Outcome::Failure(_)) {
+            let labels = flotilla_metrics::ProbeLabels { probe: probe.to_string() };
+            flotilla_metrics::agent().probe_failures.get_or_create(&labels).inc();
+        }
         match outcome {
             Outcome::Success if changed => tracing::info!(pod = key, container, probe, "probe succeeded"),
             Outcome::Success => {}

@@ -58,12 +58,21 @@ pub struct Shared {
 pub fn router(runtime: Arc<dyn Runtime>, token: String) -> Router {
     assert!(!token.is_empty(), "an empty token would let anyone in");
     let shared = Arc::new(Shared { runtime, token });
+    flotilla_metrics::agent();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        // Open like /healthz (read-only counters); TLS and authentication come with issue #9.
+        .route("/metrics", get(metrics))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(logs::handle))
         .route("/exec/{namespace}/{pod}/{container}", get(exec::handle))
         .route("/portForward/{namespace}/{pod}", get(port_forward))
         .with_state(shared)
+}
+
+/// The process's Prometheus metrics.
+async fn metrics() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, flotilla_metrics::CONTENT_TYPE)], flotilla_metrics::encode()).into_response()
 }
 
 /// Serve `router` on `listener` until `cancel` fires.

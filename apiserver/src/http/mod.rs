@@ -5,12 +5,14 @@
 //! [`ApiError`]'s `IntoResponse`, so all failures are `metav1.Status` bodies.
 
 mod health;
+pub mod metrics;
 mod negotiate;
 pub mod node_proxy;
 mod pods;
 mod query;
 mod resource;
 mod target;
+mod ui;
 mod watch;
 
 use std::sync::Arc;
@@ -88,7 +90,10 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
         .route("/healthz", get(health::readyz))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::serve))
+        .merge(ui::routes())
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -35,7 +35,8 @@ pub async fn serve(
     let timeout = query.timeout()?.unwrap_or(DEFAULT_WATCH_TIMEOUT);
     opts.bookmark_interval = Some(s.config.bookmark_interval);
     let events = s.registry.watch(res, ns, opts).await?;
-    let state = Streaming { events, res, output, deadline: Instant::now() + timeout, ended: false };
+    let open = super::metrics::OpenWatch::open();
+    let state = Streaming { events, res, output, deadline: Instant::now() + timeout, ended: false, _open: open };
     let stream = futures::stream::unfold(state, |mut st| async move {
         let line = st.next_line().await?;
         Some((Ok::<Bytes, std::convert::Infallible>(line), st))
@@ -49,6 +50,8 @@ struct Streaming {
     output: Output,
     deadline: Instant,
     ended: bool,
+    /// Counts this watch among the open ones while the stream lives.
+    _open: super::metrics::OpenWatch,
 }
 
 impl Streaming {

@@ -225,6 +225,10 @@ async fn worker<R: Reconciler>(name: &'static str, reconciler: Arc<R>, queue: Wo
             key = queue.get() => match key { Some(k) => k, None => return },
         };
         let span = tracing::info_span!("reconcile", controller = name, key = %key);
+        let metrics = flotilla_metrics::controllers();
+        let labels = flotilla_metrics::ControllerLabels { controller: name.to_string() };
+        metrics.queue_depth.get_or_create(&labels).set(queue.len() as i64);
+        let started = std::time::Instant::now();
         let attempt = AssertUnwindSafe(reconciler.reconcile(&key)).catch_unwind().instrument(span.clone());
         let outcome = tokio::select! {
             _ = cancel.cancelled() => {
@@ -233,6 +237,11 @@ async fn worker<R: Reconciler>(name: &'static str, reconciler: Arc<R>, queue: Wo
             }
             outcome = attempt => outcome,
         };
+        metrics.reconciles.get_or_create(&labels).inc();
+        metrics.reconcile_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        if !matches!(outcome, Ok(Ok(_))) {
+            metrics.reconcile_errors.get_or_create(&labels).inc();
+        }
         span.in_scope(|| settle(&*reconciler, &queue, &key, outcome));
         queue.done(&key);
     }

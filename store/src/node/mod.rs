@@ -320,8 +320,18 @@ impl StoreNode {
         packed.map(|(_, archive)| archive)
     }
 
+    /// Watchers open on this replica's store.
+    pub fn watcher_count(&self) -> usize {
+        self.sm.hub.watchers()
+    }
+
     pub fn current_revision(&self) -> i64 {
         self.sm.mvcc.read().expect("lock poisoned").current_revision()
+    }
+
+    /// The revision history is compacted up to on this replica (0: never compacted).
+    pub fn compact_revision(&self) -> i64 {
+        self.sm.mvcc.read().expect("lock poisoned").compact_revision()
     }
 
     // ---- Raft plumbing ----
@@ -347,7 +357,11 @@ impl StoreNode {
                 tokio::time::timeout(left, queue.submit(cmd, size)).await.unwrap_or(Err(StoreError::Timeout))
             }
         });
-        let (result, index) = applied.await?;
+        let started = std::time::Instant::now();
+        let (result, index) = applied.await.inspect_err(|_| {
+            flotilla_metrics::store().raft_proposal_failures.inc();
+        })?;
+        flotilla_metrics::store().raft_proposal_seconds.observe(started.elapsed().as_secs_f64());
         // As in etcd, a write answered by a follower is visible on that follower when the
         // answer arrives: clients of one replica read their own writes.
         self.wait_applied(index, deadline).await?;

@@ -224,7 +224,11 @@ impl SmShared {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let shared = self.shared.clone();
+        let started = std::time::Instant::now();
         let (applied, archive) = offload(move || shared.checkpoint()).await.map_err(snap_err)?.map_err(snap_err)?;
+        let metrics = flotilla_metrics::store();
+        metrics.snapshots.inc();
+        metrics.snapshot_seconds.observe(started.elapsed().as_secs_f64());
         let snapshot_id = match applied.last {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::Rng::gen::<u32>(&mut rng())),
             None => format!("0-0-{}", rand::Rng::gen::<u32>(&mut rng())),
