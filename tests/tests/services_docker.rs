@@ -255,7 +255,9 @@ fn an_agent_restarted_after_changes_has_exactly_its_peers_rules() {
     k.ok(&["-n", ns, "expose", "deployment", "web", "--name", "fresh", "--port", "82", "--target-port", "80"]);
     k.ok(&["-n", ns, "scale", "deployment", "web", "--replicas=3"]);
     let fresh_ip = ip("fresh");
-    assert!(maps(&tables[i], &gone_ip), "the dead agent's table still holds the old rules");
+    // The dead agent's table still holds the old rules, unless the peer's sweep (every 10 s)
+    // has removed it already; either way the restarted agent must end with its peer's rules.
+    // (Taking over a stale table exactly is tested in agent/tests/proxy_nft.rs.)
     c.restart_agent(i).expect("agent-1 restarts");
     let peer = &tables[1 - i];
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
