@@ -434,24 +434,9 @@ fn a_restarted_agent_takes_its_old_table_over_exactly() {
     lab.apply(&after, &opts).expect("apply on a clean node");
     let fresh = lab.listing().expect("the table exists");
     // Objects that survived keep their place in the listing; their set must be the same.
-    assert_eq!(blocks(&taken_over), blocks(&fresh), "no stale object left, none missing");
+    assert_eq!(proxy::objects(&taken_over), proxy::objects(&fresh), "no stale object left, none missing");
     let (name, _) = lab.on_node(|| tcp_hello(SocketAddrV4::new(DNS_IP, 8443))).expect("the new Service answers");
     assert_eq!(name, "a");
-}
-
-/// The table's objects (each `\t<kind> <name> {` ... `\t}` block of a listing), in order of
-/// their text.
-fn blocks(listing: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut current = String::new();
-    for line in listing.lines().filter(|l| l.starts_with('\t')) {
-        current.push_str(line);
-        current.push('\n');
-        if line == "\t}" {
-            out.insert(std::mem::take(&mut current));
-        }
-    }
-    out
 }
 
 #[test]
@@ -582,7 +567,11 @@ fn incremental_applies_leave_exactly_what_a_full_apply_would() {
         lab.remove().expect("remove");
         lab.apply(&pair[1], &opts).expect("full apply");
         let full = lab.listing().expect("the table exists");
-        assert_eq!(blocks(&incremental), blocks(&full), "step {i}: the incremental apply differs from a full one");
+        assert_eq!(
+            proxy::objects(&incremental),
+            proxy::objects(&full),
+            "step {i}: the incremental apply differs from a full one"
+        );
     }
     let answers = lab.on_node(|| tcp_hellos(SocketAddrV4::new(Ipv4Addr::new(10, 96, 3, 1), 80), SPREAD));
     assert_eq!(names(&answers).len(), 1, "affinity keeps one client on one endpoint: {answers:?}");

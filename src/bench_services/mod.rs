@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -98,8 +99,8 @@ fn agent_tables(cluster: &ClusterFile) -> anyhow::Result<Vec<Table>> {
         .iter()
         .map(|a| {
             let at = a.argv.iter().position(|x| x == "--data-dir").context("an agent's argv has no --data-dir")?;
-            let scope = flotilla_agent::runtime::scope(&a.name, Path::new(&a.argv[at + 1]))?;
-            Ok(Table { agent: a.name.clone(), name: flotilla_agent::services::runner::table_name(&scope) })
+            let name = flotilla_agent::services::runner::agent_table(&a.name, Path::new(&a.argv[at + 1]))?;
+            Ok(Table { agent: a.name.clone(), name })
         })
         .collect()
 }
@@ -201,7 +202,6 @@ async fn put_endpoints(conn: &mut Conn, ns: &str, svc: &mut BenchService) -> any
     if status != StatusCode::OK && status != StatusCode::CREATED {
         bail!("PUT {path}: HTTP {status}");
     }
-    use http_body_util::BodyExt;
     resp.into_body().collect().await?;
     Ok(())
 }

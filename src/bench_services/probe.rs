@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tokio::process::Command;
 
 /// One agent's service table.
 #[derive(Debug, Clone)]
@@ -73,18 +72,7 @@ pub async fn wait_all(
     Ok(seen.into_iter().map(|s| s.expect("all seen")).collect())
 }
 
-/// Run nft; again when its ruleset dump was interrupted by an agent's change (nft 1.0 gives
-/// up with "Interrupted system call" then).
+/// Run nft (the agent's runner, which reruns a dump an agent's change interrupted).
 async fn nft(args: &[&str]) -> anyhow::Result<String> {
-    for _ in 0..10 {
-        let out = Command::new("nft").args(args).output().await.context("running nft (is it installed?)")?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        if !stderr.contains("Interrupted system call") {
-            bail!("nft {}: {}", args.join(" "), stderr.trim());
-        }
-    }
-    bail!("nft {}: interrupted ten times in a row", args.join(" "))
+    flotilla_agent::services::proxy::nft(args, None).await.map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -54,9 +54,8 @@ pub fn wait_for_killed_agent_rules_swept(agent: &AgentProc) {
 /// The nft table of `agent`'s service rules.
 pub fn agent_table(agent: &AgentProc) -> String {
     let at = agent.argv.iter().position(|a| a == "--data-dir").expect("the agent's argv names its data dir");
-    let scope =
-        flotilla_agent::runtime::scope(&agent.name, Path::new(&agent.argv[at + 1])).expect("the data dir exists");
-    flotilla_agent::services::runner::table_name(&scope)
+    flotilla_agent::services::runner::agent_table(&agent.name, Path::new(&agent.argv[at + 1]))
+        .expect("the data dir exists")
 }
 
 /// The objects of service table `table` as `nft list table` prints them (each chain, set
@@ -68,17 +67,7 @@ pub fn service_rules(table: &str) -> Option<std::collections::BTreeSet<String>> 
     if !out.status.success() {
         return None;
     }
-    let mut objects = std::collections::BTreeSet::new();
-    let mut current = String::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('\t')) {
-        current.push_str(line);
-        current.push('\n');
-        if line == "\t}" {
-            let object = std::mem::take(&mut current);
-            if !object.starts_with("\tset local-pods {") && !object.starts_with("\tchain dns-redirect {") {
-                objects.insert(object);
-            }
-        }
-    }
+    let mut objects = flotilla_agent::services::proxy::objects(&String::from_utf8_lossy(&out.stdout));
+    objects.retain(|o| !o.starts_with("\tset local-pods {") && !o.starts_with("\tchain dns-redirect {"));
     Some(objects)
 }

@@ -41,6 +41,12 @@ pub fn table_name(scope: &str) -> String {
     format!("flotilla-svc-{clean}")
 }
 
+/// The nft table of the agent for node `node` with data directory `data_dir` (what tools
+/// outside the agent use to find its rules).
+pub fn agent_table(node: &str, data_dir: &std::path::Path) -> std::io::Result<String> {
+    Ok(table_name(&crate::runtime::scope(node, data_dir)?))
+}
+
 /// Run until `cancel` fires; then remove this node's rules.
 /// `host` is the host's resolver configuration, whose nameservers the DNS forwards to.
 pub async fn run(pool: Arc<ApiPool>, config: ServicesConfig, node: String, host: Resolv, cancel: CancellationToken) {

@@ -49,8 +49,8 @@ mod tests;
 use std::io;
 use std::net::Ipv4Addr;
 
-pub use nft::{apply, apply_change, remove};
-pub use rules::render;
+pub use nft::{apply, apply_change, nft, remove};
+pub use rules::{objects, render};
 
 /// The packet mark bit an endpoint chain sets on a connection's first packet so that
 /// `nat-postrouting` masquerades it (kube-proxy's bit, cleared again before the packet

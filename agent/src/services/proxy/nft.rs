@@ -87,7 +87,7 @@ async fn sweep(table: &str, script: &str) -> Result<(), AgentError> {
 /// changes the ruleset meanwhile (another agent on this host), the dump is interrupted and
 /// nft 1.0 gives up with "Interrupted system call". Nothing was committed then, so the run
 /// is simply repeated, a few times.
-async fn nft(args: &[&str], input: Option<&str>) -> Result<String, AgentError> {
+pub async fn nft(args: &[&str], input: Option<&str>) -> Result<String, AgentError> {
     let mut attempt = 1;
     loop {
         match nft_once(args, input).await {

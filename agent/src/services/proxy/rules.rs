@@ -84,6 +84,22 @@ pub(super) fn declared(script: &str) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// The objects of an `nft list table` listing (each `\t<kind> <name> {` ... `\t}` block
+/// with its contents), as a set: two tables hold the same objects when these are equal,
+/// whatever order nft lists them in.
+pub fn objects(listing: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut current = String::new();
+    for line in listing.lines().filter(|l| l.starts_with('\t')) {
+        current.push_str(line);
+        current.push('\n');
+        if line == "\t}" {
+            out.insert(std::mem::take(&mut current));
+        }
+    }
+    out
+}
+
 /// One Service port that gets rules.
 struct Proxied<'a> {
     names: PortNames<'a>,
