@@ -19,6 +19,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
+/// Navigations tried while chromium reports the host's network changing.
+const NAVIGATE_ATTEMPTS: usize = 5;
 /// How long Chromium may take to start and open its page.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one protocol call may take to be answered.
@@ -100,12 +102,20 @@ impl Chromium {
     }
 
     /// Load `url` in the page (returns once the navigation is committed, not loaded).
+    ///
+    /// Chromium aborts a navigation with `net::ERR_NETWORK_CHANGED` when the host's network
+    /// interfaces change meanwhile (other tests create and delete veths and namespaces all
+    /// the time); that says nothing about the page, so the navigation is tried again.
     pub fn navigate(&mut self, url: &str) -> anyhow::Result<()> {
-        let r = self.call("Page.navigate", json!({"url": url}))?;
-        match r["errorText"].as_str() {
-            Some(e) if !e.is_empty() => bail!("navigating to {url}: {e}"),
-            _ => Ok(()),
+        for _ in 0..NAVIGATE_ATTEMPTS {
+            let r = self.call("Page.navigate", json!({"url": url}))?;
+            match r["errorText"].as_str() {
+                Some(e) if e.contains("ERR_NETWORK_CHANGED") => std::thread::sleep(Duration::from_millis(200)),
+                Some(e) if !e.is_empty() => bail!("navigating to {url}: {e}"),
+                _ => return Ok(()),
+            }
         }
+        bail!("navigating to {url}: the host's network kept changing ({NAVIGATE_ATTEMPTS} attempts)")
     }
 
     /// The value of a JavaScript expression in the page (promises are awaited); an
