@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod raft;
+pub mod recovery;
 pub mod replica;
 pub mod testing;
 pub mod types;

@@ -26,7 +26,7 @@ mod hpack;
 mod kv;
 mod lease;
 mod maintenance;
-mod snapshot;
+pub mod snapshot;
 mod watch;
 
 use std::sync::Arc;

@@ -15,6 +15,7 @@
 use sha2::{Digest, Sha256};
 use tonic::Status;
 
+use crate::error::StoreError;
 use crate::pb::{PbResponseHeader, PbSnapshotResponse};
 
 /// Data bytes per message, as etcd (`snapshotSendBufferSize`): several pages per message
@@ -23,6 +24,34 @@ pub const CHUNK_BYTES: usize = 32 * 1024;
 
 /// The streamed data is padded to a multiple of this (see the module doc).
 pub const SECTOR_BYTES: usize = 512;
+
+/// A snapshot file as `etcdctl snapshot save` writes one from the stream: the archive padded
+/// to whole sectors, then the SHA-256 of that.
+pub fn to_file(mut archive: Vec<u8>) -> Vec<u8> {
+    pad(&mut archive);
+    let digest = Sha256::digest(&archive);
+    archive.extend_from_slice(&digest);
+    archive
+}
+
+/// The (padded) archive inside a snapshot file, after checking its length and digest.
+pub fn archive_of(file: &[u8]) -> Result<&[u8], StoreError> {
+    let bad = |why: &str| Err(StoreError::InvalidArgument(format!("not a flotilla snapshot file: {why}")));
+    if file.len() < SECTOR_BYTES + DIGEST_BYTES || file.len() % SECTOR_BYTES != DIGEST_BYTES {
+        return bad("its length is not whole sectors plus a SHA-256 digest (truncated?)");
+    }
+    let (data, digest) = file.split_at(file.len() - DIGEST_BYTES);
+    if Sha256::digest(data).as_slice() != digest {
+        return bad("the SHA-256 digest does not match (corrupt?)");
+    }
+    Ok(data)
+}
+
+const DIGEST_BYTES: usize = 32;
+
+fn pad(archive: &mut Vec<u8>) {
+    archive.resize(archive.len().div_ceil(SECTOR_BYTES) * SECTOR_BYTES, 0);
+}
 
 /// The messages of one snapshot stream, produced lazily so the data is held once.
 pub(super) struct Frames {
@@ -34,8 +63,7 @@ pub(super) struct Frames {
 
 impl Frames {
     pub(super) fn new(mut archive: Vec<u8>, header: PbResponseHeader) -> Self {
-        let padded = archive.len().div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
-        archive.resize(padded, 0);
+        pad(&mut archive);
         Self { data: archive, sent: 0, hasher: Some(Sha256::new()), header }
     }
 }
@@ -61,6 +89,18 @@ impl Iterator for Frames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_round_trips_and_damage_is_refused() {
+        let file = to_file(vec![9u8; 1000]);
+        assert_eq!(file.len(), 1024 + 32);
+        assert_eq!(&archive_of(&file).unwrap()[..1000], &[9u8; 1000][..]);
+        assert!(archive_of(&file[..file.len() - 1]).is_err());
+        let mut flipped = file.clone();
+        flipped[10] ^= 1;
+        assert!(archive_of(&flipped).is_err());
+        assert!(archive_of(b"").is_err());
+    }
 
     #[test]
     fn frames_pad_count_down_and_end_with_the_digest() {

@@ -45,10 +45,12 @@ pub fn pack_dir(dir: &Path) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Unpack an archive into `dir` (created; must not exist) and fsync every file and the dir.
+/// Trailing zero bytes (the padding of a streamed snapshot, see `etcd::snapshot`) end the
+/// archive: no entry starts with a zero name length.
 pub fn unpack_to(archive: &[u8], dir: &Path) -> Result<(), StoreError> {
     let mut r = Cursor { rest: archive.strip_prefix(MAGIC).ok_or_else(|| io("not a flotilla snapshot"))? };
     fs::create_dir_all(dir).map_err(io)?;
-    while !r.rest.is_empty() {
+    while !r.rest.is_empty() && !r.rest.iter().all(|b| *b == 0) {
         let name_len = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes")) as usize;
         if name_len == 0 || name_len > MAX_NAME_LEN {
             return Err(io("bad file name length in snapshot"));
@@ -136,6 +138,11 @@ mod tests {
         unpack_to(&archive, &dst).unwrap();
         assert_eq!(fs::read(dst.join("000001.sst")).unwrap(), vec![7u8; 10_000]);
         assert_eq!(fs::read(dst.join("CURRENT")).unwrap(), b"MANIFEST-1\n");
+
+        let mut padded = archive.clone();
+        padded.resize(archive.len().div_ceil(512) * 512, 0);
+        unpack_to(&padded, &tmp.path().join("padded")).unwrap();
+        assert_eq!(fs::read(tmp.path().join("padded/000001.sst")).unwrap(), vec![7u8; 10_000]);
 
         assert!(unpack_to(b"garbage", &tmp.path().join("x")).is_err());
         assert!(unpack_to(&archive[..archive.len() - 1], &tmp.path().join("y")).is_err());

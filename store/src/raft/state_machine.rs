@@ -71,6 +71,11 @@ fn open_db(dir: &Path) -> Result<Arc<DB>, StoreError> {
     DB::open_cf_descriptors(&opts, dir, cfs).map(Arc::new).map_err(StoreError::storage)
 }
 
+/// The applied state recorded in the (closed) database at `sm_dir`.
+pub(crate) fn read_applied_at(sm_dir: &Path) -> Result<AppliedState, StoreError> {
+    read_applied(&*open_db(sm_dir)?)
+}
+
 fn read_applied(db: &DB) -> Result<AppliedState, StoreError> {
     let cf = db.cf_handle(CF_META).ok_or_else(|| StoreError::storage("missing cf meta"))?;
     match db.get_cf(cf, META_APPLIED).map_err(StoreError::storage)? {
@@ -156,6 +161,32 @@ impl StateMachine {
         self.shared.hub.publish(Notice::Reset);
         Ok(())
     }
+}
+
+/// Offline, with no replica running on `data_dir`: make the state machine's persisted state
+/// claim `last` and `membership` (its data untouched), and persist a snapshot of exactly that,
+/// so a replica that joins later can be sent it. Returns the store revision of the data.
+/// Used to restore a backup into a new cluster ([`crate::recovery`]).
+pub(crate) fn rebase(data_dir: &Path, last: LogId, membership: StoredMembership) -> Result<i64, StoreError> {
+    let sm_dir = current_sm_dir(data_dir)?.ok_or_else(|| StoreError::storage("no state machine to rebase"))?;
+    let applied = AppliedState { last: Some(last), membership: membership.clone() };
+    let revision = {
+        let db = open_db(&sm_dir)?;
+        let cf = db.cf_handle(CF_META).ok_or_else(|| StoreError::storage("missing cf meta"))?;
+        db.put_cf(cf, META_APPLIED, bincode::serialize(&applied).map_err(StoreError::storage)?)
+            .map_err(StoreError::storage)?;
+        db.flush().map_err(StoreError::storage)?;
+        Mvcc::open(db)?.current_revision()
+    };
+    // The database is closed: its files are the state to snapshot.
+    let archive = pack_dir(&sm_dir)?;
+    let meta = SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: membership,
+        snapshot_id: format!("rebased-{}", last.index),
+    };
+    write_snapshot(data_dir, &meta, &archive)?;
+    Ok(revision)
 }
 
 /// Remove every `sm-*` directory but `keep`, and (`with_tmp`) the scratch directory.
