@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 extra=()
 command -v containerd >/dev/null 2>&1 || extra+=(containerd)
 scripts/install-deps.sh etcd-client etcd-server containernetworking-plugins busybox-static conntrack \
-  iproute2 nftables faketime chromium "${extra[@]}"
+  iproute2 nftables faketime chromium docker-compose "${extra[@]}"
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
