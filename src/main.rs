@@ -7,9 +7,12 @@ mod bench_handover;
 mod bench_scheduler;
 mod bench_services;
 mod bench_startup;
+mod config_file;
 mod failover;
+mod join;
 mod member;
 mod server;
+mod snapshot;
 mod status;
 mod up;
 mod urls;
@@ -42,6 +45,8 @@ enum Command {
     Up(up::UpArgs),
     /// List and change the store's members (etcd's Cluster API).
     Member(member::MemberArgs),
+    /// Save a snapshot of the store from a running replica, restore one into a new cluster.
+    Snapshot(snapshot::SnapshotArgs),
     /// Members, leader, term, indexes, lag and DB size, nodes and pods by phase.
     Status(status::StatusArgs),
     /// Drive put / range / txn load through the etcd v3 API and report latency.
@@ -61,7 +66,11 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let args = config_file::expand(std::env::args_os().collect()).unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    });
+    let cli = Cli::parse_from(args);
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
@@ -82,6 +91,7 @@ fn main() {
             Command::Agent(args) => agent::run(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Member(args) => member::run(args).await,
+            Command::Snapshot(args) => snapshot::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::BenchFailover(args) => failover::run(args).await,

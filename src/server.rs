@@ -11,7 +11,7 @@ use flotilla_apiserver::registry::allocator::ServiceRanges;
 use flotilla_store::node::Bootstrap;
 use flotilla_store::raft::network::LinkControl;
 use flotilla_store::replica::Replica;
-use flotilla_store::{ids, Config, Node};
+use flotilla_store::{ids, Config, Node, NodeId};
 use tokio::net::TcpListener;
 
 use crate::urls;
@@ -24,6 +24,11 @@ pub enum ClusterState {
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
+    /// A TOML file of flags (`name = "n1"`, `initial-cluster = "…"`); flags given on the
+    /// command line win.
+    #[arg(long, value_name = "FILE")]
+    #[allow(dead_code)] // read by `config_file::expand` before parsing
+    config: Option<PathBuf>,
     /// Human-readable name of this member.
     #[arg(long, env = "FLOTILLA_NAME", default_value = "default")]
     name: String,
@@ -83,6 +88,25 @@ pub struct ServerArgs {
     /// (upstream's `--node-monitor-grace-period`).
     #[arg(long, env = "FLOTILLA_NODE_MONITOR_GRACE_PERIOD", default_value_t = 40)]
     node_monitor_grace_period: u64,
+    /// Join a running cluster through any of its members' client URLs (comma-separated):
+    /// this replica adds itself as a learner and promotes itself to a voter once it has
+    /// caught up. Ignored once the data dir holds state (a restart rejoins by itself).
+    #[arg(long, env = "FLOTILLA_JOIN", value_name = "URLS", conflicts_with = "force_new_cluster")]
+    join: Option<String>,
+    /// UNSAFE disaster recovery when a majority is lost for good: make this member, with its
+    /// data, the only member of the cluster (as etcd's flag). Entries the lost members
+    /// committed but this one never received are gone. Remove the flag after one start.
+    #[arg(long, env = "FLOTILLA_FORCE_NEW_CLUSTER")]
+    force_new_cluster: bool,
+    /// Save a snapshot of the store to --snapshot-dir this often (`0s`: never).
+    #[arg(long, env = "FLOTILLA_SNAPSHOT_INTERVAL", default_value = "0s", value_parser = interval_or_off)]
+    snapshot_interval: Duration,
+    /// Scheduled snapshots to keep (the oldest beyond this are deleted).
+    #[arg(long, env = "FLOTILLA_SNAPSHOT_RETAIN", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    snapshot_retain: u32,
+    /// Where scheduled snapshots go [default: <data-dir>/snapshots].
+    #[arg(long, env = "FLOTILLA_SNAPSHOT_DIR")]
+    snapshot_dir: Option<PathBuf>,
     /// UNSAFE, for the fault-injection harness's self-check only: serve linearizable reads
     /// locally, without a read-index round (stale reads under partitions).
     #[arg(long, hide = true)]
@@ -121,27 +145,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let me = Node { name: args.name.clone(), peer_url: peer_url.clone(), client_urls: advertise };
-    let bootstrap = match args.initial_cluster_state {
-        ClusterState::Existing => Bootstrap::Existing,
-        ClusterState::New => {
-            let listed = match &args.initial_cluster {
-                Some(s) => urls::cluster(s)?,
-                None => BTreeMap::from([(args.name.clone(), peer_url.clone())]),
-            };
-            if listed.get(&args.name) != Some(&peer_url) {
-                bail!("--initial-cluster must list this member as {}={peer_url}", args.name);
-            }
-            // Every founding member must propose the very same initial membership, so client
-            // URLs are left out here; each member publishes its own once it has joined.
-            let members = listed
-                .into_iter()
-                .map(|(name, url)| {
-                    (ids::member_id(&url, &token), Node { name, peer_url: url, client_urls: Vec::new() })
-                })
-                .collect();
-            Bootstrap::New(members)
-        }
-    };
+    let bootstrap = bootstrap(&args, &cfg, &me).await?;
     let peer = bind(&args.listen_peer_urls).await?;
     let mut clients = Vec::new();
     for u in &client_listen {
@@ -157,6 +161,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some((listener, addr)) => Some((listener, addr, advertised_api(&args, addr, &peer_url)?)),
         None => None,
     };
+    let data_dir = cfg.data_dir.clone();
     let replica = Replica::start(cfg, me, bootstrap, peer, clients, LinkControl::new())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -165,6 +170,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // (the scheduler's and controllers' at zero until this replica leads).
     let _ = (flotilla_metrics::api(), flotilla_metrics::scheduler(), flotilla_metrics::controllers());
     let _metrics = flotilla_store::metrics::export(&replica.node);
+    let background = tokio_util::sync::CancellationToken::new();
+    let _stop_background = background.clone().drop_guard();
+    if args.join.is_some() {
+        tokio::spawn(crate::join::promote_when_caught_up(replica.node.clone(), background.clone()));
+    }
+    if !args.snapshot_interval.is_zero() {
+        let schedule = crate::snapshot::Schedule {
+            dir: args.snapshot_dir.clone().unwrap_or_else(|| data_dir.join("snapshots")),
+            every: args.snapshot_interval,
+            retain: args.snapshot_retain as usize,
+            name: args.name.clone(),
+        };
+        tokio::spawn(schedule.run(replica.node.clone(), background.clone()));
+    }
     let api_cancel = tokio_util::sync::CancellationToken::new();
     let api_task = api.map(|(listener, addr, advertise)| {
         let config = flotilla_apiserver::ApiConfig {
@@ -209,6 +228,51 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!("replica did not stop in time; exiting anyway");
     }
     Ok(())
+}
+
+/// How this replica starts: joining through `--join`, as an existing member, or as a
+/// founding member (after `--force-new-cluster` rewrote its data, if asked).
+async fn bootstrap(args: &ServerArgs, cfg: &Config, me: &Node) -> anyhow::Result<Bootstrap> {
+    let id = ids::member_id(&me.peer_url, &cfg.cluster_token);
+    if args.force_new_cluster {
+        let forced = flotilla_store::recovery::force_new_cluster(&cfg.data_dir, id, me.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("--force-new-cluster: {e}"))?;
+        if forced {
+            tracing::warn!(
+                "--force-new-cluster: this member is now the only member of its cluster; writes the lost members \
+                 committed but this one never received are gone. Remove the flag before the next restart."
+            );
+        }
+        return Ok(Bootstrap::Existing);
+    }
+    if let Some(join) = &args.join {
+        crate::join::register(&urls::list(join), &me.peer_url, &cfg.data_dir).await?;
+        return Ok(Bootstrap::Existing);
+    }
+    match args.initial_cluster_state {
+        ClusterState::Existing => Ok(Bootstrap::Existing),
+        ClusterState::New => {
+            let listed = match &args.initial_cluster {
+                Some(s) => urls::cluster(s)?,
+                None => BTreeMap::from([(args.name.clone(), me.peer_url.clone())]),
+            };
+            if listed.get(&args.name) != Some(&me.peer_url) {
+                bail!("--initial-cluster must list this member as {}={}", args.name, me.peer_url);
+            }
+            Ok(Bootstrap::New(founding_members(listed, &cfg.cluster_token)))
+        }
+    }
+}
+
+/// The founding membership from `--initial-cluster`'s names and peer URLs. Every founding
+/// member must propose the very same one, so client URLs are left out here; each member
+/// publishes its own once it has joined.
+pub fn founding_members(listed: BTreeMap<String, String>, token: &str) -> BTreeMap<NodeId, Node> {
+    listed
+        .into_iter()
+        .map(|(name, url)| (ids::member_id(&url, token), Node { name, peer_url: url, client_urls: Vec::new() }))
+        .collect()
 }
 
 /// Where pods reach this replica's API: `--advertise-api-address` on the listening port, or

@@ -17,6 +17,11 @@ use runtime::{RuntimeArgs, RuntimeKind};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
+    /// A TOML file of flags (`server = ["http://…:6443", …]`, `node-ip = "…"`); flags given
+    /// on the command line win.
+    #[arg(long, value_name = "FILE")]
+    #[allow(dead_code)] // read by `config_file::expand` before parsing
+    config: Option<PathBuf>,
     /// Every API server replica's URL (repeat the flag or separate with commas).
     #[arg(
         long = "server",

@@ -58,7 +58,7 @@ pub async fn restore(file: &[u8], data_dir: &Path, members: BTreeMap<NodeId, Nod
     let sm_dir = data_dir.join("sm-1");
     unpack_to(archive, &sm_dir)?;
     set_current_sm_dir(data_dir, &sm_dir)?;
-    let applied = state_machine::read_applied_at(&sm_dir)?;
+    let (applied, _, _) = state_machine::describe(&sm_dir)?;
     let index = applied.last.map_or(0, |l| l.index);
     let last = LogId::new(CommittedLeaderId::new(0, 0), index);
     let voters: BTreeSet<NodeId> = members.keys().copied().collect();
@@ -68,6 +68,49 @@ pub async fn restore(file: &[u8], data_dir: &Path, members: BTreeMap<NodeId, Nod
     log.purge(last).await.map_err(StoreError::storage)?;
     log.save_committed(Some(last)).await.map_err(StoreError::storage)?;
     Ok(Restored { revision, index })
+}
+
+/// Whether `data_dir` holds Raft state (a vote or log): a replica that has run before.
+pub async fn has_raft_state(data_dir: &Path) -> Result<bool, StoreError> {
+    if !data_dir.join("raft").exists() {
+        return Ok(false);
+    }
+    let mut log = LogStore::open(&data_dir.join("raft"))?;
+    let vote = log.read_vote().await.map_err(StoreError::storage)?;
+    let state = log.get_log_state().await.map_err(StoreError::storage)?;
+    Ok(vote.is_some() || state.last_log_id.is_some())
+}
+
+/// What a snapshot file holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    pub revision: i64,
+    pub index: u64,
+    /// Live keys at `revision`.
+    pub keys: usize,
+    /// The names (or peer URLs, for members never started) of the members when it was taken.
+    pub members: Vec<String>,
+}
+
+/// Check a snapshot file and describe its content (unpacked into a scratch directory).
+pub fn inspect(file: &[u8]) -> Result<Inspection, StoreError> {
+    let archive = crate::etcd::snapshot::archive_of(file)?;
+    let scratch =
+        std::env::temp_dir().join(format!("flotilla-inspect-{}-{}", std::process::id(), rand::random::<u32>()));
+    let result = (|| {
+        unpack_to(archive, &scratch)?;
+        let (applied, revision, keys) = state_machine::describe(&scratch)?;
+        let mut members: Vec<String> = applied
+            .membership
+            .membership()
+            .nodes()
+            .map(|(_, n)| if n.name.is_empty() { n.peer_url.clone() } else { n.name.clone() })
+            .collect();
+        members.sort();
+        Ok(Inspection { revision, index: applied.last.map_or(0, |l| l.index), keys, members })
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
 }
 
 /// Turn the survivor whose data is in `data_dir` into the only member of a new cluster (see

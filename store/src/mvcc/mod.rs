@@ -129,6 +129,11 @@ impl Mvcc {
         self.compact_rev
     }
 
+    /// How many keys exist at the current revision.
+    pub fn live_key_count(&self) -> usize {
+        self.index.values().filter(|h| h.latest().is_some_and(|v| !v.tombstone)).count()
+    }
+
     pub fn db(&self) -> &Arc<DB> {
         &self.db
     }
