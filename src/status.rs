@@ -71,8 +71,8 @@ pub struct Report {
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let report = gather(&urls::list(&args.endpoints)).await?;
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print_table(&report),
+        Format::Json => print_out(&(serde_json::to_string_pretty(&report)? + "\n")),
+        Format::Table => print_out(&table(&report)),
     }
     if report.leader.is_none() {
         std::process::exit(2);
@@ -164,8 +164,18 @@ async fn objects(client: &mut Client) -> anyhow::Result<(i64, BTreeMap<String, u
     Ok((nodes.count(), phases))
 }
 
-fn print_table(r: &Report) {
-    println!(
+/// Write to stdout; a reader that went away (`flotilla status | head`) is not an error.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// The report as a table.
+fn table(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "{:<10}  {:<16}  {:<8}  {:>6}  {:>10}  {:>10}  {:>6}  {:>10}  ERROR",
         "NAME", "ID", "ROLE", "TERM", "INDEX", "APPLIED", "LAG", "DB SIZE"
     );
@@ -178,7 +188,8 @@ fn print_table(r: &Report) {
             _ => "follower",
         };
         let size = m.db_size_bytes.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6));
-        println!(
+        let _ = writeln!(
+            out,
             "{:<10}  {:<16}  {role:<8}  {:>6}  {:>10}  {:>10}  {:>6}  {size:>10}  {}",
             m.name,
             m.id,
@@ -189,11 +200,12 @@ fn print_table(r: &Report) {
             m.error.as_deref().unwrap_or("")
         );
     }
-    match &r.leader {
-        Some(l) => println!("\nleader {l}, term {}", show(r.term)),
-        None => println!("\nNO LEADER answered: the cluster cannot serve writes"),
-    }
+    let _ = match &r.leader {
+        Some(l) => writeln!(out, "\nleader {l}, term {}", show(r.term)),
+        None => writeln!(out, "\nNO LEADER answered: the cluster cannot serve writes"),
+    };
     let pods: Vec<String> = r.pods.iter().map(|(phase, n)| format!("{n} {phase}")).collect();
     let pods = if pods.is_empty() { "none".to_string() } else { pods.join(", ") };
-    println!("{} nodes; pods: {pods}", r.nodes);
+    let _ = writeln!(out, "{} nodes; pods: {pods}", r.nodes);
+    out
 }
