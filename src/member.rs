@@ -1,5 +1,5 @@
-//! `flotilla member list|add|promote|remove`: the store's membership through etcd's Cluster
-//! API, against any replica.
+//! `flotilla member list|add|promote|remove|move-leader`: the store's membership through
+//! etcd's Cluster API (and Maintenance.MoveLeader), against any replica.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -33,6 +33,8 @@ enum Action {
     Promote { id: String },
     /// Remove a member.
     Remove { id: String },
+    /// Hand Raft leadership to a voting member (before restarting the leader, say).
+    MoveLeader { id: String },
 }
 
 fn parse_id(s: &str) -> anyhow::Result<u64> {
@@ -85,6 +87,14 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
             let id = parse_id(&id)?;
             client.member_remove(id).await?;
             println!("Member {id:x} removed.");
+        }
+        Action::MoveLeader { id } => {
+            let id = parse_id(&id)?;
+            // Any replica serves it (it is forwarded to the leader); the status only names
+            // the leader it moves from.
+            let from = client.status().await.context("asking for the current leader")?.leader();
+            client.move_leader(id).await?;
+            println!("Leadership transferred from {from:x} to {id:x}.");
         }
     }
     Ok(())

@@ -80,6 +80,10 @@ pub struct ServerArgs {
     /// Log entries between snapshots.
     #[arg(long, env = "FLOTILLA_SNAPSHOT_COUNT", default_value_t = 10_000)]
     snapshot_count: u64,
+    /// Raise the NOSPACE alarm, and refuse writes that add data, once the store's database
+    /// exceeds this many bytes (0: 2 GiB; negative: no quota). As etcd's flag.
+    #[arg(long, env = "FLOTILLA_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
+    quota_backend_bytes: i64,
     /// How often the leader compacts the store's history, to the revision it had one
     /// interval earlier (upstream's `--etcd-compaction-interval`); `0s` turns it off.
     #[arg(long, env = "FLOTILLA_COMPACTION_INTERVAL", default_value = "5m", value_parser = interval_or_off)]
@@ -138,6 +142,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         snapshot_logs: args.snapshot_count,
         cluster_token: token.clone(),
         unsafe_local_reads: args.unsafe_local_reads,
+        quota_backend_bytes: args.quota_backend_bytes,
         ..Config::default()
     };
     if cfg.unsafe_local_reads {

@@ -213,6 +213,10 @@ impl From<StoreError> for ApiError {
                 flotilla_store::types::Rejection::Compacted { compact_revision } => ApiError::Expired(format!(
                     "The resourceVersion for the provided list is too old (compacted at {compact_revision})"
                 )),
+                // As kube-apiserver, which passes etcd's error through as a 500.
+                flotilla_store::types::Rejection::NoSpace => {
+                    ApiError::Internal("etcdserver: mvcc: database space exceeded".into())
+                }
                 other => ApiError::Internal(format!("store refused the request: {other}")),
             },
             other => ApiError::Internal(format!("store: {other}")),
@@ -279,5 +283,12 @@ mod tests {
     fn store_timeouts_are_504_and_no_leader_is_503() {
         assert_eq!(ApiError::from(StoreError::Timeout).status().0, 504);
         assert_eq!(ApiError::from(StoreError::NoLeader).status().0, 503);
+    }
+
+    #[test]
+    fn a_full_store_is_a_500_with_etcds_message() {
+        let (code, body) = ApiError::from(StoreError::Rejected(flotilla_store::types::Rejection::NoSpace)).status();
+        assert_eq!(code, 500);
+        assert_eq!(body["message"], "etcdserver: mvcc: database space exceeded");
     }
 }

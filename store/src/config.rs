@@ -15,6 +15,10 @@ pub const MAX_TXN_OPS: usize = 128;
 /// The largest lease TTL etcd accepts, in seconds.
 pub const MAX_LEASE_TTL_SECS: i64 = 9_000_000_000;
 
+/// The state-machine database size at which writes stop when `--quota-backend-bytes` is 0
+/// (etcd's `DefaultQuotaBytes`, 2 GiB).
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// This replica's name.
@@ -38,6 +42,10 @@ pub struct Config {
     /// local state machine without a read-index round, so a cut-off replica serves stale
     /// reads. `flotilla-jepsen` must catch this (issue 6's self-check).
     pub unsafe_local_reads: bool,
+    /// etcd's `--quota-backend-bytes`: the state-machine database size past which a member
+    /// raises the NOSPACE alarm and writes that add data are refused. 0 means
+    /// [`DEFAULT_QUOTA_BYTES`]; a negative value turns the guard off.
+    pub quota_backend_bytes: i64,
 }
 
 impl Default for Config {
@@ -52,6 +60,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(5),
             cluster_token: "flotilla-cluster".into(),
             unsafe_local_reads: false,
+            quota_backend_bytes: 0,
         }
     }
 }
@@ -72,6 +81,15 @@ impl Config {
             return bad("snapshot threshold must be positive");
         }
         Ok(())
+    }
+
+    /// The effective quota in bytes (`None`: no quota), as etcd reads `--quota-backend-bytes`.
+    pub fn quota_bytes(&self) -> Option<u64> {
+        match self.quota_backend_bytes {
+            0 => Some(DEFAULT_QUOTA_BYTES),
+            n if n < 0 => None,
+            n => Some(n as u64),
+        }
     }
 
     /// The openraft configuration derived from this one.
@@ -109,5 +127,12 @@ mod tests {
         assert!(matches!(c.validate(), Err(StoreError::InvalidArgument(_))));
         c.raft_config().validate().ok();
         Config::default().raft_config().validate().unwrap();
+    }
+
+    #[test]
+    fn quota_zero_is_the_default_and_negative_is_off() {
+        assert_eq!(Config::default().quota_bytes(), Some(DEFAULT_QUOTA_BYTES));
+        assert_eq!(Config { quota_backend_bytes: 4096, ..Config::default() }.quota_bytes(), Some(4096));
+        assert_eq!(Config { quota_backend_bytes: -1, ..Config::default() }.quota_bytes(), None);
     }
 }

@@ -44,6 +44,14 @@ pub enum StoreError {
     /// lead (any more): it was not proposed.
     #[error("not the leader")]
     NotLeader,
+    /// A leadership transfer to a member that cannot lead: unknown, a learner, or never
+    /// started.
+    #[error("bad leader transferee")]
+    BadLeaderTransferee,
+    /// A leadership transfer did not complete in time; the cluster still has a leader
+    /// (the old one, or whoever won an election meanwhile).
+    #[error("request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
 }
 
 impl StoreError {

@@ -54,6 +54,13 @@ pub enum Command {
     /// Several client commands proposed as one log entry (group commit); applied in order,
     /// each with its own revision, exactly as if they were consecutive entries. Never nested.
     Batch(Vec<Command>),
+    /// Raise or clear an alarm of one member (etcd's `AlarmRequest` ACTIVATE/DEACTIVATE):
+    /// replicated so that every replica refuses the same writes from the same log index on.
+    Alarm {
+        activate: bool,
+        member: NodeId,
+        alarm: i32,
+    },
 }
 
 /// Why an apply refused a command. Deterministic: every replica refuses the same way.
@@ -75,6 +82,9 @@ pub enum Rejection {
     /// refuse it the same way everywhere rather than fail).
     #[error("{0}")]
     Invalid(String),
+    /// A write that adds data while the NOSPACE alarm is raised (see [`crate::mvcc::alarm`]).
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
 }
 
 /// The result of applying one log entry.
@@ -100,6 +110,8 @@ pub enum CommandResult {
     Rejected(Rejection),
     /// One result per command of a [`Command::Batch`], in order.
     Batch(Vec<CommandResult>),
+    /// The alarms an [`Command::Alarm`] changed, as `(member, alarm)` (empty: nothing to do).
+    Alarm(Vec<(NodeId, i32)>),
 }
 
 openraft::declare_raft_types!(

@@ -1,9 +1,16 @@
-//! The etcd `Maintenance` service: Status, Alarm, Defragment, Snapshot.
+//! The etcd `Maintenance` service: Status, Alarm, Defragment, Snapshot, MoveLeader.
 //!
-//! Flotilla raises no alarms (RocksDB has no fixed quota to run out of), so Alarm always
-//! answers an empty list; Defragment is a no-op because RocksDB compacts its files itself.
-//! Hash, HashKV (corruption checks over bbolt's layout), MoveLeader and Downgrade are not
-//! supported and answer `Unimplemented`.
+//! - Alarm: GET reads the replicated alarm set linearizably; ACTIVATE and DEACTIVATE change
+//!   it through Raft (`mvcc::alarm`). A member raises NOSPACE itself past its
+//!   `--quota-backend-bytes` (`node::quota`).
+//! - Status: `errors` lists "no leader" and every raised alarm, as etcd; `dbSize` is this
+//!   member's state-machine database size, `dbSizeQuota` its quota (0: none).
+//! - Defragment: this member only (etcdctl asks each endpoint), compacting every RocksDB
+//!   column family so deleted and compacted records give their space back.
+//! - MoveLeader: served by (forwarded to) the leader; see `node::transfer`.
+//!
+//! Hash, HashKV (corruption checks over bbolt's layout) and Downgrade are not supported and
+//! answer `Unimplemented`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,9 +20,10 @@ use tonic::{Request, Response, Status};
 
 use super::snapshot::Frames;
 use super::status;
+use crate::mvcc::alarm::alarm_name;
 use crate::node::StoreNode;
 use crate::pb::{
-    PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
+    PbAlarmMember, PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
     PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse, PbMaintenanceService,
     PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest,
     PbStatusResponse,
@@ -39,10 +47,27 @@ fn unsupported(what: &str) -> Status {
     Status::unimplemented(format!("etcdserver: {what} is not supported by flotilla"))
 }
 
+/// `AlarmRequest.AlarmAction`.
+const ALARM_GET: i32 = 0;
+const ALARM_ACTIVATE: i32 = 1;
+const ALARM_DEACTIVATE: i32 = 2;
+
+fn alarm_members(alarms: Vec<(u64, i32)>) -> Vec<PbAlarmMember> {
+    alarms.into_iter().map(|(member_id, alarm)| PbAlarmMember { member_id, alarm }).collect()
+}
+
 #[tonic::async_trait]
 impl PbMaintenanceService for MaintenanceService {
-    async fn alarm(&self, _req: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
-        Ok(Response::new(PbAlarmResponse { header: Some(self.node.header()), alarms: Vec::new() }))
+    async fn alarm(&self, req: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
+        let req = req.into_inner();
+        let alarms = match req.action {
+            ALARM_GET => self.node.alarm_list(req.alarm).await,
+            ALARM_ACTIVATE => self.node.alarm_change(true, req.member_id, req.alarm).await,
+            ALARM_DEACTIVATE => self.node.alarm_change(false, req.member_id, req.alarm).await,
+            other => return Err(Status::invalid_argument(format!("etcdserver: unknown alarm action {other}"))),
+        }
+        .map_err(status)?;
+        Ok(Response::new(PbAlarmResponse { header: Some(self.node.header()), alarms: alarm_members(alarms) }))
     }
 
     async fn status(&self, _req: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
@@ -51,6 +76,9 @@ impl PbMaintenanceService for MaintenanceService {
         if s.leader.is_none() {
             // As etcd: a member without a leader says so in `endpoint status`.
             errors.push("etcdserver: no leader".to_string());
+        }
+        for (member, alarm) in self.node.local_alarms(crate::mvcc::alarm::ALARM_NONE) {
+            errors.push(format!("memberID:{member} alarm:{}", alarm_name(alarm)));
         }
         Ok(Response::new(PbStatusResponse {
             header: Some(self.node.header()),
@@ -64,12 +92,13 @@ impl PbMaintenanceService for MaintenanceService {
             db_size_in_use: s.db_size,
             is_learner: s.is_learner,
             storage_version: String::new(),
-            db_size_quota: 0,
+            db_size_quota: self.node.config().quota_bytes().map_or(0, |q| q as i64),
             downgrade_info: None,
         }))
     }
 
     async fn defragment(&self, _req: Request<PbDefragmentRequest>) -> Result<Response<PbDefragmentResponse>, Status> {
+        self.node.defragment().await.map_err(status)?;
         Ok(Response::new(PbDefragmentResponse { header: Some(self.node.header()) }))
     }
 
@@ -90,8 +119,9 @@ impl PbMaintenanceService for MaintenanceService {
         Ok(Response::new(Box::pin(tokio_stream::iter(frames))))
     }
 
-    async fn move_leader(&self, _req: Request<PbMoveLeaderRequest>) -> Result<Response<PbMoveLeaderResponse>, Status> {
-        Err(unsupported("move-leader"))
+    async fn move_leader(&self, req: Request<PbMoveLeaderRequest>) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        self.node.move_leader(req.into_inner().target_id).await.map_err(status)?;
+        Ok(Response::new(PbMoveLeaderResponse { header: Some(self.node.header()) }))
     }
 
     async fn downgrade(&self, _req: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {

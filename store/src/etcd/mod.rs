@@ -91,6 +91,7 @@ pub fn status(e: StoreError) -> Status {
             Rejection::KeyNotFound => etcd(Code::InvalidArgument, "key not found"),
             Rejection::DuplicateKey => etcd(Code::InvalidArgument, "duplicate key given in txn request"),
             Rejection::Invalid(m) => etcd(Code::InvalidArgument, &m),
+            Rejection::NoSpace => etcd(Code::ResourceExhausted, "mvcc: database space exceeded"),
         },
         StoreError::NoLeader => etcd(Code::Unavailable, "no leader"),
         StoreError::Timeout => etcd(Code::Unavailable, "request timed out"),
@@ -100,6 +101,10 @@ pub fn status(e: StoreError) -> Status {
         StoreError::Membership(m) => etcd(Code::FailedPrecondition, &m),
         StoreError::Stopped => etcd(Code::Unavailable, "server stopped"),
         StoreError::NotLeader => etcd(Code::Unavailable, "not leader"),
+        StoreError::BadLeaderTransferee => etcd(Code::FailedPrecondition, "bad leader transferee"),
+        StoreError::LeaderTransferTimeout => {
+            etcd(Code::Unavailable, "request timed out, leader transfer took too long")
+        }
         StoreError::Storage(m) => {
             tracing::warn!(error = %m, "storage error answered to a client");
             etcd(Code::Internal, &format!("storage: {m}"))
@@ -156,6 +161,10 @@ mod tests {
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: duplicate key given in txn request"));
         let s = status(Rejection::LeaseNotFound.into());
         assert_eq!((s.code(), s.message()), (Code::NotFound, "etcdserver: requested lease not found"));
+        let s = status(Rejection::NoSpace.into());
+        assert_eq!((s.code(), s.message()), (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"));
+        let s = status(StoreError::BadLeaderTransferee);
+        assert_eq!((s.code(), s.message()), (Code::FailedPrecondition, "etcdserver: bad leader transferee"));
         let s = status(StoreError::TooLarge);
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: request is too large"));
         let s = status(StoreError::NoLeader);

@@ -15,7 +15,9 @@
 //! - A refused request (unknown lease, compacted revision...) changes nothing.
 //! - The `kv` column family holds exactly the records the index refers to; compaction
 //!   removes both together.
+//! - While a NOSPACE alarm is raised, commands that add data are refused ([`alarm`]).
 
+pub mod alarm;
 pub mod key_index;
 pub mod key_range;
 mod range;
@@ -65,6 +67,7 @@ pub struct Mvcc {
     leases: BTreeMap<i64, LeaseEntry>,
     /// Values staged in the current, not yet written, batch.
     pending: HashMap<Revision, Vec<u8>>,
+    alarms: alarm::Alarms,
 }
 
 fn read_i64(db: &DB, cf: &str, key: &[u8]) -> Result<Option<i64>, StoreError> {
@@ -113,7 +116,8 @@ impl Mvcc {
                 }
             }
         }
-        Ok(Self { db, index, current_rev, compact_rev, leases, pending: HashMap::new() })
+        let alarms = alarm::Alarms::load(&db, CF_META)?;
+        Ok(Self { db, index, current_rev, compact_rev, leases, pending: HashMap::new(), alarms })
     }
 
     /// The column families this store needs in its database.
@@ -136,6 +140,11 @@ impl Mvcc {
 
     pub fn db(&self) -> &Arc<DB> {
         &self.db
+    }
+
+    /// The raised alarms, as of the last applied command.
+    pub fn alarms(&self) -> &alarm::Alarms {
+        &self.alarms
     }
 
     /// A response header carrying the current revision (the API layer adds the rest).
@@ -179,6 +188,9 @@ impl Mvcc {
         w: &mut write::Changes,
         batch: &mut WriteBatch,
     ) -> Result<CommandResult, StoreError> {
+        if self.alarms.no_space() && alarm::adds_data(cmd) {
+            return Err(Rejection::NoSpace.into());
+        }
         Ok(match cmd {
             Command::Put(req) => {
                 self.check_put(req)?;
@@ -201,6 +213,10 @@ impl Mvcc {
             Command::Batch(_) => {
                 // The state machine unpacks batches; one reaching here is malformed (nested).
                 return Err(StoreError::InvalidArgument("nested command batch".into()));
+            }
+            Command::Alarm { activate, member, alarm } => {
+                let meta = self.db.cf_handle(CF_META).expect("column families are created at open");
+                CommandResult::Alarm(self.alarms.apply(*activate, *member, *alarm, batch, meta)?)
             }
             Command::LeaseRevoke { id } => {
                 let lease = self.leases.remove(id).ok_or(Rejection::LeaseNotFound)?;

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::from_write_error;
+use super::transfer::ProposalGate;
 use crate::error::StoreError;
 use crate::raft::forward::{ForwardRequest, ForwardResponse};
 use crate::raft::network::PeerNetwork;
@@ -58,6 +59,7 @@ pub struct Proposer {
     pub raft: Raft,
     pub network: PeerNetwork,
     pub timeout: Duration,
+    pub gate: Arc<ProposalGate>,
 }
 
 struct Pending {
@@ -113,7 +115,7 @@ async fn run(proposer: Arc<Proposer>, route: Route, mut rx: mpsc::Receiver<Pendi
             let (cmds, answers): (Vec<Command>, Vec<oneshot::Sender<Answer>>) =
                 unit.into_iter().map(|p| (p.cmd, p.answer)).unzip();
             let outcome = match route {
-                Route::Local => propose_here(&proposer.raft, cmds).await,
+                Route::Local => propose_here(&proposer.raft, &proposer.gate, cmds).await,
                 Route::ToLeader => forward(&proposer, cmds).await,
             };
             match outcome {
@@ -134,8 +136,14 @@ async fn run(proposer: Arc<Proposer>, route: Route, mut rx: mpsc::Receiver<Pendi
     }
 }
 
-/// Propose `cmds` as one entry on this replica; one result per command.
-pub async fn propose_here(raft: &Raft, mut cmds: Vec<Command>) -> Result<(Vec<CommandResult>, u64), StoreError> {
+/// Propose `cmds` as one entry on this replica; one result per command. Refused with
+/// `NoLeader`, unproposed, while a leadership transfer holds `gate`.
+pub async fn propose_here(
+    raft: &Raft,
+    gate: &ProposalGate,
+    mut cmds: Vec<Command>,
+) -> Result<(Vec<CommandResult>, u64), StoreError> {
+    let _admitted = gate.enter()?;
     let lone = cmds.len() == 1;
     let cmd = if lone { cmds.pop().expect("one command") } else { Command::Batch(cmds) };
     let resp = raft.client_write(cmd).await.map_err(from_write_error)?;

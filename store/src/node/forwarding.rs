@@ -1,6 +1,9 @@
 //! The leader side of every request that must run on the leader, whether it came from a
 //! local client or was forwarded by a follower. Nothing here forwards again: a replica that
-//! is not leader answers `NoLeader` and the caller re-resolves the leader.
+//! is not leader answers `NoLeader` and the caller re-resolves the leader. Everything that
+//! makes Raft send AppendEntries passes the proposal gate, which a leadership transfer
+//! closes (`node::transfer`). The one request served off the leader is `Campaign`, which a
+//! transferring leader sends to its transferee.
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
@@ -22,10 +25,11 @@ impl StoreNode {
     pub(super) async fn handle_forward(&self, req: ForwardRequest) -> Result<ForwardResponse, StoreError> {
         match req {
             ForwardRequest::WriteBatch(cmds) => {
-                let (results, index) = super::batcher::propose_here(&self.raft, cmds).await?;
+                let (results, index) = super::batcher::propose_here(&self.raft, &self.gate, cmds).await?;
                 Ok(ForwardResponse::Applied { results, index })
             }
             ForwardRequest::ReadIndex => {
+                let _admitted = self.gate.enter()?;
                 let (read, _applied) = self.raft.get_read_log_id().await.map_err(from_read_error)?;
                 Ok(ForwardResponse::ReadIndex(read.map_or(0, |l| l.index)))
             }
@@ -60,6 +64,11 @@ impl StoreNode {
                 self.change(ChangeMembers::SetNodes(nodes)).await?;
                 Ok(ForwardResponse::Membership)
             }
+            ForwardRequest::MoveLeader { target } => {
+                self.transfer_leadership(target).await?;
+                Ok(ForwardResponse::LeaderMoved)
+            }
+            ForwardRequest::Campaign => self.campaign().await,
         }
     }
 }
@@ -69,6 +78,7 @@ impl StoreNode {
     /// (members publishing their attributes can cause that at any time); such a change
     /// commits within a round trip, so wait for it and try again, within the request timeout.
     async fn change(&self, changes: ChangeMembers<NodeId, Node>) -> Result<(), StoreError> {
+        let _admitted = self.gate.enter()?;
         let deadline = Instant::now() + self.cfg.request_timeout;
         loop {
             match self.raft.change_membership(changes.clone(), false).await {

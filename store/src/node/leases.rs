@@ -145,6 +145,11 @@ impl StoreNode {
             (m.state == openraft::ServerState::Leader, m.current_term)
         };
         let expired = self.lessor.tick(leader.then_some(term), &leases, Instant::now(), self.cfg.election_timeout);
+        if expired.is_empty() {
+            return;
+        }
+        // Not while a leadership transfer holds proposals back: a later tick revokes them.
+        let Ok(_admitted) = self.gate.enter() else { return };
         for id in expired {
             // Propose locally only: a deposed leader's revoke fails instead of being forwarded.
             let revoke = self.raft.client_write(Command::LeaseRevoke { id });

@@ -41,6 +41,7 @@ pub struct Status {
     pub raft_term: u64,
     pub applied_index: u64,
     pub is_learner: bool,
+    /// The state-machine database's size in bytes (etcd's backend size; see `node::quota`).
     pub db_size: i64,
 }
 
@@ -124,21 +125,9 @@ impl StoreNode {
             raft_term: m.current_term,
             applied_index: m.last_applied.map_or(0, |l| l.index),
             is_learner: !m.membership_config.membership().voter_ids().any(|v| v == self.id),
-            db_size: dir_size(&self.cfg.data_dir) as i64,
+            db_size: self.db_size() as i64,
         }
     }
-}
-
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(_) => e.metadata().map_or(0, |m| m.len()),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// Keep the cluster's record of this member (name, client URLs) equal to what it was

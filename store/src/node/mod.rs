@@ -6,12 +6,17 @@
 //! then read locally; serializable reads skip that. Every call is bounded by
 //! `Config::request_timeout`: a replica cut off in a minority answers `NoLeader` or `Timeout`,
 //! never a stale linearizable read and never a hang.
+//!
+//! Operations: a leadership transfer pauses the leader's proposals ([`transfer`]); writes that
+//! add data stop at the size quota ([`quota`]).
 
 mod batcher;
 mod forwarding;
 mod leases;
 mod membership;
+mod quota;
 mod reads;
+mod transfer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,6 +72,12 @@ pub struct StoreNode {
     batcher: batcher::Batcher,
     forwarder: batcher::Batcher,
     reads: reads::ReadCoalescer,
+    /// Admits proposals; a leadership transfer closes it ([`transfer`]).
+    gate: Arc<transfer::ProposalGate>,
+    /// One leadership transfer at a time.
+    transfer_lock: tokio::sync::Mutex<()>,
+    leader_since: Arc<transfer::LeaderSince>,
+    size: quota::SizeSampler,
     /// This node, for tasks it spawns (they must not keep it alive).
     weak: std::sync::Weak<StoreNode>,
     cancel: CancellationToken,
@@ -116,16 +127,22 @@ impl StoreNode {
             }
         }
         let cancel = CancellationToken::new();
+        let gate = Arc::new(transfer::ProposalGate::default());
         let proposer = Arc::new(batcher::Proposer {
             id,
             raft: raft.clone(),
             network: network.clone(),
             timeout: cfg.request_timeout,
+            gate: gate.clone(),
         });
         let node = Arc::new_cyclic(|weak| Self {
             batcher: batcher::Batcher::start(proposer.clone(), batcher::Route::Local, cancel.clone()),
             forwarder: batcher::Batcher::start(proposer, batcher::Route::ToLeader, cancel.clone()),
             reads: reads::ReadCoalescer::default(),
+            gate,
+            transfer_lock: tokio::sync::Mutex::new(()),
+            leader_since: Arc::default(),
+            size: quota::SizeSampler::default(),
             weak: weak.clone(),
             id,
             cluster_id: ids::cluster_id(&cfg.cluster_token),
@@ -139,6 +156,7 @@ impl StoreNode {
         });
         tokio::spawn(leases::run_lessor(Arc::downgrade(&node), node.cancel.clone()));
         tokio::spawn(membership::publish_self(Arc::downgrade(&node), node.cancel.clone()));
+        tokio::spawn(transfer::track_leadership(node.raft.clone(), node.leader_since.clone()));
         tracing::info!(member_id = format_args!("{id:x}"), name = %node.me.name, pristine, "store node started");
         Ok(node)
     }
@@ -343,6 +361,7 @@ impl StoreNode {
         if size > MAX_REQUEST_BYTES {
             return Err(StoreError::TooLarge);
         }
+        self.check_quota(&cmd, size).await?;
         let deadline = Instant::now() + self.cfg.request_timeout;
         // The leader groups its writes into log entries; a follower groups them into
         // forwarded batches. Either way each write gets its own answer.

@@ -3,6 +3,11 @@
 //! Only the leader may propose, confirm a read index, or renew a lease (lease expiry lives in
 //! the leader's memory, as in etcd). A follower that receives such a request from a client
 //! sends it here to the leader it knows; the leader handles it as if a client had asked it.
+//! One request goes the other way: during a leadership transfer the leader asks the
+//! transferee to `Campaign` (see `node::transfer`).
+//!
+//! New variants go at the end of each enum: bincode names variants by index, and replicas of
+//! different versions talk to each other during a rolling upgrade.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +32,10 @@ pub enum ForwardRequest {
     Remove { id: NodeId },
     /// Replace the stored attributes (name, client URLs) of a member.
     SetNode { id: NodeId, node: Node },
+    /// Hand leadership to `target` (etcd's MoveLeader); answered once `target` leads.
+    MoveLeader { target: NodeId },
+    /// Sent by the leader to a transferee, not to the leader: campaign now.
+    Campaign,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,4 +53,8 @@ pub enum ForwardResponse {
     },
     /// A membership change was committed.
     Membership,
+    /// The asked member leads.
+    LeaderMoved,
+    /// The transferee has started a campaign.
+    Campaigning,
 }

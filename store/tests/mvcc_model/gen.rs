@@ -9,7 +9,7 @@ use flotilla_store::pb::{
 use flotilla_store::Command;
 use proptest::prelude::*;
 
-use super::model::{Model, ON_CREATE, ON_MOD, ON_VALUE, ON_VERSION};
+use super::model::{Model, NOSPACE, ON_CREATE, ON_MOD, ON_VALUE, ON_VERSION};
 
 /// Small alphabet with prefix relations ("b" covers "ba", "bb"); all ASCII, so a prefix's
 /// range end is its last byte plus one.
@@ -117,8 +117,18 @@ pub enum Step {
     Delete(DelSpec),
     Txn(TxnSpec),
     Compact(Pick),
-    Grant { id: i64, ttl: i64 },
-    Revoke { id: i64 },
+    Grant {
+        id: i64,
+        ttl: i64,
+    },
+    Revoke {
+        id: i64,
+    },
+    /// Raise or clear a member's NOSPACE alarm.
+    Alarm {
+        activate: bool,
+        member: u64,
+    },
 }
 
 impl Model {
@@ -130,6 +140,7 @@ impl Model {
             Step::Compact(p) => Command::Compact { revision: self.compact_pick(*p) },
             Step::Grant { id, ttl } => Command::LeaseGrant { id: *id, ttl: *ttl },
             Step::Revoke { id } => Command::LeaseRevoke { id: *id },
+            Step::Alarm { activate, member } => Command::Alarm { activate: *activate, member: *member, alarm: NOSPACE },
         }
     }
 
@@ -330,6 +341,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => pick().prop_map(Step::Compact),
         2 => (LEASE_IDS, 1i64..100).prop_map(|(id, ttl)| Step::Grant { id, ttl }),
         1 => LEASE_IDS.prop_map(|id| Step::Revoke { id }),
+        // Cleared more often than raised, so runs spend most steps with writes allowed.
+        1 => (prop::bool::weighted(0.4), 1u64..3).prop_map(|(activate, member)| Step::Alarm { activate, member }),
     ]
 }
 

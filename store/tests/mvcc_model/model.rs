@@ -31,6 +31,8 @@ pub const ON_CREATE: i32 = 1;
 pub const ON_MOD: i32 = 2;
 pub const ON_VALUE: i32 = 3;
 pub const ON_LEASE: i32 = 4;
+/// etcd's `AlarmType.NOSPACE`.
+pub const NOSPACE: i32 = 1;
 
 /// One change of one key.
 #[derive(Clone, Debug)]
@@ -66,6 +68,8 @@ pub struct Model {
     pub leases: BTreeMap<i64, LeaseEntry>,
     /// Events of every revision, as apply emits them.
     events: Vec<(i64, Vec<PbEvent>)>,
+    /// Raised alarms, as (member, alarm type).
+    alarms: BTreeSet<(u64, i32)>,
 }
 
 fn in_range(key: &[u8], end: &[u8], k: &[u8]) -> bool {
@@ -88,13 +92,29 @@ fn branch(req: &PbTxnRequest, succeeded: bool) -> &[PbTxnRequestOp] {
     }
 }
 
+/// Whether a Txn has a put in either branch, at any depth.
+fn puts_anywhere(req: &PbTxnRequest) -> bool {
+    req.success.iter().chain(&req.failure).any(|op| match op_request(op) {
+        PbTxnOpRequest::RequestPut(_) => true,
+        PbTxnOpRequest::RequestTxn(t) => puts_anywhere(t),
+        _ => false,
+    })
+}
+
 fn op_request(op: &PbTxnRequestOp) -> &PbTxnOpRequest {
     op.request.as_ref().expect("generated ops always carry a request")
 }
 
 impl Model {
     pub fn new() -> Self {
-        Self { keys: BTreeMap::new(), rev: 1, compact: 0, leases: BTreeMap::new(), events: Vec::new() }
+        Self {
+            keys: BTreeMap::new(),
+            rev: 1,
+            compact: 0,
+            leases: BTreeMap::new(),
+            events: Vec::new(),
+            alarms: BTreeSet::new(),
+        }
     }
 
     fn kv_at(&self, key: &[u8], at: i64) -> Option<PbKeyValue> {
@@ -120,7 +140,18 @@ impl Model {
 
     pub fn apply(&mut self, cmd: &Command) -> (CommandResult, Vec<PbEvent>) {
         let mut w = Writes { main: self.rev + 1, events: Vec::new() };
+        let full = self.alarms.iter().any(|(_, a)| *a == NOSPACE);
         let result = match cmd {
+            // etcd's capped applier: anything that could add data is refused.
+            Command::Put(_) | Command::LeaseGrant { .. } if full => Err(Rejection::NoSpace),
+            Command::Txn(req) if full && puts_anywhere(req) => Err(Rejection::NoSpace),
+            Command::Alarm { activate, member, alarm } => {
+                let changed = match activate {
+                    true => self.alarms.insert((*member, *alarm)),
+                    false => self.alarms.remove(&(*member, *alarm)),
+                };
+                Ok(CommandResult::Alarm(if changed { vec![(*member, *alarm)] } else { Vec::new() }))
+            }
             Command::Put(req) => self.check_put(req).map(|()| CommandResult::Put(self.put(&mut w, req))),
             Command::DeleteRange(req) => Ok(CommandResult::DeleteRange(self.delete_range(&mut w, req))),
             Command::Txn(req) => self.txn(&mut w, req).map(CommandResult::Txn),
