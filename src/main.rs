@@ -10,6 +10,7 @@ mod bench_startup;
 mod config_file;
 mod failover;
 mod join;
+mod lb;
 mod member;
 mod server;
 mod snapshot;
@@ -43,6 +44,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a local cluster of replicas as child processes, for trying flotilla out.
     Up(up::UpArgs),
+    /// Forward TCP connections to a healthy replica's Kubernetes API (one address for kubectl).
+    Lb(lb::LbArgs),
     /// List and change the store's members (etcd's Cluster API).
     Member(member::MemberArgs),
     /// Save a snapshot of the store from a running replica, restore one into a new cluster.
@@ -92,6 +95,7 @@ fn main() {
             Command::Server(args) => server::run(args).await,
             Command::Agent(args) => agent::run(args).await,
             Command::Up(args) => up::run(args).await,
+            Command::Lb(args) => lb::run(args).await,
             Command::Member(args) => member::run(args).await,
             Command::Snapshot(args) => snapshot::run(args).await,
             Command::Status(args) => status::run(args).await,
