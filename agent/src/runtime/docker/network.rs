@@ -40,14 +40,26 @@ pub(super) async fn ensure(docker: &Docker, name: &str, subnet: &str) -> Result<
             tracing::info!(network = name, subnet, id = created.id, "created the docker network for pods");
             Ok(created.id)
         }
-        Err(e) => match find(docker, name).await? {
-            Some(id) => Ok(id),
-            None => Err(RuntimeError::Failed(format!(
+        Err(e) => {
+            // The winner of a race holds the subnet a moment before its network can be
+            // found by name (seen with two agents started together on a fresh host).
+            for _ in 0..RACE_LOOKUPS {
+                if let Some(id) = find(docker, name).await? {
+                    return Ok(id);
+                }
+                tokio::time::sleep(RACE_PAUSE).await;
+            }
+            Err(RuntimeError::Failed(format!(
                 "docker: creating network {name} over {subnet}: {e} (choose another subnet if it overlaps)"
-            ))),
-        },
+            )))
+        }
     }
 }
+
+/// Lookups by name after a refused create, [`RACE_PAUSE`] apart: 2 s for the winner of a
+/// race to finish creating the network, far longer than Docker takes.
+const RACE_LOOKUPS: usize = 10;
+const RACE_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 async fn find(docker: &Docker, name: &str) -> Result<Option<String>, RuntimeError> {
     match docker.inspect_network(name, None::<InspectNetworkOptions>).await {
