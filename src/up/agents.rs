@@ -9,10 +9,12 @@ use std::path::Path;
 
 use anyhow::bail;
 use clap::ValueEnum;
+use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{http_status, ReplicaInfo, PROBE_INTERVAL, READY_TIMEOUT};
+use super::{ReplicaInfo, PROBE_INTERVAL, READY_TIMEOUT};
+use crate::bench_api::client::Conn;
 
 /// One node agent `up` started: `name` is its Node's name.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -144,14 +146,20 @@ pub fn plan(
         .collect())
 }
 
-/// Wait until every agent's Node exists (it registers once it reached an API replica).
-pub async fn wait_nodes(plan: &[ReplicaInfo], agents: &[AgentInfo]) -> anyhow::Result<()> {
+/// Wait until every agent's Node reports Ready (it registers once it reached an API
+/// replica, Ready from its first status).
+pub async fn wait_nodes_ready(api: &str, agents: &[AgentInfo]) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
+    let mut conn = Conn::connect(api).await?;
     for a in agents {
         let path = format!("/api/v1/nodes/{}", a.name);
-        while http_status(&plan[0].api_url, &path).await.ok() != Some(200) {
+        loop {
+            let node = conn.call_json(Method::GET, &path, None, StatusCode::OK).await;
+            if node.as_ref().is_ok_and(is_ready) {
+                break;
+            }
             if Instant::now() > deadline {
-                bail!("agent {} did not register its node within {READY_TIMEOUT:?}", a.name);
+                bail!("node {} was not Ready within {READY_TIMEOUT:?}; see {}.log", a.name, a.name);
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
@@ -159,34 +167,15 @@ pub async fn wait_nodes(plan: &[ReplicaInfo], agents: &[AgentInfo]) -> anyhow::R
     Ok(())
 }
 
-/// The runtime an agent's argv names.
-fn runtime_of(agent: &AgentInfo) -> &str {
-    let at = agent.argv.iter().position(|a| a == "--runtime");
-    at.and_then(|i| agent.argv.get(i + 1)).map_or("fake", String::as_str)
+fn is_ready(node: &serde_json::Value) -> bool {
+    let conditions = node["status"]["conditions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-pub fn print_next_steps(agents: &[AgentInfo]) {
-    let Some(first) = agents.first() else {
-        println!("  kubectl create deployment web --image=nginx:1.27 --replicas=2   # no agents: stays Pending");
-        return;
-    };
-    let runtime = runtime_of(first);
-    println!("  kubectl get nodes -o wide      # {} agents, {runtime} runtime", agents.len());
-    match runtime {
-        "fake" => {
-            println!("  kubectl create deployment web --image=busybox --replicas=3   # reported Running; nothing runs");
-        }
-        "process" => {
-            println!("  kubectl create deployment web --image=busybox --replicas=3 -- sleep 3600");
-        }
-        _ => {
-            let flag = if runtime == "containerd" { " --containerd" } else { "" };
-            println!("  scripts/make-test-image{flag}   # once: builds flotilla/busybox:latest locally (no registry)");
-            println!("  kubectl create deployment web --image=flotilla/busybox:latest --replicas=3 -- httpd -f -p 80");
-        }
-    }
-    println!("  kubectl get pods -o wide");
-    println!("  kubectl logs deploy/web; kubectl exec deploy/web -- hostname");
+/// The runtime an agent's argv names.
+pub fn runtime_of(agent: &AgentInfo) -> &str {
+    let at = agent.argv.iter().position(|a| a == "--runtime");
+    at.and_then(|i| agent.argv.get(i + 1)).map_or("fake", String::as_str)
 }
 
 #[cfg(test)]

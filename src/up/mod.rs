@@ -1,8 +1,14 @@
-//! `flotilla up`: a local cluster of replicas as child processes on free loopback ports.
+//! `flotilla up`: a local cluster of replicas as child processes on free loopback ports,
+//! with a load balancer in front of their Kubernetes APIs, node agents and a demo workload.
 //!
-//! `DIR/cluster.json` is written only once every replica answers and they agree on a
-//! leader. It lists each replica's exact command line, so a test can kill one replica and
-//! restart it with the same argv; run again on the same DIR, `up` resumes the same cluster.
+//! Steps, each printed with how long it took ([`progress`]): start the replicas and the
+//! balancer; wait until they agree on a leader and every API answers, directly and through
+//! the balancer; start the agents; wait for their Nodes to be Ready; apply the demo
+//! ([`demo`]; with agents, unless `--no-demo`). `DIR/cluster.json` and `DIR/kubeconfig` are
+//! written once the agents' Nodes are Ready (before the demo), and "replicas ready" is
+//! printed after the demo, with what to type next ([`next_steps`]). cluster.json lists each
+//! process's exact command line, so a test can kill one and restart it with the same argv;
+//! run again on the same DIR, `up` resumes the same cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,9 +22,16 @@ use tokio::time::Instant;
 
 use crate::server::wait_for_signal;
 
+mod access;
 mod agents;
 mod containerd;
+mod demo;
+mod next_steps;
+mod progress;
+
+use access::LbInfo;
 pub use agents::AgentInfo;
+use progress::Progress;
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
@@ -44,6 +57,10 @@ pub struct UpArgs {
     /// private containerd is started with its files next to the socket.
     #[arg(long, default_value = "/var/tmp/flotilla-containerd/containerd.sock")]
     containerd_address: PathBuf,
+    /// Do not apply the demo (a Deployment `demo` of 3 pods and, with docker or containerd,
+    /// a NodePort Service `demo`), which is otherwise applied when there are agents.
+    #[arg(long)]
+    no_demo: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,6 +81,9 @@ pub struct ClusterFile {
     pub replicas: Vec<ReplicaInfo>,
     #[serde(default)]
     pub agents: Vec<AgentInfo>,
+    /// The load balancer in front of the replicas' APIs (absent in files of older `up`s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb: Option<LbInfo>,
 }
 
 /// How long the cluster may take to elect a leader and answer on every replica.
@@ -73,63 +93,177 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Pause between readiness probes.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
+/// The processes `up` runs, as planned and then started (pids filled in).
+struct Cluster {
+    dir: PathBuf,
+    replicas: Vec<ReplicaInfo>,
+    agents: Vec<AgentInfo>,
+    lb: LbInfo,
+}
+
+impl Cluster {
+    fn file(&self) -> PathBuf {
+        self.dir.join("cluster.json")
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.replicas == 0 || args.replicas > 7 || args.replicas % 2 == 0 {
         bail!("--replicas must be 1, 3, 5 or 7 (got {})", args.replicas);
     }
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
-    let dir = args.dir.canonicalize()?;
-    let cluster_file = dir.join("cluster.json");
-    let (mut plan, mut agents) = match std::fs::read(&cluster_file) {
-        Ok(raw) => {
-            let previous: ClusterFile = serde_json::from_slice(&raw).context("reading the existing cluster.json")?;
-            println!("flotilla: resuming the cluster in {}", dir.display());
-            (previous.replicas, previous.agents)
-        }
-        Err(_) => {
-            let plan = fresh_plan(&dir, args.replicas, args.node_monitor_grace_period)?;
-            let socket = &args.containerd_address;
-            let runtime = agents::resolve(args.agent_runtime, args.agents, socket).await?;
-            let agents = agents::plan(&dir, &plan, args.agents, runtime, socket)?;
-            (plan, agents)
-        }
+    let mut cluster = plan(&args).await?;
+    let demo = match cluster.agents.first() {
+        Some(agent) if !args.no_demo => Some(demo::Kind::for_runtime(agents::runtime_of(agent))),
+        _ => None, // opted out, or no agents to run it
     };
+    let steps = 2 + if cluster.agents.is_empty() { 0 } else { 2 } + usize::from(demo.is_some());
+    let mut progress = Progress::new(steps);
     let mut children = Vec::new();
-    for r in plan.iter_mut() {
-        let child = spawn(r, &dir).await?;
-        r.pid = child.id().context("child exited at once")?;
-        children.push(child);
-    }
-    let ready = wait_ready(&plan, &mut children).await;
-    if let Err(e) = ready {
-        stop(children).await;
-        return Err(e);
-    }
-    let leader = ready?;
-    for a in agents.iter_mut() {
-        let child = spawn_logged(&a.argv, &dir.join(format!("{}.log", a.name)), &a.name).await?;
-        a.pid = child.id().context("agent exited at once")?;
-        children.push(child);
-    }
-    if !agents.is_empty() {
-        println!("flotilla: waiting for {} agents to register their nodes", agents.len());
-        if let Err(e) = agents::wait_nodes(&plan, &agents).await {
+    let started = match start(&mut cluster, demo, &mut children, &mut progress).await {
+        Ok(started) => started,
+        Err(e) => {
+            progress.failed();
             stop(children).await;
             return Err(e);
         }
-    }
-    let json = serde_json::to_vec_pretty(&ClusterFile { replicas: plan.clone(), agents: agents.clone() })?;
-    let tmp = dir.join("cluster.json.tmp");
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, &cluster_file)?;
-    let kubeconfig = dir.join("kubeconfig");
-    write_kubeconfig(&kubeconfig, &plan)?;
-    print_next_steps(&plan, &agents, &leader, &cluster_file, &kubeconfig);
+    };
+    let (file, kubeconfig) = (cluster.file(), cluster.kubeconfig());
+    next_steps::print(&next_steps::Ready {
+        replicas: &cluster.replicas,
+        agents: &cluster.agents,
+        lb: &cluster.lb,
+        leader: &started.leader,
+        cluster_file: &file,
+        kubeconfig: &kubeconfig,
+        demo: started.demo.as_ref(),
+        took: progress::seconds(progress.total()),
+    });
     wait_for_signal().await?;
-    println!("flotilla: stopping {} replicas and {} agents", plan.len(), agents.len());
-    stop_restarted(&cluster_file, &children);
+    println!(
+        "flotilla: stopping {} replicas, {} agents and the load balancer",
+        cluster.replicas.len(),
+        cluster.agents.len()
+    );
+    stop_restarted(&file, &children);
     stop(children).await;
     Ok(())
+}
+
+/// The processes of a new cluster, or those `DIR/cluster.json` lists.
+async fn plan(args: &UpArgs) -> anyhow::Result<Cluster> {
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    match std::fs::read(dir.join("cluster.json")) {
+        Ok(raw) => {
+            let previous: ClusterFile = serde_json::from_slice(&raw).context("reading the existing cluster.json")?;
+            println!("flotilla: resuming the cluster in {}", dir.display());
+            let lb = match previous.lb {
+                Some(lb) => lb,
+                None => access::plan_lb(&previous.replicas)?,
+            };
+            Ok(Cluster { dir, replicas: previous.replicas, agents: previous.agents, lb })
+        }
+        Err(_) => {
+            let replicas = fresh_plan(&dir, args.replicas, args.node_monitor_grace_period)?;
+            let socket = &args.containerd_address;
+            let runtime = agents::resolve(args.agent_runtime, args.agents, socket).await?;
+            let agents = agents::plan(&dir, &replicas, args.agents, runtime, socket)?;
+            let lb = access::plan_lb(&replicas)?;
+            Ok(Cluster { dir, replicas, agents, lb })
+        }
+    }
+}
+
+/// What [`start`] found out.
+struct Started {
+    leader: String,
+    demo: Option<demo::Outcome>,
+}
+
+/// Every step up to the demo; started processes are pushed to `children` as they start,
+/// so the caller stops them when a later step fails.
+async fn start(
+    c: &mut Cluster,
+    demo: Option<demo::Kind>,
+    children: &mut Vec<Child>,
+    progress: &mut Progress,
+) -> anyhow::Result<Started> {
+    let names: Vec<&str> = c.replicas.iter().map(|r| r.name.as_str()).collect();
+    let replicas = plural(c.replicas.len(), "replica");
+    progress.step(&format!("starting {replicas} ({}) and a load balancer", names.join(", ")));
+    for r in c.replicas.iter_mut() {
+        let child = spawn_logged(&r.argv, &c.dir.join(format!("{}.log", r.name)), &r.name).await?;
+        r.pid = child.id().context("replica exited at once")?;
+        children.push(child);
+    }
+    let child = spawn_logged(&c.lb.argv, &c.dir.join("lb.log"), "the load balancer").await?;
+    c.lb.pid = child.id().context("load balancer exited at once")?;
+    children.push(child);
+    progress.done("");
+
+    progress.step("electing a leader");
+    let leader = wait_ready(&c.replicas, &c.lb, children).await?;
+    progress.done(&format!("{leader} leads"));
+
+    if !c.agents.is_empty() {
+        let runtime = agents::runtime_of(&c.agents[0]).to_string();
+        progress.step(&format!("starting {} ({runtime} runtime)", plural(c.agents.len(), "agent")));
+        for a in c.agents.iter_mut() {
+            let child = spawn_logged(&a.argv, &c.dir.join(format!("{}.log", a.name)), &a.name).await?;
+            a.pid = child.id().context("agent exited at once")?;
+            children.push(child);
+        }
+        progress.done("");
+        progress.step(&format!("waiting for {} to be Ready", plural(c.agents.len(), "node")));
+        agents::wait_nodes_ready(&c.lb.url, &c.agents).await?;
+        progress.done("");
+    }
+
+    let file = ClusterFile { replicas: c.replicas.clone(), agents: c.agents.clone(), lb: Some(c.lb.clone()) };
+    let tmp = c.dir.join("cluster.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)?;
+    std::fs::rename(&tmp, c.file())?;
+    access::write_kubeconfig(&c.kubeconfig(), &c.lb, &c.replicas)?;
+
+    let outcome = match demo {
+        Some(kind) => {
+            progress.step(&format!("applying the demo: {}", kind.describe()));
+            // The cluster works without its demo: a failure is reported, not fatal.
+            match demo::apply(&c.lb.url, kind, services_possible()).await {
+                Ok(outcome) => {
+                    progress.done(&outcome.summary());
+                    Some(outcome)
+                }
+                Err(e) => {
+                    progress.done(&format!("not applied: {e:#}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    Ok(Started { leader, demo: outcome })
+}
+
+/// `1 agent`, `2 agents`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Whether the agents `up` starts can program Services: they must be root with `nft`
+/// installed (as the agent decides for itself).
+fn services_possible() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && std::process::Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
 /// SIGTERM replicas that were restarted by someone else (`bench-failover` writes their new
@@ -189,10 +323,6 @@ fn fresh_plan(dir: &Path, n: usize, node_grace: u64) -> anyhow::Result<Vec<Repli
         .collect())
 }
 
-async fn spawn(r: &ReplicaInfo, dir: &Path) -> anyhow::Result<Child> {
-    spawn_logged(&r.argv, &dir.join(format!("{}.log", r.name)), &r.name).await
-}
-
 /// Start `argv` with stdout and stderr appended to `log`.
 async fn spawn_logged(argv: &[String], log: &Path, name: &str) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
@@ -205,26 +335,34 @@ async fn spawn_logged(argv: &[String], log: &Path, name: &str) -> anyhow::Result
         .with_context(|| format!("starting {name}"))
 }
 
-/// Wait until every replica answers Status, all name the same leader, and the membership
-/// lists every replica's client URL; returns the leader's name.
-async fn wait_ready(plan: &[ReplicaInfo], children: &mut [Child]) -> anyhow::Result<String> {
+/// Wait until every replica answers Status, all name the same leader, the membership
+/// lists every replica's client URL, and every API answers, directly and through the
+/// balancer; returns the leader's name.
+async fn wait_ready(plan: &[ReplicaInfo], lb: &LbInfo, children: &mut [Child]) -> anyhow::Result<String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        for (r, c) in plan.iter().zip(children.iter_mut()) {
+        // `children` holds the replicas, in order, then the balancer.
+        let names = plan.iter().map(|r| r.name.as_str()).chain(["the load balancer"]);
+        for (c, name) in children.iter_mut().zip(names) {
             if let Some(status) = c.try_wait()? {
-                bail!("replica {} exited ({status}); see {}.log", r.name, r.data_dir.with_extension("log").display());
+                bail!("{name} exited ({status}); see its log in {}", logs_dir(plan));
             }
         }
         if let Some(leader) = agreed_leader(plan).await {
-            if apis_ready(plan).await {
+            if apis_ready(plan, lb).await {
                 return Ok(leader);
             }
         }
         if Instant::now() > deadline {
-            bail!("the cluster did not elect a leader within {READY_TIMEOUT:?}; see the replicas' logs");
+            bail!("the cluster did not elect a leader within {READY_TIMEOUT:?}; see the logs in {}", logs_dir(plan));
         }
         tokio::time::sleep(PROBE_INTERVAL).await;
     }
+}
+
+/// The directory the logs are in (next to the replicas' data dirs).
+fn logs_dir(plan: &[ReplicaInfo]) -> String {
+    plan.first().and_then(|r| r.data_dir.parent()).map_or_else(String::new, |d| d.display().to_string())
 }
 
 async fn agreed_leader(plan: &[ReplicaInfo]) -> Option<String> {
@@ -252,64 +390,20 @@ async fn agreed_leader(plan: &[ReplicaInfo]) -> Option<String> {
     id_to_name.get(&leader?).cloned()
 }
 
-/// A kubeconfig for the cluster's first replica (any replica serves the whole API).
-fn write_kubeconfig(path: &Path, plan: &[ReplicaInfo]) -> anyhow::Result<()> {
-    let Some(first) = plan.iter().find(|r| !r.api_url.is_empty()) else { return Ok(()) };
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: flotilla\n  cluster:\n    server: {}\n\
-         contexts:\n- name: flotilla\n  context:\n    cluster: flotilla\n    user: flotilla\n\
-         current-context: flotilla\nusers:\n- name: flotilla\n  user: {{}}\n",
-        first.api_url
-    );
-    std::fs::write(path, config).with_context(|| format!("writing {}", path.display()))
-}
-
 /// Every replica's Kubernetes API answers, and the system namespaces exist (the last one
-/// the API server creates is `kube-node-lease`).
-async fn apis_ready(plan: &[ReplicaInfo]) -> bool {
-    for r in plan.iter().filter(|r| !r.api_url.is_empty()) {
+/// the API server creates is `kube-node-lease`); so does the balancer.
+async fn apis_ready(plan: &[ReplicaInfo], lb: &LbInfo) -> bool {
+    let urls = plan.iter().map(|r| r.api_url.as_str()).filter(|u| !u.is_empty()).chain([lb.url.as_str()]);
+    for url in urls {
+        let Ok(addr) = crate::urls::socket_addr(url) else { return false };
+        let probe = crate::lb::http_status(addr, "/api/v1/namespaces/kube-node-lease");
         let ok =
-            tokio::time::timeout(Duration::from_secs(2), http_status(&r.api_url, "/api/v1/namespaces/kube-node-lease"))
-                .await
-                .is_ok_and(|s| s.is_ok_and(|code| code == 200));
+            tokio::time::timeout(Duration::from_secs(2), probe).await.is_ok_and(|s| s.is_ok_and(|code| code == 200));
         if !ok {
             return false;
         }
     }
     true
-}
-
-/// The status code of a plain-HTTP GET (enough for a readiness probe; no client library).
-pub(crate) async fn http_status(base: &str, path: &str) -> anyhow::Result<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = crate::urls::socket_addr(base)?;
-    let mut conn = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-    conn.write_all(req.as_bytes()).await?;
-    let mut head = [0u8; 12];
-    conn.read_exact(&mut head).await?;
-    let line = std::str::from_utf8(&head)?;
-    line.get(9..12).and_then(|c| c.parse().ok()).context("malformed HTTP status line")
-}
-
-fn print_next_steps(plan: &[ReplicaInfo], agents: &[AgentInfo], leader: &str, file: &Path, kubeconfig: &Path) {
-    let endpoints: Vec<&str> = plan.iter().map(|r| r.client_url.as_str()).collect();
-    let endpoints = endpoints.join(",");
-    println!("flotilla: {} replicas ready, leader {leader}; cluster described in {}", plan.len(), file.display());
-    println!();
-    println!("Try it with etcdctl (Debian package etcd-client):");
-    println!("  export ETCDCTL_API=3 ENDPOINTS={endpoints}");
-    println!("  etcdctl --endpoints=$ENDPOINTS put greeting hello");
-    println!("  etcdctl --endpoints=$ENDPOINTS get greeting");
-    println!("  etcdctl --endpoints=$ENDPOINTS endpoint status --cluster -w table");
-    println!("  etcdctl --endpoints=$ENDPOINTS member list -w table");
-    println!();
-    println!("Or with kubectl (every replica serves the Kubernetes API):");
-    println!("  export KUBECONFIG={}", kubeconfig.display());
-    println!("  kubectl get namespaces");
-    agents::print_next_steps(agents);
-    println!();
-    println!("Press Ctrl-C to stop the cluster; run the same command again to resume it.");
 }
 
 async fn stop(children: Vec<Child>) {

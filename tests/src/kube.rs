@@ -5,26 +5,37 @@
 //! nothing is written to the real `~/.kube`.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::wait_for;
 
-/// A kubectl pointed at one API server URL.
+/// A kubectl pointed at one API server URL, or using a kubeconfig.
 pub struct Kubectl {
-    server: String,
+    target: Target,
     home: tempfile::TempDir,
+}
+
+enum Target {
+    Server(String),
+    Kubeconfig(PathBuf),
 }
 
 impl Kubectl {
     pub fn new(server: &str) -> Self {
-        Self { server: server.to_string(), home: tempfile::tempdir().expect("temp HOME for kubectl") }
+        Self { target: Target::Server(server.to_string()), home: tempfile::tempdir().expect("temp HOME for kubectl") }
+    }
+
+    /// A kubectl with `KUBECONFIG=<path>` (its current context, or `--context` per call).
+    pub fn with_kubeconfig(path: &Path) -> Self {
+        let home = tempfile::tempdir().expect("temp HOME for kubectl");
+        Self { target: Target::Kubeconfig(path.to_path_buf()), home }
     }
 
     /// Point at another replica, keeping the same cache (as a user switching endpoints).
     pub fn set_server(&mut self, server: &str) {
-        self.server = server.to_string();
+        self.target = Target::Server(server.to_string());
     }
 
     pub fn home(&self) -> &Path {
@@ -33,10 +44,12 @@ impl Kubectl {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("kubectl");
-        cmd.env("HOME", self.home.path())
-            .env_remove("KUBECONFIG")
-            .arg(format!("--server={}", self.server))
-            .arg(format!("--cache-dir={}", self.home.path().join("cache").display()))
+        cmd.env("HOME", self.home.path());
+        match &self.target {
+            Target::Server(server) => cmd.env_remove("KUBECONFIG").arg(format!("--server={server}")),
+            Target::Kubeconfig(path) => cmd.env("KUBECONFIG", path),
+        };
+        cmd.arg(format!("--cache-dir={}", self.home.path().join("cache").display()))
             .arg("--request-timeout=30s")
             .args(args);
         cmd

@@ -39,11 +39,21 @@ pub struct AgentProc {
     pub argv: Vec<String>,
 }
 
+/// The load balancer of `cluster.json` (`url` is what clients use).
+#[derive(Clone, Debug, Deserialize)]
+pub struct LbProc {
+    pub pid: u32,
+    pub argv: Vec<String>,
+    pub url: String,
+}
+
 #[derive(Debug, Deserialize)]
 struct ClusterFile {
     replicas: Vec<Replica>,
     #[serde(default)]
     agents: Vec<AgentProc>,
+    #[serde(default)]
+    lb: Option<LbProc>,
 }
 
 /// The `flotilla` binary under test.
@@ -70,6 +80,7 @@ pub struct UpCluster {
     pub dir: tempfile::TempDir,
     pub replicas: Vec<Replica>,
     pub agents: Vec<AgentProc>,
+    pub lb: Option<LbProc>,
     up: Child,
     /// Replicas restarted by the test, which `up` does not own.
     restarted: Vec<Child>,
@@ -83,8 +94,14 @@ impl UpCluster {
         Self::start_with(replicas, &[])
     }
 
-    /// `flotilla up` with extra flags, e.g. `["--agents", "2", "--agent-runtime", "docker"]`.
+    /// `flotilla up` with extra flags, e.g. `["--agents", "2", "--agent-runtime", "docker"]`,
+    /// and `--no-demo`: a test's pods are the only ones.
     pub fn start_with(replicas: usize, flags: &[&str]) -> anyhow::Result<Self> {
+        Self::start_exactly(replicas, &[flags, &["--no-demo"]].concat())
+    }
+
+    /// `flotilla up` with these flags and no others (with agents, up applies its demo).
+    pub fn start_exactly(replicas: usize, flags: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut up = Command::new(flotilla_bin())
             .args(["up", "--dir"])
@@ -117,7 +134,7 @@ impl UpCluster {
         }
         let raw = std::fs::read(dir.path().join("cluster.json")).context("cluster.json")?;
         let file: ClusterFile = serde_json::from_slice(&raw)?;
-        Ok(Self { dir, replicas: file.replicas, agents: file.agents, up, restarted: Vec::new() })
+        Ok(Self { dir, replicas: file.replicas, agents: file.agents, lb: file.lb, up, restarted: Vec::new() })
     }
 
     /// Index in `replicas` of the Raft leader, as `etcdctl endpoint status` reports it once

@@ -55,7 +55,7 @@ impl LocalCluster {
         let up = Command::new(bin)
             .args(["up", "--dir"])
             .arg(dir)
-            .args(["--replicas", &nodes.to_string()])
+            .args(["--replicas", &nodes.to_string(), "--no-demo"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
