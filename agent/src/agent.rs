@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::watch::{self, Selector};
-use crate::api::ApiPool;
+use crate::api::{self, ApiPool};
 use crate::config::{AgentConfig, NodeConfig};
 use crate::error::AgentError;
 use crate::node::NodeAgent;
@@ -57,6 +57,7 @@ impl Agent {
         let name = self.node.name.clone();
         let runtime_version = runtime_version(self.runtime.as_ref()).await;
         tracing::info!(node = name, runtime = runtime_version, servers = ?self.config.servers, "agent starting");
+        let discovery_task = api::discovery::start(self.pool.clone(), cancel.clone()).await;
         let ctx = Arc::new(pod_context(&self.pool, &self.config, &self.node, self.runtime.clone()));
         let (daemon_port, server_task) = self.start_server(&cancel).await;
         let services_config = self.config.services.clone();
@@ -74,7 +75,7 @@ impl Agent {
             None => tokio::spawn(async {}),
         };
         PodManager::new(ctx).run(rx, cancel.clone()).await;
-        let _ = tokio::join!(node_task, watch_task, server_task, services_task);
+        let _ = tokio::join!(node_task, watch_task, server_task, services_task, discovery_task);
         tracing::info!(node = name, "agent stopped");
     }
 }

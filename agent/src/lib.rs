@@ -16,8 +16,10 @@
 //! - Status is written only when it changes (node: also once a minute as a heartbeat).
 //!
 //! Layout:
-//! - [`api`]: [`api::ApiPool`] (a client per server, failover) and [`api::watch`]
-//!   (list+watch resumed from the last resourceVersion across failovers).
+//! - [`api`]: [`api::ApiPool`] (a client per server, failover), [`api::watch`]
+//!   (list+watch resumed from the last resourceVersion across failovers) and
+//!   [`api::discovery`] (the replicas the agent was not given, from the `kubernetes`
+//!   Service's Endpoints).
 //! - [`node`]: registration, [`node::lease`] heartbeats, [`node::status`], [`node::host`] facts.
 //! - [`pods`]: [`pods::PodManager`] → one [`pods::worker::Worker`] per pod →
 //!   [`pods::sync::PodSync`] (pure) → runtime.

@@ -78,6 +78,7 @@ pub async fn run(config: AgentConfig, sim: Simulation, cancel: CancellationToken
     config.validate()?;
     sim.validate()?;
     let pool = Arc::new(ApiPool::new(&config.servers, config.request_timeout)?);
+    let discovery = crate::api::discovery::start(pool.clone(), cancel.clone()).await;
     let mut routes = HashMap::with_capacity(sim.count);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..sim.count {
@@ -97,6 +98,7 @@ pub async fn run(config: AgentConfig, sim: Simulation, cancel: CancellationToken
     tasks.spawn(watch::run::<Pod>(pool, selector, tx, cancel.clone()));
     demultiplex(rx, routes).await;
     while tasks.join_next().await.is_some() {}
+    let _ = discovery.await;
     Ok(())
 }
 

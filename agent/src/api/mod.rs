@@ -1,6 +1,7 @@
 //! Talking to the control plane: [`ApiPool`] holds a kube-rs client per API server URL,
 //! uses one at a time, and moves to the next when it stops answering; [`watch`] keeps a
-//! list+watch going across those moves.
+//! list+watch going across those moves; [`discovery`] adds the replicas the agent was not
+//! given from the `kubernetes` Service's Endpoints.
 //!
 //! Invariants:
 //! - Every request is bounded by [`ApiPool::request_timeout`]; a connection error, a
@@ -10,26 +11,52 @@
 //! - The pool never blocks callers on an outage: a call that finds no server answering
 //!   returns [`AgentError::Unreachable`] and the caller retries on its own schedule, so
 //!   the pod workers keep their pods running meanwhile.
+//! - The configured servers come first, in order, and stay; discovered ones follow and
+//!   may come and go ([`ApiPool::set_discovered`]). A failure is reported by [`ServerId`],
+//!   which names one server for the pool's lifetime, so a report that arrives after the
+//!   list changed never moves the pool off a server that did not fail.
 //! - Plain `http://` only for now (TLS and authentication come with issue 9).
 
+pub mod discovery;
 pub mod watch;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::{AgentError, ApiStatus};
 
 /// One API server.
 struct Server {
+    id: ServerId,
     url: String,
     client: kube::Client,
 }
 
+/// One server of a pool, as long as the pool lives (ids are never reused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerId(u64);
+
+/// The servers and which one is in use.
+struct Servers {
+    /// The configured servers, then the discovered ones.
+    list: Vec<Server>,
+    configured: usize,
+    /// Position in `list` of the server in use.
+    current: usize,
+    next_id: u64,
+}
+
+impl Servers {
+    fn add(&mut self, url: String, client: kube::Client) {
+        self.list.push(Server { id: ServerId(self.next_id), url, client });
+        self.next_id += 1;
+    }
+}
+
 /// Clients for every API server, one of them current. See the module doc.
 pub struct ApiPool {
-    servers: Vec<Server>,
-    current: AtomicUsize,
+    servers: Mutex<Servers>,
     request_timeout: Duration,
 }
 
@@ -43,36 +70,91 @@ impl ApiPool {
         if urls.is_empty() {
             return Err(AgentError::Config("at least one API server URL is needed".into()));
         }
-        let servers = urls.iter().map(|url| client(url).map(|client| Server { url: url.clone(), client }));
-        let servers = servers.collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { servers, current: AtomicUsize::new(0), request_timeout })
+        let mut servers = Servers { list: Vec::new(), configured: urls.len(), current: 0, next_id: 0 };
+        for url in urls {
+            servers.add(url.clone(), client(url)?);
+        }
+        Ok(Self { servers: Mutex::new(servers), request_timeout })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Servers> {
+        // Every section below leaves the list whole, so a panic elsewhere cannot break it.
+        self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
 
-    /// The index and client of the server in use.
-    pub fn current(&self) -> (usize, kube::Client) {
-        let i = self.current.load(Ordering::Acquire) % self.servers.len();
-        (i, self.servers[i].client.clone())
+    /// The server in use and its client.
+    pub fn current(&self) -> (ServerId, kube::Client) {
+        let s = self.lock();
+        let server = &s.list[s.current % s.list.len()];
+        (server.id, server.client.clone())
     }
 
-    pub fn url(&self, index: usize) -> &str {
-        &self.servers[index % self.servers.len()].url
+    /// The URL of server `id` (a placeholder once discovery removed it).
+    pub fn url(&self, id: ServerId) -> String {
+        let s = self.lock();
+        s.list.iter().find(|x| x.id == id).map_or_else(|| "a removed API server".into(), |x| x.url.clone())
     }
 
-    /// Server `index` did not answer: move to the next one, unless someone already did.
-    pub fn failed(&self, index: usize, why: &str) {
-        let next = (index + 1) % self.servers.len();
-        if self.current.compare_exchange(index, next, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            tracing::warn!(
-                from = self.url(index),
-                to = self.url(next),
-                error = why,
-                "API server unreachable; failing over"
-            );
+    /// Every server's URL, configured ones first.
+    pub fn urls(&self) -> Vec<String> {
+        self.lock().list.iter().map(|x| x.url.clone()).collect()
+    }
+
+    /// The configured servers' URLs.
+    pub fn configured(&self) -> Vec<String> {
+        let s = self.lock();
+        s.list[..s.configured].iter().map(|x| x.url.clone()).collect()
+    }
+
+    /// Server `id` did not answer: move to the next one, unless someone already did.
+    pub fn failed(&self, id: ServerId, why: &str) {
+        let (from, to) = {
+            let mut s = self.lock();
+            let at = s.current % s.list.len();
+            if s.list[at].id != id {
+                return;
+            }
+            s.current = (at + 1) % s.list.len();
+            (s.list[at].url.clone(), s.list[s.current].url.clone())
+        };
+        tracing::warn!(from, to, error = why, "API server unreachable; failing over");
+    }
+
+    /// Make the discovered servers exactly `urls` (after the configured ones, which stay);
+    /// servers kept keep their clients and ids, and the one in use stays in use unless it
+    /// was removed. Returns the URLs added and removed.
+    pub fn set_discovered(&self, urls: &[String]) -> Result<(Vec<String>, Vec<String>), AgentError> {
+        let known = self.urls();
+        let new_clients: Vec<(String, kube::Client)> = urls
+            .iter()
+            .filter(|u| !known.contains(u))
+            .map(|u| client(u).map(|c| (u.clone(), c)))
+            .collect::<Result<_, _>>()?;
+        let mut s = self.lock();
+        let in_use = s.list[s.current % s.list.len()].id;
+        let configured = s.configured;
+        let discovered: Vec<Server> = s.list.drain(configured..).collect();
+        let mut removed = Vec::new();
+        for server in discovered {
+            if urls.contains(&server.url) {
+                s.list.push(server);
+            } else {
+                removed.push(server.url);
+            }
         }
+        let mut added = Vec::new();
+        for (url, client) in new_clients {
+            if !s.list.iter().any(|x| x.url == url) {
+                added.push(url.clone());
+                s.add(url, client);
+            }
+        }
+        s.current = s.list.iter().position(|x| x.id == in_use).unwrap_or(0);
+        Ok((added, removed))
     }
 
     /// Run `request` against the current server, failing over as the module doc says.
@@ -82,8 +164,9 @@ impl ApiPool {
         Fut: Future<Output = kube::Result<T>>,
     {
         let mut last = String::new();
-        for _ in 0..self.servers.len() {
-            let (index, client) = self.current();
+        let tries = self.lock().list.len();
+        for _ in 0..tries {
+            let (id, client) = self.current();
             let error = match tokio::time::timeout(self.request_timeout, request(client)).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) => classify(e),
@@ -91,8 +174,8 @@ impl ApiPool {
             };
             match error {
                 AgentError::Unreachable { last: why } => {
-                    self.failed(index, &why);
-                    last = format!("{}: {why}", self.url(index));
+                    self.failed(id, &why);
+                    last = format!("{}: {why}", self.url(id));
                 }
                 other => return Err(other),
             }
@@ -152,14 +235,45 @@ mod tests {
         assert!(ApiPool::new(&["https://a:6443".into()], Duration::from_secs(1)).is_err(), "no TLS yet");
         let urls = ["http://127.0.0.1:1".to_string(), "http://127.0.0.1:2".to_string()];
         let pool = ApiPool::new(&urls, Duration::from_secs(1)).unwrap();
-        assert_eq!(pool.current().0, 0);
-        pool.failed(0, "refused");
-        pool.failed(0, "refused (a second report of the same failure)");
-        assert_eq!(pool.current().0, 1);
-        pool.failed(1, "refused");
-        assert_eq!(pool.current().0, 0, "wraps around");
+        let (first, _) = pool.current();
+        assert_eq!(pool.url(first), urls[0]);
+        pool.failed(first, "refused");
+        pool.failed(first, "refused (a second report of the same failure)");
+        let (second, _) = pool.current();
+        assert_eq!(pool.url(second), urls[1]);
+        pool.failed(second, "refused");
+        assert_eq!(pool.current().0, first, "wraps around");
         let answer: Result<(), AgentError> =
             pool.call(|c| async move { c.apiserver_version().await.map(|_| ()) }).await;
         assert!(matches!(answer, Err(AgentError::Unreachable { .. })), "every server tried: {answer:?}");
+    }
+
+    #[tokio::test]
+    async fn discovered_servers_follow_the_list_and_configured_ones_stay() {
+        let url = |p: u16| format!("http://127.0.0.1:{p}");
+        let pool = ApiPool::new(&[url(1)], Duration::from_secs(1)).unwrap();
+        let (added, removed) = pool.set_discovered(&[url(2), url(3)]).unwrap();
+        assert_eq!((added, removed), (vec![url(2), url(3)], vec![]));
+        assert_eq!(pool.urls(), [url(1), url(2), url(3)]);
+        // The pool moves to 3; a late report that 1 failed must not move it again.
+        let (one, _) = pool.current();
+        pool.failed(one, "refused");
+        let (two, _) = pool.current();
+        pool.failed(two, "refused");
+        let (three, _) = pool.current();
+        assert_eq!(pool.url(three), url(3));
+        // 2 leaves the Endpoints, 4 joins, and the configured 1 is listed too: 1 stays
+        // once, at the front, and the pool stays on 3.
+        let (added, removed) = pool.set_discovered(&[url(1), url(3), url(4)]).unwrap();
+        assert_eq!((added, removed), (vec![url(4)], vec![url(2)]));
+        assert_eq!(pool.urls(), [url(1), url(3), url(4)]);
+        assert_eq!(pool.current().0, three, "the server in use stays in use");
+        pool.failed(two, "a report about a removed server");
+        assert_eq!(pool.current().0, three);
+        assert_eq!(pool.url(two), "a removed API server");
+        // 3 goes too: the pool falls back to the first configured server.
+        pool.set_discovered(&[url(4)]).unwrap();
+        assert_eq!(pool.url(pool.current().0), url(1));
+        assert_eq!(pool.configured(), [url(1)]);
     }
 }

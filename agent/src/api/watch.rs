@@ -23,7 +23,7 @@ use kube::Resource;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{classify, ApiPool};
+use super::{classify, ApiPool, ServerId};
 use crate::error::AgentError;
 
 /// How long the server keeps one watch open (`timeoutSeconds`); it then ends cleanly and
@@ -132,16 +132,16 @@ where
     let mut params = WatchParams::default().timeout(WATCH_SECONDS);
     params.field_selector = selector.fields.clone();
     params.label_selector = selector.labels.clone();
-    let (index, client) = pool.current();
+    let (server, client) = pool.current();
     let opened = tokio::time::timeout(pool.request_timeout(), selector.api::<K>(client).watch(&params, version)).await;
     let stream = match opened {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             let e = classify(e);
-            return if e.is_gone() { Ok(End::Relist) } else { Err(failed(pool, index, e)) };
+            return if e.is_gone() { Ok(End::Relist) } else { Err(failed(pool, server, e)) };
         }
         Err(_) => {
-            return Err(failed(pool, index, AgentError::Unreachable { last: "watch did not open in time".into() }))
+            return Err(failed(pool, server, AgentError::Unreachable { last: "watch did not open in time".into() }))
         }
     };
     let mut stream = stream.map_err(classify).boxed();
@@ -152,9 +152,9 @@ where
             next = tokio::time::timeout(idle, stream.next()) => next,
         };
         let event = match next {
-            Err(_) => return Err(failed(pool, index, AgentError::Unreachable { last: "watch went silent".into() })),
+            Err(_) => return Err(failed(pool, server, AgentError::Unreachable { last: "watch went silent".into() })),
             Ok(None) => return Ok(End::Resume),
-            Ok(Some(Err(e))) => return Err(failed(pool, index, e)),
+            Ok(Some(Err(e))) => return Err(failed(pool, server, e)),
             Ok(Some(Ok(event))) => event,
         };
         let out = match event {
@@ -188,9 +188,9 @@ fn advance<K: Resource>(version: &mut String, object: &K) {
 }
 
 /// An unreachable server is failed over; the error is passed on.
-fn failed(pool: &ApiPool, index: usize, e: AgentError) -> AgentError {
+fn failed(pool: &ApiPool, server: ServerId, e: AgentError) -> AgentError {
     if let AgentError::Unreachable { last } = &e {
-        pool.failed(index, last);
+        pool.failed(server, last);
     }
     e
 }

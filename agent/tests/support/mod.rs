@@ -96,6 +96,16 @@ pub fn logs() {
 impl Cluster {
     /// One store and `servers` API servers over it (each its own registry).
     pub async fn start(servers: usize) -> Self {
+        Self::start_with(servers, false).await
+    }
+
+    /// Like [`Cluster::start`], each API server also keeping its relay's address in the
+    /// `kubernetes` Service's Endpoints, as a replica advertises its own.
+    pub async fn start_advertised(servers: usize) -> Self {
+        Self::start_with(servers, true).await
+    }
+
+    async fn start_with(servers: usize, advertise: bool) -> Self {
         logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let (node, registry) = flotilla_apiserver::testing::solo_registry(dir.path()).await;
@@ -106,9 +116,12 @@ impl Cluster {
             let registry = if i == 0 { registry.clone() } else { Registry::new(Storage::new(node.clone())) };
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let backend = listener.local_addr().unwrap();
-            let config = ApiConfig { server_address: backend.to_string(), ..ApiConfig::default() };
+            let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let advertised = advertise.then(|| front.local_addr().unwrap());
+            let config =
+                ApiConfig { server_address: backend.to_string(), advertise: advertised, ..ApiConfig::default() };
             tokio::spawn(flotilla_apiserver::serve(listener, registry, config, cancel.clone()));
-            relays.push(Relay::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), backend).await);
+            relays.push(Relay::start(front, backend).await);
         }
         Self { node, client, relays, cancel, _dir: dir }
     }
