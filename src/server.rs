@@ -65,6 +65,11 @@ pub struct ServerArgs {
     /// URL to serve the Kubernetes API on (plain HTTP; `--listen-api-url ''` turns it off).
     #[arg(long, env = "FLOTILLA_LISTEN_API_URL", default_value = "http://127.0.0.1:6443")]
     listen_api_url: String,
+    /// Seal Secrets at rest with these keys: `name=<base64 of 32 random bytes>` per line, the
+    /// first sealing new writes, all opening (rotation: prepend a new key, restart every
+    /// replica; the leader re-seals old Secrets). Every replica needs the same file.
+    #[arg(long, env = "FLOTILLA_ENCRYPTION_KEY_FILE", value_name = "FILE")]
+    encryption_key_file: Option<PathBuf>,
     /// The address pods reach this replica's API on, published in the `kubernetes` Service's
     /// Endpoints [default: the --listen-api-url address, or the peer URL's when that one
     /// listens on every interface].
@@ -158,6 +163,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let ranges = ServiceRanges::parse(&args.service_cluster_ip_range, &args.service_node_port_range)
         .map_err(|e| anyhow::anyhow!(e))?;
+    let encryption = match &args.encryption_key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let enc = flotilla_apiserver::encryption::Encryption::parse(&text)
+                .map_err(|e| anyhow::anyhow!("--encryption-key-file {}: {e}", path.display()))?;
+            tracing::info!(key = enc.current(), "Secrets are sealed at rest");
+            Some(enc)
+        }
+        None => None,
+    };
     let api = match args.listen_api_url.as_str() {
         "" => None,
         url => Some((bind(url).await?, urls::socket_addr(url)?)),
@@ -196,7 +211,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             advertise: Some(advertise),
             ..Default::default()
         };
-        let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone());
+        let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone(), encryption.clone());
         tokio::spawn(flotilla_apiserver::serve(listener, registry, config, api_cancel.clone()))
     });
     let node_lifecycle = node_lifecycle_config(&args)?;
@@ -214,6 +229,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with("endpoints", flotilla_controllers::endpoints::component())
         .with("disruption", flotilla_controllers::disruption::component())
         .with("node-lifecycle", flotilla_controllers::node_lifecycle::component_with(node_lifecycle));
+    let leadership = match &encryption {
+        Some(enc) => leadership
+            .with_encryption(Some(enc.clone()))
+            .with("secrets-reencrypt", flotilla_controllers::reencrypt::component(replica.node.clone(), enc.clone())),
+        None => leadership,
+    };
     let leadership = match args.compaction_interval {
         Duration::ZERO => leadership,
         every => leadership.with("compactor", flotilla_controllers::compactor::component(replica.node.clone(), every)),

@@ -18,6 +18,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod defaults;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 pub mod http;
 pub mod kubernetes_service;
@@ -43,9 +44,14 @@ pub use error::{ApiError, ApiResult};
 pub use http::ApiConfig;
 pub use registry::Registry;
 
-/// The registry of a replica: its store node and where Services get their addresses.
-pub fn registry(node: Arc<StoreNode>, ranges: registry::allocator::ServiceRanges) -> Registry {
-    Registry::with_ranges(storage::Storage::new(node), ranges)
+/// The registry of a replica: its store node, where Services get their addresses, and the
+/// keys that seal Secrets at rest (if any).
+pub fn registry(
+    node: Arc<StoreNode>,
+    ranges: registry::allocator::ServiceRanges,
+    enc: Option<Arc<encryption::Encryption>>,
+) -> Registry {
+    Registry::with_ranges(storage::Storage::new(node).with_encryption(enc), ranges)
 }
 
 /// Serve the Kubernetes API on `listener` until `cancel` fires; also makes sure the system

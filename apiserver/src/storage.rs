@@ -10,6 +10,8 @@
 //! - Every write is one store Txn guarded by a compare: create requires the key to be absent
 //!   (and, for namespaced objects, the namespace key to exist); update and delete require the
 //!   mod revision the caller read. A lost race is reported, never overwritten.
+//! - Secrets are sealed on the way in and opened on the way out when the storage has keys
+//!   ([`crate::encryption`]): `encode`/`decode` are the only ways values enter and leave.
 //! - Reads are linearizable (read-index through the leader) unless the caller asks for a
 //!   specific past revision.
 
@@ -24,6 +26,7 @@ use flotilla_store::watch::Watcher;
 use flotilla_store::StoreNode;
 use serde_json::Value;
 
+use crate::encryption::{open_with, Encryption};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::Resource;
 
@@ -72,18 +75,30 @@ pub struct Storage {
     node: Arc<StoreNode>,
     /// Writes go to the local Raft node only, and only while it leads (see [`Storage::fenced`]).
     fenced: bool,
+    /// Keys sealing Secrets at rest (none: stored as plain JSON).
+    enc: Option<Arc<Encryption>>,
 }
 
 impl Storage {
     pub fn new(node: Arc<StoreNode>) -> Self {
-        Self { node, fenced: false }
+        Self { node, fenced: false, enc: None }
+    }
+
+    /// This storage sealing Secrets with `enc` (see [`crate::encryption`]).
+    pub fn with_encryption(mut self, enc: Option<Arc<Encryption>>) -> Self {
+        self.enc = enc;
+        self
+    }
+
+    pub fn encryption(&self) -> Option<&Arc<Encryption>> {
+        self.enc.as_ref()
     }
 
     /// Storage for leader-only components: every write is proposed on this replica only and
     /// fails once it no longer leads, never forwarded to another leader. Together with the
     /// CAS on every write this fences a deposed leader's controllers.
     pub fn fenced(node: Arc<StoreNode>) -> Self {
-        Self { node, fenced: true }
+        Self { node, fenced: true, enc: None }
     }
 
     async fn txn(&self, req: PbTxnRequest) -> ApiResult<flotilla_store::pb::PbTxnResponse> {
@@ -112,7 +127,7 @@ impl Storage {
 
     pub async fn get(&self, key: &[u8]) -> ApiResult<Option<Stored>> {
         let resp = self.node.range(PbRangeRequest { key: key.to_vec(), ..Default::default() }).await?;
-        resp.kvs.into_iter().next().map(decode).transpose()
+        resp.kvs.into_iter().next().map(|kv| self.decode(kv)).transpose()
     }
 
     /// Up to `limit` objects (0: all) under `prefix` with keys after `start_after`, read at
@@ -125,7 +140,7 @@ impl Storage {
         let req = PbRangeRequest { key, range_end: prefix_end(prefix), limit, revision, ..Default::default() };
         let resp = self.node.range(req).await?;
         let revision = resp.header.as_ref().map_or(0, |h| h.revision);
-        let items = resp.kvs.into_iter().map(decode).collect::<ApiResult<Vec<_>>>()?;
+        let items = resp.kvs.into_iter().map(|kv| self.decode(kv)).collect::<ApiResult<Vec<_>>>()?;
         Ok(Page { items, revision, more: resp.more })
     }
 
@@ -138,7 +153,7 @@ impl Storage {
         guard: Option<&[u8]>,
         claims: &[Vec<u8>],
     ) -> ApiResult<Result<Stored, Lost>> {
-        let value = encode(object)?;
+        let value = self.encode(key, object)?;
         let mut compare = vec![compare_create(key, EQUAL, 0)];
         let mut failure = vec![range_op(key)];
         if let Some(g) = guard {
@@ -175,7 +190,7 @@ impl Storage {
         take: &[Vec<u8>],
         release: &[Vec<u8>],
     ) -> ApiResult<Result<Stored, Lost>> {
-        let value = encode(object)?;
+        let value = self.encode(key, object)?;
         let mut compare = vec![compare_mod(key, expected)];
         let mut failure = vec![range_op(key)];
         let mut success = vec![put_op(key, value)];
@@ -190,7 +205,8 @@ impl Storage {
             return Ok(Ok(self.written(key, object, &resp.header)));
         }
         let mut responses = resp.responses.into_iter();
-        let now = responses.next().map(range_kvs).unwrap_or_default().into_iter().next().map(decode).transpose()?;
+        let now = responses.next().map(range_kvs).unwrap_or_default().into_iter().next();
+        let now = now.map(|kv| self.decode(kv)).transpose()?;
         if now.as_ref().is_none_or(|s| s.mod_revision != expected) {
             return Ok(Err(Lost::Changed(now)));
         }
@@ -207,7 +223,8 @@ impl Storage {
         if resp.succeeded {
             return Ok(Ok(resp.header.map_or(0, |h| h.revision)));
         }
-        Ok(Err(Lost::Changed(current(resp.responses)?)))
+        let now = resp.responses.into_iter().flat_map(range_kvs).next();
+        Ok(Err(Lost::Changed(now.map(|kv| self.decode(kv)).transpose()?)))
     }
 
     /// Watch every key under `prefix` from `start_revision` (inclusive).
@@ -228,21 +245,36 @@ impl Storage {
     }
 }
 
-/// Decode a stored key-value into an object with its resourceVersion.
-pub fn decode(kv: PbKeyValue) -> ApiResult<Stored> {
-    let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
-        ApiError::Internal(format!("stored object {} is not JSON: {e}", String::from_utf8_lossy(&kv.key)))
-    })?;
+/// Decode a stored key-value (opened with `enc` when sealed) into an object with its
+/// resourceVersion.
+pub fn decode(enc: Option<&Encryption>, kv: PbKeyValue) -> ApiResult<Stored> {
+    let where_ = || String::from_utf8_lossy(&kv.key).into_owned();
+    let plain = open_with(enc, &kv.key, kv.value.clone())
+        .map_err(|e| ApiError::Internal(format!("stored object {}: {e}", where_())))?;
+    let mut object: Value = serde_json::from_slice(&plain)
+        .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", where_())))?;
     set_resource_version(&mut object, kv.mod_revision);
     Ok(Stored { key: kv.key, object, mod_revision: kv.mod_revision })
 }
 
-fn encode(object: &Value) -> ApiResult<Vec<u8>> {
-    let mut object = object.clone();
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+impl Storage {
+    pub fn decode(&self, kv: PbKeyValue) -> ApiResult<Stored> {
+        decode(self.enc.as_deref(), kv)
     }
-    serde_json::to_vec(&object).map_err(|e| ApiError::Internal(format!("encoding object: {e}")))
+
+    /// The stored form of `object` at `key`: JSON without its resourceVersion, sealed if a
+    /// Secret and keys are configured.
+    fn encode(&self, key: &[u8], object: &Value) -> ApiResult<Vec<u8>> {
+        let mut object = object.clone();
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        let json = serde_json::to_vec(&object).map_err(|e| ApiError::Internal(format!("encoding object: {e}")))?;
+        Ok(match &self.enc {
+            Some(enc) => enc.seal(key, json),
+            None => json,
+        })
+    }
 }
 
 pub fn set_resource_version(object: &mut Value, revision: i64) {
@@ -300,8 +332,4 @@ fn range_kvs(op: flotilla_store::pb::PbResponseOp) -> Vec<PbKeyValue> {
         Some(PbTxnOpResponse::ResponseRange(r)) => r.kvs,
         _ => Vec::new(),
     }
-}
-
-fn current(responses: Vec<flotilla_store::pb::PbResponseOp>) -> ApiResult<Option<Stored>> {
-    responses.into_iter().flat_map(range_kvs).next().map(decode).transpose()
 }

@@ -22,6 +22,7 @@ use flotilla_store::pb::PbEvent;
 use flotilla_store::watch::{WatchItem, Watcher};
 use serde_json::{json, Value};
 
+use crate::encryption::Encryption;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{ListOptions, Registry};
 use crate::resources::Resource;
@@ -70,6 +71,8 @@ pub struct WatchOptions {
 pub struct EventStream {
     res: &'static Resource,
     opts: WatchOptions,
+    /// Opens sealed Secrets.
+    enc: Option<std::sync::Arc<Encryption>>,
     watcher: Option<Watcher>,
     pending: VecDeque<WatchEvent>,
     bookmarks: Option<tokio::time::Interval>,
@@ -109,7 +112,8 @@ impl Registry {
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
         });
-        Ok(EventStream { res, opts, watcher: Some(watcher), pending, bookmarks, done: false })
+        let enc = self.storage().encryption().cloned();
+        Ok(EventStream { res, opts, enc, watcher: Some(watcher), pending, bookmarks, done: false })
     }
 }
 
@@ -171,13 +175,13 @@ impl EventStream {
     fn translate(&self, e: PbEvent) -> Option<WatchEvent> {
         let kv = e.kv?;
         let revision = kv.mod_revision;
-        let old = e.prev_kv.and_then(|p| decode(p).ok()).map(|s| s.object);
+        let old = e.prev_kv.and_then(|p| decode(self.enc.as_deref(), p).ok()).map(|s| s.object);
         if e.r#type == EVENT_DELETE {
             let mut old = old?;
             set_resource_version(&mut old, revision);
             return self.matches(&old).then_some(WatchEvent::Deleted(old));
         }
-        let new = decode(kv).ok()?.object;
+        let new = decode(self.enc.as_deref(), kv).ok()?.object;
         let was = old.as_ref().is_some_and(|o| self.matches(o));
         match (was, self.matches(&new)) {
             (true, true) => Some(WatchEvent::Modified(new)),

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_apiserver::client::Client;
+use flotilla_apiserver::encryption::Encryption;
 use flotilla_apiserver::registry::allocator::ServiceRanges;
 use flotilla_apiserver::storage::Storage;
 use flotilla_apiserver::{ApiError, Registry};
@@ -77,6 +78,7 @@ pub struct Leadership {
     node: Arc<StoreNode>,
     identity: String,
     ranges: ServiceRanges,
+    encryption: Option<Arc<Encryption>>,
     components: Vec<(String, Component)>,
 }
 
@@ -89,7 +91,13 @@ struct Running {
 
 impl Leadership {
     pub fn new(node: Arc<StoreNode>, identity: impl Into<String>, ranges: ServiceRanges) -> Self {
-        Self { node, identity: identity.into(), ranges, components: Vec::new() }
+        Self { node, identity: identity.into(), ranges, encryption: None, components: Vec::new() }
+    }
+
+    /// The keys that seal Secrets at rest, for the components' storage (the API's must match).
+    pub fn with_encryption(mut self, encryption: Option<Arc<Encryption>>) -> Self {
+        self.encryption = encryption;
+        self
     }
 
     /// Register a component (started on every term this replica leads).
@@ -136,7 +144,8 @@ impl Leadership {
     }
 
     fn start(&self, term: u64) -> Running {
-        let registry = Registry::with_ranges(Storage::fenced(self.node.clone()), self.ranges.clone());
+        let storage = Storage::fenced(self.node.clone()).with_encryption(self.encryption.clone());
+        let registry = Registry::with_ranges(storage, self.ranges.clone());
         let cancel = CancellationToken::new();
         let ctx = LeaderContext::new(Client::new(registry), term, self.identity.clone(), cancel);
         let mut tasks = JoinSet::new();

@@ -23,6 +23,7 @@ pub mod leadership;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod;
+pub mod reencrypt;
 pub mod replicaset;
 pub mod runtime;
 pub mod statefulset;
