@@ -10,9 +10,8 @@ use std::time::Duration;
 use flotilla_store::etcd::snapshot;
 use flotilla_store::mvcc::key_range::prefix_end;
 use flotilla_store::pb::{PbPutRequest, PbRangeRequest};
-use flotilla_store::raft::network::LinkControl;
-use flotilla_store::{ids, recovery, Node, NodeId, StoreError, StoreNode};
-use support::{config, peer_url, wait_for, Cluster, Member, TOKEN};
+use flotilla_store::{recovery, Node, NodeId, StoreError, StoreNode};
+use support::{peer_url, wait_for, Cluster};
 use tokio::net::TcpListener;
 
 fn put(key: &str, value: &str) -> PbPutRequest {
@@ -42,23 +41,11 @@ async fn read_all(node: &StoreNode, serializable: bool) -> Option<(Keys, i64)> {
 
 /// Members on fresh ports (not started) in a new temp dir: the shape of a new cluster.
 async fn unstarted(names: &[&str]) -> Cluster {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut members = Vec::new();
+    let mut cluster = Cluster { dir: tempfile::tempdir().expect("tempdir"), members: Vec::new() };
     for name in names {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr");
-        let cfg = config(name, dir.path().join(name));
-        members.push(Member {
-            name: name.to_string(),
-            id: ids::member_id(&peer_url(addr), TOKEN),
-            peer_addr: addr,
-            data_dir: cfg.data_dir.clone(),
-            links: LinkControl::new(),
-            cfg,
-            replica: None,
-        });
+        cluster.prepare_member(name).await;
     }
-    Cluster { dir, members }
+    cluster
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
