@@ -68,6 +68,22 @@ pub fn flotilla_bin() -> PathBuf {
     bin
 }
 
+/// A loopback port free right now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// `flotilla status --endpoints <endpoints> -o json`: its exit code (2: no leader) and the
+/// report, or `None` when it printed none.
+pub fn flotilla_status(endpoints: &str) -> Option<(i32, serde_json::Value)> {
+    let out = Command::new(flotilla_bin())
+        .args(["status", "--endpoints", endpoints, "-o", "json"])
+        .output()
+        .expect("flotilla status runs");
+    let report = serde_json::from_slice(&out.stdout).ok()?;
+    Some((out.status.code()?, report))
+}
+
 /// Fail the test unless `etcdctl` (Debian package etcd-client) is installed; the test
 /// command installs it, so a missing one is a broken set-up, not a reason to skip.
 pub fn require_etcdctl() {

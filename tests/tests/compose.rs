@@ -177,12 +177,7 @@ impl Cluster {
     /// `flotilla status -o json` of the replicas: its exit code (2: no leader) and report, or
     /// `None` while it prints no report.
     fn status(&self) -> Option<(i32, serde_json::Value)> {
-        let out = Command::new(flotilla_bin())
-            .args(["status", "--endpoints", &self.endpoints(), "-o", "json"])
-            .output()
-            .expect("flotilla status runs");
-        let report = serde_json::from_slice(&out.stdout).ok()?;
-        Some((out.status.code()?, report))
+        flotilla_tests::flotilla_status(&self.endpoints())
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use flotilla_tests::kube::Kubectl;
-use flotilla_tests::{http_get, wait_for, UpCluster};
+use flotilla_tests::{free_port, http_get, wait_for, UpCluster};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -87,11 +87,6 @@ fn kubectl_exec_propagates_output_exit_codes_and_stdin() {
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let echoed = k.ok_with(&["exec", "-i", "box", "--", "cat"], Some("piped in\n"));
     assert_eq!(echoed, "piped in\n");
-}
-
-/// A free TCP port on 127.0.0.1 (released at once; good enough for a test).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
 /// `GET /hello.txt` over a fresh connection to 127.0.0.1:`port`; the whole response.

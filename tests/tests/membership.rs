@@ -2,15 +2,12 @@
 //! real process, promote it, remove it. Also the operator's views of a cluster: `flotilla
 //! status` and JSON logs.
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use flotilla_tests::{etcdctl, etcdctl_ok, flotilla_bin, require_etcdctl, wait_for, UpCluster};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
-}
+use flotilla_tests::{
+    etcdctl, etcdctl_ok, flotilla_bin, flotilla_status, free_port, require_etcdctl, wait_for, UpCluster,
+};
 
 #[test]
 fn learner_add_start_promote_remove() {
@@ -86,16 +83,9 @@ fn learner_add_start_promote_remove() {
     let _ = r4.wait();
 }
 
-/// `flotilla status -o json` against the replicas.
+/// `flotilla status -o json` against the replicas; it must print a report.
 fn status(endpoints: &str) -> (i32, serde_json::Value) {
-    let out = Command::new(flotilla_bin())
-        .args(["status", "--endpoints", endpoints, "-o", "json"])
-        .output()
-        .expect("flotilla status");
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    });
-    (out.status.code().unwrap_or(-1), report)
+    flotilla_status(endpoints).expect("flotilla status prints a JSON report")
 }
 
 #[test]

@@ -5,17 +5,12 @@
 //! a lost majority.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use flotilla_tests::kube::Kubectl;
-use flotilla_tests::{etcdctl, etcdctl_ok, flotilla_bin, require_etcdctl, wait_for, UpCluster};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
-}
+use flotilla_tests::{etcdctl, etcdctl_ok, flotilla_bin, free_port, require_etcdctl, wait_for, UpCluster};
 
 fn flotilla(args: &[&str]) -> Output {
     Command::new(flotilla_bin()).args(args).output().expect("flotilla runs")

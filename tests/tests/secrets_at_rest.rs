@@ -3,18 +3,13 @@
 //! value written alongside is (so the search can find what is there); kubectl reads the
 //! Secret back; a rotated key re-seals it; a replica without the key cannot read it.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use flotilla_tests::kube::Kubectl;
-use flotilla_tests::{etcdctl, flotilla_bin, require_etcdctl, wait_for};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
-}
+use flotilla_tests::{etcdctl, flotilla_bin, free_port, require_etcdctl, wait_for};
 
 /// One replica on fixed ports and data dir, restartable with other flags; killed on drop.
 struct Solo {
