@@ -200,9 +200,7 @@ async fn start(
         r.pid = child.id().context("replica exited at once")?;
         children.push(child);
     }
-    let child = spawn_logged(&c.lb.argv, &c.dir.join("lb.log"), "the load balancer").await?;
-    c.lb.pid = child.id().context("load balancer exited at once")?;
-    children.push(child);
+    children.push(start_lb(c).await?);
     progress.done("");
 
     progress.step("electing a leader");
@@ -333,6 +331,41 @@ async fn spawn_logged(argv: &[String], log: &Path, name: &str) -> anyhow::Result
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting {name}"))
+}
+
+/// How many ports the balancer may try: its port is chosen before it binds, so another
+/// process on the machine may take it first.
+const LB_ATTEMPTS: usize = 5;
+
+/// Start the balancer, on a new port whenever it cannot listen on the planned one; returns
+/// it once it accepts connections.
+async fn start_lb(c: &mut Cluster) -> anyhow::Result<Child> {
+    for attempt in 1..=LB_ATTEMPTS {
+        let mut child = spawn_logged(&c.lb.argv, &c.dir.join("lb.log"), "the load balancer").await?;
+        let addr = c.lb.url.trim_start_matches("http://").to_string();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if attempt == LB_ATTEMPTS {
+                    bail!("the load balancer exited ({status}); see its log in {}", c.dir.display());
+                }
+                tracing::debug!(%status, %addr, "the load balancer could not start; trying another port");
+                c.lb = access::plan_lb(&c.replicas)?;
+                break;
+            }
+            // Something accepts on the port; still running a moment later, the balancer has
+            // bound it (it binds first thing), not lost it to whoever answered.
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if child.try_wait()?.is_none() {
+                    c.lb.pid = child.id().context("load balancer exited at once")?;
+                    return Ok(child);
+                }
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    unreachable!("the last attempt returns or fails")
 }
 
 /// Wait until every replica answers Status, all name the same leader, the membership

@@ -142,7 +142,11 @@ impl UpCluster {
             match rx.recv_timeout(left) {
                 Ok(line) if line.contains("replicas ready") => break,
                 Ok(_) => continue,
-                Err(_) => {
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = up.wait()?;
+                    bail!("flotilla up exited ({status}) before reporting a ready cluster (its error is above)");
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     let _ = up.kill();
                     bail!("flotilla up did not report a ready cluster within {UP_TIMEOUT:?}");
                 }
