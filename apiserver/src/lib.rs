@@ -68,6 +68,8 @@ pub async fn serve(
         config.advertise.map(|addr| tokio::spawn(kubernetes_service::run(registry.clone(), addr, cancel.clone())));
     let app = http::router(registry, config);
     tracing::info!(addr = %listener.local_addr()?, "kubernetes API listening");
+    // Handlers and middleware see the client's address (`ConnectInfo<SocketAddr>`).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned()).await;
     if let Some(task) = endpoint {
         let _ = task.await;
