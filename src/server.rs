@@ -70,6 +70,10 @@ pub struct ServerArgs {
     /// replica; the leader re-seals old Secrets). Every replica needs the same file.
     #[arg(long, env = "FLOTILLA_ENCRYPTION_KEY_FILE", value_name = "FILE")]
     encryption_key_file: Option<PathBuf>,
+    /// Append one JSON line per mutating Kubernetes API request to this file (kube-apiserver's
+    /// audit log at level Metadata: who, what, when, result).
+    #[arg(long, env = "FLOTILLA_AUDIT_LOG_PATH", value_name = "FILE")]
+    audit_log_path: Option<PathBuf>,
     /// The address pods reach this replica's API on, published in the `kubernetes` Service's
     /// Endpoints [default: the --listen-api-url address, or the peer URL's when that one
     /// listens on every interface].
@@ -173,6 +177,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let audit = match &args.audit_log_path {
+        Some(path) => Some(
+            flotilla_apiserver::http::audit::AuditLog::open(path)
+                .with_context(|| format!("--audit-log-path {}", path.display()))?,
+        ),
+        None => None,
+    };
     let api = match args.listen_api_url.as_str() {
         "" => None,
         url => Some((bind(url).await?, urls::socket_addr(url)?)),
@@ -209,6 +220,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let config = flotilla_apiserver::ApiConfig {
             server_address: addr.to_string(),
             advertise: Some(advertise),
+            audit: audit.clone(),
             ..Default::default()
         };
         let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone(), encryption.clone());

@@ -3,70 +3,14 @@
 //! value written alongside is (so the search can find what is there); kubectl reads the
 //! Secret back; a rotated key re-seals it; a replica without the key cannot read it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
 use flotilla_tests::kube::Kubectl;
-use flotilla_tests::{etcdctl, flotilla_bin, free_port, require_etcdctl, wait_for};
-
-/// One replica on fixed ports and data dir, restartable with other flags; killed on drop.
-struct Solo {
-    dir: PathBuf,
-    client: String,
-    peer: String,
-    api: String,
-    child: Option<Child>,
-}
-
-impl Solo {
-    fn new(dir: &Path) -> Self {
-        let url = |p: u16| format!("http://127.0.0.1:{p}");
-        Self {
-            dir: dir.to_path_buf(),
-            client: url(free_port()),
-            peer: url(free_port()),
-            api: url(free_port()),
-            child: None,
-        }
-    }
-
-    fn start(&mut self, keys: Option<&Path>) {
-        self.stop();
-        let mut cmd = Command::new(flotilla_bin());
-        cmd.args(["server", "--name", "solo", "--data-dir"])
-            .arg(self.dir.join("data"))
-            .args(["--listen-client-urls", &self.client, "--listen-peer-urls", &self.peer])
-            .args(["--listen-api-url", &self.api]);
-        if let Some(k) = keys {
-            cmd.arg("--encryption-key-file").arg(k);
-        }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
-        self.child = Some(cmd.stdout(Stdio::null()).stderr(log).spawn().expect("start server"));
-        let k = Kubectl::new(&self.api);
-        wait_for(Duration::from_secs(30), "the API to answer", || {
-            k.run(&["get", "namespace", "default"], None).status.success().then_some(())
-        });
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Solo {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use flotilla_tests::solo::Solo;
+use flotilla_tests::{etcdctl, flotilla_bin, require_etcdctl, wait_for};
 
 fn key_line(name: &str, byte: u8) -> String {
     format!("{name}={}\n", base64::engine::general_purpose::STANDARD.encode([byte; 32]))
@@ -97,7 +41,7 @@ fn secrets_are_sealed_on_disk_and_in_snapshots_and_survive_a_key_rotation() {
     let keys = work.path().join("keys");
     std::fs::write(&keys, key_line("first", 1)).unwrap();
     let mut solo = Solo::new(work.path());
-    solo.start(Some(&keys));
+    solo.start(&["--encryption-key-file", keys.to_str().unwrap()]);
     let k = Kubectl::new(&solo.api);
     let secret = format!("hunter2-{}", std::process::id());
     let control = format!("visible-{}", std::process::id());
@@ -124,19 +68,19 @@ fn secrets_are_sealed_on_disk_and_in_snapshots_and_survive_a_key_rotation() {
 
     // Rotation: a new first key; the leader re-seals the Secret with it; the old key goes.
     std::fs::write(&keys, key_line("second", 2) + &key_line("first", 1)).unwrap();
-    solo.start(Some(&keys));
+    solo.start(&["--encryption-key-file", keys.to_str().unwrap()]);
     wait_for(Duration::from_secs(30), "the Secret re-sealed with the new key", || {
         raw_prefix(&solo.client, "/registry/secrets/default/s1")
             .starts_with("k8s:enc:xchacha20:v1:second:")
             .then_some(())
     });
     std::fs::write(&keys, key_line("second", 2)).unwrap();
-    solo.start(Some(&keys));
+    solo.start(&["--encryption-key-file", keys.to_str().unwrap()]);
     let read = k.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.password}"]);
     assert_eq!(base64::engine::general_purpose::STANDARD.decode(read.trim()).unwrap(), secret.as_bytes());
 
     // Without the key file the replica cannot read it, and says why.
-    solo.start(None);
+    solo.start(&[]);
     let refused = k.fails(&["get", "secret", "s1"]);
     assert!(refused.contains("encrypted") && refused.contains("--encryption-key-file"), "{refused}");
     k.ok(&["get", "configmap", "c1"]);

@@ -4,6 +4,7 @@
 //! answer (object, list, Table, watch stream). Every error leaves through
 //! [`ApiError`]'s `IntoResponse`, so all failures are `metav1.Status` bodies.
 
+pub mod audit;
 mod health;
 pub mod metrics;
 mod negotiate;
@@ -47,6 +48,8 @@ pub struct ApiConfig {
     pub bookmark_interval: Duration,
     /// How long `/readyz` waits for the store to confirm it can serve.
     pub ready_timeout: Duration,
+    /// Where mutating requests are logged (none: not audited).
+    pub audit: Option<Arc<audit::AuditLog>>,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +59,7 @@ impl Default for ApiConfig {
             advertise: None,
             bookmark_interval: crate::watch::BOOKMARK_INTERVAL,
             ready_timeout: Duration::from_secs(2),
+            audit: None,
         }
     }
 }
@@ -67,6 +71,7 @@ pub struct ApiState {
 
 /// Every route of the API server.
 pub fn router(registry: Registry, config: ApiConfig) -> Router {
+    let audit_log = config.audit.clone();
     let state = Arc::new(ApiState { registry, config });
     Router::new()
         .route("/version", get(version))
@@ -93,6 +98,7 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
         .route("/metrics", get(metrics::serve))
         .merge(ui::routes())
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(audit_log, audit::record))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
