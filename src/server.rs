@@ -101,6 +101,22 @@ pub struct ServerArgs {
     /// (upstream's `--node-monitor-grace-period`).
     #[arg(long, env = "FLOTILLA_NODE_MONITOR_GRACE_PERIOD", default_value_t = 40)]
     node_monitor_grace_period: u64,
+    /// Read-only Kubernetes API requests served at once; more are refused with 429 (watches,
+    /// logs, exec, attach, port-forward and proxy do not count; 0: no limit). As upstream's.
+    #[arg(long, env = "FLOTILLA_MAX_REQUESTS_INFLIGHT", default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating (POST, PUT, PATCH, DELETE) Kubernetes API requests served at once; more are
+    /// refused with 429 (0: no limit). As upstream's.
+    #[arg(long, env = "FLOTILLA_MAX_MUTATING_REQUESTS_INFLIGHT", default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// Open watches one client (for now: one IP address) may hold; more are refused with 429
+    /// until one closes (0: no limit; upstream has no such bound).
+    #[arg(long, env = "FLOTILLA_MAX_WATCHES_PER_CLIENT", default_value_t = 0)]
+    max_watches_per_client: usize,
+    /// How long a Kubernetes API request (not a watch, log or exec) may take before it is
+    /// answered 504 and abandoned (`0s`: no limit). As upstream's.
+    #[arg(long, env = "FLOTILLA_REQUEST_TIMEOUT", default_value = "60s", value_parser = interval_or_off)]
+    request_timeout: Duration,
     /// Join a running cluster through any of its members' client URLs (comma-separated):
     /// this replica adds itself as a learner and promotes itself to a voter once it has
     /// caught up. Ignored once the data dir holds state (a restart rejoins by itself).
@@ -220,6 +236,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let config = flotilla_apiserver::ApiConfig {
             server_address: addr.to_string(),
             advertise: Some(advertise),
+            limits: flotilla_apiserver::http::limits::LimitsConfig {
+                max_requests_inflight: args.max_requests_inflight,
+                max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+                max_watches_per_client: args.max_watches_per_client,
+                request_timeout: args.request_timeout,
+            },
             audit: audit.clone(),
             ..Default::default()
         };

@@ -6,6 +6,7 @@
 
 pub mod audit;
 mod health;
+pub mod limits;
 pub mod metrics;
 mod negotiate;
 pub mod node_proxy;
@@ -48,6 +49,8 @@ pub struct ApiConfig {
     pub bookmark_interval: Duration,
     /// How long `/readyz` waits for the store to confirm it can serve.
     pub ready_timeout: Duration,
+    /// In-flight, per-client watch and timeout bounds ([`limits`]).
+    pub limits: limits::LimitsConfig,
     /// Where mutating requests are logged (none: not audited).
     pub audit: Option<Arc<audit::AuditLog>>,
 }
@@ -59,6 +62,7 @@ impl Default for ApiConfig {
             advertise: None,
             bookmark_interval: crate::watch::BOOKMARK_INTERVAL,
             ready_timeout: Duration::from_secs(2),
+            limits: limits::LimitsConfig::default(),
             audit: None,
         }
     }
@@ -72,6 +76,7 @@ pub struct ApiState {
 /// Every route of the API server.
 pub fn router(registry: Registry, config: ApiConfig) -> Router {
     let audit_log = config.audit.clone();
+    let limiter = Arc::new(limits::Limits::new(&config.limits));
     let state = Arc::new(ApiState { registry, config });
     Router::new()
         .route("/version", get(version))
@@ -98,6 +103,8 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
         .route("/metrics", get(metrics::serve))
         .merge(ui::routes())
         .fallback(fallback)
+        // Innermost, so that the audit log and the metrics see its 429s and 504s.
+        .layer(axum::middleware::from_fn_with_state(limiter, limits::enforce))
         .layer(axum::middleware::from_fn_with_state(audit_log, audit::record))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
