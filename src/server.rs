@@ -113,6 +113,11 @@ pub struct ServerArgs {
     /// until one closes (0: no limit; upstream has no such bound).
     #[arg(long, env = "FLOTILLA_MAX_WATCHES_PER_CLIENT", default_value_t = 0)]
     max_watches_per_client: usize,
+    /// Kubernetes API requests per second one client (for now: one IP address) may make,
+    /// bursting to one second's worth; more are refused with 429 and a Retry-After (0: no
+    /// limit; upstream has no such flag).
+    #[arg(long, env = "FLOTILLA_MAX_REQUESTS_PER_CLIENT_PER_SECOND", default_value_t = 0)]
+    max_requests_per_client_per_second: u32,
     /// How long a Kubernetes API request (not a watch, log or exec) may take before it is
     /// answered 504 and abandoned (`0s`: no limit). As upstream's.
     #[arg(long, env = "FLOTILLA_REQUEST_TIMEOUT", default_value = "60s", value_parser = interval_or_off)]
@@ -240,6 +245,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 max_requests_inflight: args.max_requests_inflight,
                 max_mutating_requests_inflight: args.max_mutating_requests_inflight,
                 max_watches_per_client: args.max_watches_per_client,
+                max_requests_per_client_per_second: args.max_requests_per_client_per_second,
                 request_timeout: args.request_timeout,
             },
             audit: audit.clone(),

@@ -1,6 +1,7 @@
 //! Overload protection: how much of the API server one client can hold, as kube-apiserver's
 //! `--max-requests-inflight`, `--max-mutating-requests-inflight` and `--request-timeout`,
-//! plus an opt-in bound on one client's open watches (upstream has none).
+//! plus opt-in bounds on one client's open watches and request rate (upstream has neither:
+//! its priority-and-fairness queues play that part).
 //!
 //! Every request is classified once ([`Class`]), from its method and path only:
 //! - long-running: a GET with `watch=true`/`watch=1` or under `/watch/`, the dashboard's
@@ -22,6 +23,11 @@
 //! - A watch slot is held by the response body: released when the stream ends or when the
 //!   connection drops it (client gone, shutdown), so the per-client count cannot leak.
 //!   The table holds only clients with an open watch, so it is bounded by the open watches.
+//! - The per-client rate is a token bucket holding one second of requests: a client may
+//!   burst to that many, then gets 429 with `Retry-After` set to the seconds until its next
+//!   token. Every request but probes and long-running ones takes a token (watch starts do).
+//!   The table forgets clients whose bucket is full again once it tracks many, so it stays
+//!   bounded by the clients active within about a second.
 //! - This middleware sits inside the metrics one, so its 429s and 504s are counted there.
 //!
 //! Clients are told apart by [`client_of`], the one place to change once requests are
@@ -50,7 +56,9 @@ const TOO_MANY: &str = "Too many requests, please try again later.";
 /// Upstream's message for a request that overran `--request-timeout`.
 const TIMED_OUT: &str = "Timeout: request did not complete within requested timeout - context deadline exceeded";
 /// Seconds a refused client is told to wait (upstream's constant `Retry-After`).
-const RETRY_AFTER_SECONDS: &str = "1";
+const RETRY_AFTER_SECONDS: u64 = 1;
+/// Clients the rate table tracks before it forgets those with full buckets.
+const RATE_TABLE_PRUNE_AT: usize = 4096;
 
 /// The bounds; zero turns the respective one off.
 #[derive(Debug, Clone)]
@@ -63,6 +71,8 @@ pub struct LimitsConfig {
     pub max_watches_per_client: usize,
     /// How long a non-long-running request may take (upstream's `--request-timeout`).
     pub request_timeout: Duration,
+    /// Requests per second one client may make (burst: one second's worth); off by default.
+    pub max_requests_per_client_per_second: u32,
 }
 
 impl Default for LimitsConfig {
@@ -72,6 +82,7 @@ impl Default for LimitsConfig {
             max_mutating_requests_inflight: 200,
             max_watches_per_client: 0,
             request_timeout: Duration::from_secs(60),
+            max_requests_per_client_per_second: 0,
         }
     }
 }
@@ -83,6 +94,36 @@ pub struct Limits {
     max_watches_per_client: usize,
     request_timeout: Duration,
     watches: OpenWatches,
+    rates: Option<Rates>,
+}
+
+/// Token buckets per client (see the module doc).
+struct Rates {
+    per_second: f64,
+    buckets: Mutex<HashMap<Client, (f64, tokio::time::Instant)>>,
+}
+
+impl Rates {
+    /// Take one of `client`'s tokens; `Err(seconds until the next one)` when it has none.
+    fn take(&self, client: &Client) -> Result<(), u64> {
+        let now = tokio::time::Instant::now();
+        let rate = self.per_second;
+        let refilled =
+            |tokens: f64, at: tokio::time::Instant| (tokens + now.duration_since(at).as_secs_f64() * rate).min(rate);
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= RATE_TABLE_PRUNE_AT {
+            buckets.retain(|_, (tokens, at)| refilled(*tokens, *at) < rate);
+        }
+        let (tokens, at) = buckets.entry(client.clone()).or_insert((rate, now));
+        *tokens = refilled(*tokens, *at);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err((((1.0 - *tokens) / rate).ceil() as u64).max(1))
+        }
+    }
 }
 
 impl Limits {
@@ -95,6 +136,10 @@ impl Limits {
             max_watches_per_client: config.max_watches_per_client,
             request_timeout: config.request_timeout,
             watches: Arc::default(),
+            rates: (config.max_requests_per_client_per_second > 0).then(|| Rates {
+                per_second: f64::from(config.max_requests_per_client_per_second),
+                buckets: Mutex::default(),
+            }),
         }
     }
 
@@ -197,7 +242,17 @@ fn classify(method: &Method, path: &str, query: Option<&str>) -> Class {
 
 /// The middleware: admit, refuse or time out one request (see the module doc).
 pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
-    let pool = match classify(req.method(), req.uri().path(), req.uri().query()) {
+    let class = classify(req.method(), req.uri().path(), req.uri().query());
+    if let (Some(rates), Class::Watch | Class::Mutating | Class::ReadOnly) = (&limits.rates, class) {
+        let client = client_of(&req);
+        if let Err(wait) = rates.take(&client) {
+            tracing::debug!(?client, "request refused: over the per-client rate");
+            let message =
+                format!("Too many requests from this client (limit {}/s), please try again later.", rates.per_second);
+            return too_many_requests(message, wait);
+        }
+    }
+    let pool = match class {
         Class::LongRunning => return next.run(req).await,
         Class::Watch => {
             let client = client_of(&req);
@@ -207,7 +262,7 @@ pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next
                     "Too many open watches from this client (limit {}), please try again later.",
                     limits.max_watches_per_client
                 );
-                return too_many_requests(message);
+                return too_many_requests(message, RETRY_AFTER_SECONDS);
             };
             let resp = next.run(req).await;
             return resp.map(|body| Body::from_stream(Holding { inner: body.into_data_stream(), _slot: slot }));
@@ -218,16 +273,16 @@ pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next
     };
     let Ok(permit) = Limits::admit(pool) else {
         tracing::debug!(method = %req.method(), path = req.uri().path(), "request refused: too many in flight");
-        return too_many_requests(TOO_MANY.into());
+        return too_many_requests(TOO_MANY.into(), RETRY_AFTER_SECONDS);
     };
     let resp = limits.timed(req, next).await;
     drop(permit);
     resp
 }
 
-fn too_many_requests(message: String) -> Response {
+fn too_many_requests(message: String, retry_after_seconds: u64) -> Response {
     let mut resp = ApiError::TooManyRequests(message).into_response();
-    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
     resp
 }
 

@@ -195,3 +195,26 @@ async fn a_request_over_the_timeout_gets_504_and_gives_its_permit_back() {
     let resp = app.oneshot(watch).await.expect("infallible");
     assert_eq!(resp.status(), StatusCode::OK, "watches are not timed");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_client_over_its_rate_gets_429_until_its_bucket_refills_and_others_are_served() {
+    let config = LimitsConfig { max_requests_per_client_per_second: 2, ..Default::default() };
+    let app = Router::new()
+        .route(PODS, get(|| async { "pods" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(Limits::new(&config)), enforce));
+    let get_from = |ip: [u8; 4], uri: &str| request(Method::GET, uri, Some(ip), Body::empty());
+    let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    for _ in 0..2 {
+        assert_eq!(send(&app, get_from(a, PODS)).await.status(), StatusCode::OK, "the burst is served");
+    }
+    let refused = send(&app, get_from(a, PODS)).await;
+    assert_retry_after(&refused);
+    let status = status_of(refused, 429, "TooManyRequests").await;
+    assert!(status["message"].as_str().unwrap().contains("limit 2/s"), "{status}");
+    assert_eq!(send(&app, get_from(b, PODS)).await.status(), StatusCode::OK, "another client is not held back");
+    assert_eq!(send(&app, get_from(a, "/readyz")).await.status(), StatusCode::OK, "probes are never limited");
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert_eq!(send(&app, get_from(a, PODS)).await.status(), StatusCode::OK, "half a second refills one token");
+    assert_eq!(send(&app, get_from(a, PODS)).await.status().as_u16(), 429);
+}
