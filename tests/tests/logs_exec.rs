@@ -104,8 +104,14 @@ fn kubectl_port_forward_reaches_the_pod() {
     let script = format!("cd {} && exec python3 -m http.server {remote} --bind 127.0.0.1", web.path().display());
     run_pod(&k, "web", &script, "Always");
     wait_running(&k, "web");
-    let mut forward = k.spawn(&["port-forward", "pod/web", &format!("{local}:{remote}")]);
+    let ports = format!("{local}:{remote}");
+    let mut forward = k.spawn(&["port-forward", "pod/web", &ports]);
     let got = wait_for(WAIT, "an answer through the forwarded port", || {
+        // kubectl port-forward exits at its first error (the pod's server not listening yet,
+        // on a loaded machine): start it again, as a user would.
+        if matches!(forward.try_wait(), Ok(Some(_))) {
+            forward = k.spawn(&["port-forward", "pod/web", &ports]);
+        }
         hello(local).filter(|r| r.contains("hello through port-forward"))
     });
     assert!(got.starts_with("HTTP/1.0 200"), "{got}");

@@ -57,8 +57,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> bincode::Result<Vec<u8
     codec().serialize(value)
 }
 
-/// Decode a payload; any malformed input is an error, never a panic.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> bincode::Result<T> {
+/// Decode a payload; any malformed input is an error, never a panic (public for the fuzz
+/// targets, `fuzz/`).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> bincode::Result<T> {
     codec().deserialize(bytes)
 }
 
