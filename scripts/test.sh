@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: unit, storage conformance, proptest models, in-process clusters, and the
-# multi-process end-to-end tests with the real etcdctl. Installs what it needs first.
+# Runs every test: unit, storage conformance, proptest models, in-process clusters, the
+# multi-process end-to-end tests with the real etcdctl, and the fuzz targets (bounded).
+# Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # etcd for comparisons, and what the agent's and the fault-injection harness's tests run on:
@@ -16,3 +17,5 @@ fi
 # The end-to-end tests run the real binary, so build it first.
 cargo build --bin flotilla
 cargo nextest run --workspace --no-fail-fast "$@"
+# Then every fuzz target for a bounded time (nightly Rust and cargo-fuzz, installed if missing).
+scripts/fuzz.sh
