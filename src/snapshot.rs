@@ -128,12 +128,10 @@ async fn fetch(endpoint: &str) -> anyhow::Result<(Vec<u8>, i64)> {
     Ok((bytes, revision))
 }
 
+/// `bytes` into `path` through a temporary and a rename, file and directory fsynced.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("part");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    flotilla_store::raft::snapshot::write_atomic(path, bytes)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
 /// `flotilla server --snapshot-interval`: this replica saves its own snapshot every `every`

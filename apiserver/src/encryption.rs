@@ -15,6 +15,7 @@
 //!   not in the file is an error naming the key, never silently empty.
 //! - Every replica must have the same file: a replica without it cannot read Secrets.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -107,9 +108,9 @@ impl Encryption {
         out
     }
 
-    /// The plaintext of a stored value (plaintext values pass through).
-    pub fn open(&self, key: &[u8], stored: &[u8]) -> Result<Vec<u8>, String> {
-        let Some((name, rest)) = sealed_parts(stored) else { return Ok(stored.to_vec()) };
+    /// The plaintext of a stored value (plaintext values pass through, uncopied).
+    pub fn open<'a>(&self, key: &[u8], stored: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
+        let Some((name, rest)) = sealed_parts(stored) else { return Ok(Cow::Borrowed(stored)) };
         let cipher = self
             .keys
             .iter()
@@ -122,6 +123,7 @@ impl Encryption {
         let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
         cipher
             .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: key })
+            .map(Cow::Owned)
             .map_err(|_| format!("sealed value does not open with key {name:?} (corrupt, or moved from another key)"))
     }
 
@@ -140,13 +142,13 @@ fn sealed_parts(stored: &[u8]) -> Option<(&str, &[u8])> {
 }
 
 /// What a stored value under `key` reads as with `enc` (if configured): sealed values need it.
-pub fn open_with(enc: Option<&Encryption>, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, String> {
+pub fn open_with<'a>(enc: Option<&Encryption>, key: &[u8], stored: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
     match enc {
-        Some(e) => e.open(key, &stored),
-        None if sealed_parts(&stored).is_some() => {
+        Some(e) => e.open(key, stored),
+        None if sealed_parts(stored).is_some() => {
             Err("the value is encrypted but this replica has no --encryption-key-file".into())
         }
-        None => Ok(stored),
+        None => Ok(Cow::Borrowed(stored)),
     }
 }
 
@@ -167,7 +169,7 @@ mod tests {
         let sealed = old.seal(K, b"{\"data\":\"hunter2\"}".to_vec());
         assert!(sealed.starts_with(b"k8s:enc:xchacha20:v1:a:"));
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"), "no plaintext in the sealed value");
-        assert_eq!(rotated.open(K, &sealed).unwrap(), b"{\"data\":\"hunter2\"}");
+        assert_eq!(&*rotated.open(K, &sealed).unwrap(), b"{\"data\":\"hunter2\"}");
         assert!(rotated.is_stale(K, &sealed), "sealed with a key that is no longer current");
         assert!(!rotated.is_stale(K, &rotated.seal(K, b"x".to_vec())));
         assert!(rotated.is_stale(K, b"{\"plain\":1}"), "plaintext under the prefix is stale");
@@ -184,8 +186,8 @@ mod tests {
         let mut flipped = sealed.clone();
         *flipped.last_mut().unwrap() ^= 1;
         assert!(rotated.open(K, &flipped).is_err());
-        assert_eq!(rotated.open(K, b"{\"plain\":1}").unwrap(), b"{\"plain\":1}");
-        assert!(open_with(None, K, sealed).unwrap_err().contains("no --encryption-key-file"));
+        assert_eq!(&*rotated.open(K, b"{\"plain\":1}").unwrap(), b"{\"plain\":1}");
+        assert!(open_with(None, K, &sealed).unwrap_err().contains("no --encryption-key-file"));
     }
 
     #[test]

@@ -249,7 +249,7 @@ impl Storage {
 /// resourceVersion.
 pub fn decode(enc: Option<&Encryption>, kv: PbKeyValue) -> ApiResult<Stored> {
     let where_ = || String::from_utf8_lossy(&kv.key).into_owned();
-    let plain = open_with(enc, &kv.key, kv.value.clone())
+    let plain = open_with(enc, &kv.key, &kv.value)
         .map_err(|e| ApiError::Internal(format!("stored object {}: {e}", where_())))?;
     let mut object: Value = serde_json::from_slice(&plain)
         .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", where_())))?;

@@ -58,7 +58,7 @@ pub async fn restore(file: &[u8], data_dir: &Path, members: BTreeMap<NodeId, Nod
     let sm_dir = data_dir.join("sm-1");
     unpack_to(archive, &sm_dir)?;
     set_current_sm_dir(data_dir, &sm_dir)?;
-    let (applied, _, _) = state_machine::describe(&sm_dir)?;
+    let applied = state_machine::read_applied_at(&sm_dir)?;
     let index = applied.last.map_or(0, |l| l.index);
     let last = LogId::new(CommittedLeaderId::new(0, 0), index);
     let voters: BTreeSet<NodeId> = members.keys().copied().collect();

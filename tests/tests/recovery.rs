@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use flotilla_tests::kube::Kubectl;
-use flotilla_tests::{etcdctl, etcdctl_ok, flotilla_bin, free_port, require_etcdctl, wait_for, UpCluster};
+use flotilla_tests::{etcdctl, etcdctl_ok, eventually, flotilla_bin, free_port, require_etcdctl, wait_for, UpCluster};
 
 fn flotilla(args: &[&str]) -> Output {
     Command::new(flotilla_bin()).args(args).output().expect("flotilla runs")
@@ -93,22 +93,12 @@ fn config_maps(k: &Kubectl, ns: &str) -> BTreeMap<String, (String, String)> {
 }
 
 /// [`wait_for`], but a timeout shows the tail of the server log `log`.
-fn wait_logged<T>(limit: Duration, what: &str, log: &Path, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        if std::time::Instant::now() > deadline {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            panic!(
-                "timed out waiting for {what}; {} says:\n{}",
-                log.display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
+fn wait_logged(limit: Duration, what: &str, log: &Path, probe: impl FnMut() -> bool) {
+    if !eventually(limit, probe) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!("timed out waiting for {what}; {} says:\n{}", log.display(), tail.join("\n"));
     }
 }
 
@@ -230,7 +220,7 @@ fn a_dead_replica_is_replaced_by_a_fresh_one_that_joins_and_is_promoted() {
     let all = format!("{live},{}", fresh.client);
     wait_logged(Duration::from_secs(60), "the replacement to be promoted to a voter", &log, || {
         let m = members(&live);
-        m.values().any(|(n, learner)| n == "replacement" && !learner).then_some(())
+        m.values().any(|(n, learner)| n == "replacement" && !learner)
     });
     assert_eq!(members(&all).len(), 3);
     let got = etcdctl_ok(&fresh.client, &["get", "--consistency=s", "before"]);

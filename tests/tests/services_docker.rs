@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use flotilla_tests::docker::{agent_table, cluster, service_rules};
 use flotilla_tests::kube::{jsonpath, running_pods, Kubectl};
-use flotilla_tests::{http_get, wait_for};
+use flotilla_tests::{eventually, http_get, wait_for};
 
 /// Pods that serve their name on port 80, and are ready while /www/ready.html exists.
 fn web(name: &str, replicas: u32) -> String {
@@ -83,18 +83,6 @@ fn api_from_client(k: &Kubectl, ns: &str) -> String {
     k.ok(&["-n", ns, "exec", "client", "--", "sh", "-c", script])
 }
 
-/// Whether `probe` holds within `limit`, tried every 200 ms.
-fn wait_for_or_give_up(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if probe() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
-}
-
 /// Ready endpoint addresses of Service `svc`.
 fn ready_endpoints(k: &Kubectl, ns: &str, svc: &str) -> usize {
     jsonpath(k, ns, &["endpoints", svc], "{.subsets[*].addresses[*].ip}").split_whitespace().count()
@@ -121,7 +109,7 @@ fn a_cluster_ip_service_balances_over_ready_pods_by_name() {
     // The agent programs the `kubernetes` Service from its own watch, which may trail
     // what kubectl just read; and a loaded machine may miss nc's 2 s window once.
     let mut last = String::new();
-    let answered = wait_for_or_give_up(Duration::from_secs(30), || {
+    let answered = eventually(Duration::from_secs(30), || {
         last = api_from_client(&k, ns);
         last.contains("\"gitVersion\"")
     });

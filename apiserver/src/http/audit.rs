@@ -67,16 +67,7 @@ fn verb(method: &Method, has_name: bool) -> &'static str {
 
 /// `objectRef` of a resource path, if it names one.
 fn object_ref(path: &str) -> Option<(Value, bool)> {
-    let (group, version, rest) = match path.strip_prefix("/api/") {
-        Some(rest) => {
-            let (version, rest) = rest.split_once('/')?;
-            ("", version, rest)
-        }
-        None => {
-            let mut parts = path.strip_prefix("/apis/")?.splitn(3, '/');
-            (parts.next()?, parts.next()?, parts.next()?)
-        }
-    };
+    let (group, version, rest) = target::split_api_path(path)?;
     let t = target::parse(group, version, rest).ok()?;
     let mut r = json!({"resource": t.res.plural, "apiVersion": version});
     if !group.is_empty() {

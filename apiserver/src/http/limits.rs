@@ -210,11 +210,7 @@ fn classify(method: &Method, path: &str, query: Option<&str>) -> Class {
     if matches!(path, "/healthz" | "/livez" | "/readyz" | "/metrics") {
         return Class::Probe;
     }
-    let resource_path = path.strip_prefix("/api/v1/").or_else(|| {
-        let mut parts = path.strip_prefix("/apis/")?.splitn(3, '/');
-        let (_group, _version) = (parts.next()?, parts.next()?);
-        parts.next()
-    });
+    let resource_path = super::target::split_api_path(path).map(|(_, _, rest)| rest);
     if let Some(rest) = resource_path {
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         let subresource = match segments.as_slice() {

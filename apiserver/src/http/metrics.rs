@@ -39,15 +39,7 @@ pub async fn track(req: Request, next: Next) -> Response {
 
 /// The verb and resource of a resource request; `None` for everything else.
 fn classify(method: &Method, path: &str, query: Option<&str>) -> Option<(&'static str, String)> {
-    let rest = match path.strip_prefix("/api/v1/") {
-        Some(rest) => rest,
-        None => {
-            let after_apis = path.strip_prefix("/apis/")?;
-            let mut parts = after_apis.splitn(3, '/');
-            let (_group, _version) = (parts.next()?, parts.next()?);
-            parts.next()?
-        }
-    };
+    let (_group, _version, rest) = super::target::split_api_path(path)?;
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let (resource, name) = match segments.as_slice() {
         ["namespaces", _, resource, rest @ ..] => (*resource, rest.first()),

@@ -17,6 +17,16 @@ pub struct Target {
     pub sub: Option<String>,
 }
 
+/// The group, version and the rest of a resource path (`/api/v1/<rest>` or
+/// `/apis/<group>/<version>/<rest>`); `None` for any other path.
+pub fn split_api_path(path: &str) -> Option<(&str, &str, &str)> {
+    if let Some(rest) = path.strip_prefix("/api/v1/") {
+        return Some(("", "v1", rest));
+    }
+    let mut parts = path.strip_prefix("/apis/")?.splitn(3, '/');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
 pub fn parse(group: &str, version: &str, rest: &str) -> ApiResult<Target> {
     let segs: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let not_found = || ApiError::NoRoute;

@@ -71,7 +71,13 @@ fn open_db(dir: &Path) -> Result<Arc<DB>, StoreError> {
     DB::open_cf_descriptors(&opts, dir, cfs).map(Arc::new).map_err(StoreError::storage)
 }
 
-/// The applied state, store revision and live key count of the (closed) database at `sm_dir`.
+/// The applied state recorded in the (closed) database at `sm_dir`.
+pub(crate) fn read_applied_at(sm_dir: &Path) -> Result<AppliedState, StoreError> {
+    read_applied(&*open_db(sm_dir)?)
+}
+
+/// The applied state, store revision and live key count of the (closed) database at `sm_dir`
+/// (loads the whole key index).
 pub(crate) fn describe(sm_dir: &Path) -> Result<(AppliedState, i64, usize), StoreError> {
     let db = open_db(sm_dir)?;
     let applied = read_applied(&db)?;
