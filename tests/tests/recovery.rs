@@ -259,7 +259,13 @@ fn force_new_cluster_brings_back_a_survivor_of_a_lost_majority() {
     let refused = etcdctl(&alone, &["--command-timeout=3s", "put", "k", "v"], None).expect("etcdctl");
     assert!(!refused.status.success(), "no quorum, no write");
     c.kill9(survivor);
-    std::thread::sleep(Duration::from_millis(300));
+    // Restart once the killed process has let go of its ports.
+    let r = &c.replicas[survivor];
+    let addrs: Vec<String> =
+        [&r.client_url, &r.peer_url, &r.api_url].iter().map(|u| u.trim_start_matches("http://").to_string()).collect();
+    wait_for(Duration::from_secs(10), "the survivor's ports to be free", || {
+        addrs.iter().all(|a| std::net::TcpListener::bind(a.as_str()).is_ok()).then_some(())
+    });
     let mut argv = c.replicas[survivor].argv.clone();
     argv.push("--force-new-cluster".into());
     c.replicas[survivor].argv = argv;
