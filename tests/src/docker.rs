@@ -13,6 +13,13 @@ pub struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let filter = format!("label=io.flotilla.pod.namespace={}", self.0);
+            let format = "{{.Names}}\t{{.Status}}\t{{.Image}}";
+            let listing = Command::new("docker").args(["ps", "-a", "--filter", &filter, "--format", format]).output();
+            let listing = listing.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            eprintln!("--- docker containers of namespace {}:\n{listing}", self.0);
+        }
         let ids = docker(&["ps", "-aq", "--filter", &format!("label=io.flotilla.pod.namespace={}", self.0)]);
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {

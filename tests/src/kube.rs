@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::wait_for;
 
 /// A kubectl pointed at one API server URL, or using a kubeconfig.
 pub struct Kubectl {
@@ -114,22 +113,30 @@ pub fn jsonpath(k: &Kubectl, ns: &str, what: &[&str], path: &str) -> String {
     k.ok(&args)
 }
 
-/// Names of the Running pods with label `app=<app>`, once there are `n`.
+/// Names of the Running pods with label `app=<app>`, once there are `n`. On timeout the
+/// panic shows each pod's node, phase and the reasons its containers wait or ended.
 pub fn running_pods(k: &Kubectl, ns: &str, app: &str, n: usize) -> Vec<String> {
-    wait_for(Duration::from_secs(90), &format!("{n} Running pods of {app}"), || {
-        let out = jsonpath(
+    let mut last = String::new();
+    let found = crate::eventually(Duration::from_secs(90), || {
+        last = jsonpath(
             k,
             ns,
             &["pods", "-l", &format!("app={app}")],
-            "{range .items[*]}{.metadata.name} {.status.phase} {.status.podIP}{\"\\n\"}{end}",
+            "{range .items[*]}{.metadata.name}|{.status.phase}|{.status.podIP}|{.spec.nodeName}|\
+             {range .status.containerStatuses[*]}{.state.waiting.reason}{.state.terminated.reason} {end}{\"\\n\"}{end}",
         );
-        let running: Vec<String> = out
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() == 3 && f[1] == "Running").then(|| f[0].to_string())
-            })
-            .collect();
-        (running.len() == n).then_some(running)
-    })
+        running_names(&last).len() == n
+    });
+    assert!(found, "timed out waiting for {n} Running pods of {app}; name|phase|IP|node|container reasons:\n{last}");
+    running_names(&last)
+}
+
+fn running_names(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (f.len() == 5 && f[1] == "Running" && !f[2].is_empty()).then(|| f[0].to_string())
+        })
+        .collect()
 }

@@ -219,8 +219,36 @@ impl UpCluster {
 /// How long a restarted process gets to stop after SIGTERM (an agent removes its rules).
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
+/// Lines of each process's log a failing test prints.
+const FAILURE_LOG_LINES: usize = 60;
+
+impl UpCluster {
+    /// The last [`FAILURE_LOG_LINES`] warnings and errors of every log in the cluster's
+    /// directory (replicas, agents, load balancer, restarts), so that a failed test's
+    /// output says what the cluster saw. Printed to stderr, which the test runner shows
+    /// for failed tests only.
+    fn print_log_tails(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else { return };
+        let mut logs: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let notable: Vec<&str> = text.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+            let tail = &notable[notable.len().saturating_sub(FAILURE_LOG_LINES)..];
+            eprintln!("--- {} ({} warnings and errors, the last {}):", log.display(), notable.len(), tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
 impl Drop for UpCluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_log_tails();
+        }
         // SAFETY: signalling our own children.
         unsafe { libc::kill(self.up.id() as libc::pid_t, libc::SIGTERM) };
         for c in &self.restarted {
