@@ -1,6 +1,7 @@
 //! The `flotilla` binary: thin subcommands over the library crates.
 
 mod agent;
+mod api_security;
 mod bench;
 mod bench_api;
 mod bench_handover;
@@ -12,6 +13,7 @@ mod failover;
 mod join;
 mod lb;
 mod member;
+mod pki;
 mod server;
 mod snapshot;
 mod status;
@@ -48,6 +50,8 @@ enum Command {
     Lb(lb::LbArgs),
     /// List and change the store's members (etcd's Cluster API).
     Member(member::MemberArgs),
+    /// Make the cluster's CA and certificates (server, admin, clients) and an admin kubeconfig.
+    Pki(pki::PkiArgs),
     /// Save a snapshot of the store from a running replica, restore one into a new cluster.
     Snapshot(snapshot::SnapshotArgs),
     /// Members, leader, term, indexes, lag and DB size, nodes and pods by phase.
@@ -98,6 +102,7 @@ fn main() {
             Command::Lb(args) => lb::run(args).await,
             Command::Member(args) => member::run(args).await,
             Command::Snapshot(args) => snapshot::run(args).await,
+            Command::Pki(args) => pki::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::BenchFailover(args) => failover::run(args).await,

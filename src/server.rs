@@ -62,7 +62,8 @@ pub struct ServerArgs {
     /// Election timeout in milliseconds.
     #[arg(long, env = "FLOTILLA_ELECTION_TIMEOUT", default_value_t = 1000)]
     election_timeout: u64,
-    /// URL to serve the Kubernetes API on (plain HTTP; `--listen-api-url ''` turns it off).
+    /// URL to serve the Kubernetes API on: `https://` (with --tls-cert-file and
+    /// --tls-private-key-file) or plain `http://`; `--listen-api-url ''` turns it off.
     #[arg(long, env = "FLOTILLA_LISTEN_API_URL", default_value = "http://127.0.0.1:6443")]
     listen_api_url: String,
     /// Seal Secrets at rest with these keys: `name=<base64 of 32 random bytes>` per line, the
@@ -145,6 +146,8 @@ pub struct ServerArgs {
     /// locally, without a read-index round (stale reads under partitions).
     #[arg(long, hide = true)]
     unsafe_local_reads: bool,
+    #[command(flatten)]
+    api_security: crate::api_security::ApiSecurityArgs,
 }
 
 /// How long SIGTERM waits for the replica to stop before the process exits anyway.
@@ -207,11 +210,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let api = match args.listen_api_url.as_str() {
         "" => None,
-        url => Some((bind(url).await?, urls::socket_addr(url)?)),
-    };
-    let api = match api {
-        Some((listener, addr)) => Some((listener, addr, advertised_api(&args, addr, &peer_url)?)),
-        None => None,
+        url => {
+            let (addr, https) = urls::socket_addr_tls(url)?;
+            let security = args.api_security.resolve(https)?;
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {url}"))?;
+            Some((listener, addr, advertised_api(&args, addr, &peer_url)?, security))
+        }
     };
     let data_dir = cfg.data_dir.clone();
     let replica = Replica::start(cfg, me, bootstrap, peer, clients, LinkControl::new())
@@ -237,7 +241,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(schedule.run(replica.node.clone(), background.clone()));
     }
     let api_cancel = tokio_util::sync::CancellationToken::new();
-    let api_task = api.map(|(listener, addr, advertise)| {
+    let api_task = api.map(|(listener, addr, advertise, security)| {
         let config = flotilla_apiserver::ApiConfig {
             server_address: addr.to_string(),
             advertise: Some(advertise),
@@ -249,6 +253,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 request_timeout: args.request_timeout,
             },
             audit: audit.clone(),
+            tls: security.tls,
+            authn: security.authn,
             ..Default::default()
         };
         let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone(), encryption.clone());

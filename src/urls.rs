@@ -7,11 +7,25 @@ use anyhow::{bail, Context};
 
 /// The socket address of an `http://host:port` URL.
 pub fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => bail!("{url}: https is not supported yet; use http://"),
+    match url.split_once("://") {
+        Some(("http", _)) => listen_addr(url),
+        Some(("https", _)) => bail!("{url}: https is not supported here yet; use http://"),
         _ => bail!("{url}: expected a URL like http://127.0.0.1:2379"),
-    };
+    }
+}
+
+/// The address of an `http://` or `https://` listen URL, and whether it is `https`.
+pub fn socket_addr_tls(url: &str) -> anyhow::Result<(SocketAddr, bool)> {
+    match url.split_once("://") {
+        Some(("http", _)) => Ok((listen_addr(url)?, false)),
+        Some(("https", _)) => Ok((listen_addr(url)?, true)),
+        _ => bail!("{url}: expected a URL like https://127.0.0.1:6443"),
+    }
+}
+
+/// `host:port` of a listen URL whose scheme was checked.
+fn listen_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let hostport = rest.trim_end_matches('/');
     if hostport.contains('/') {
         bail!("{url}: a listen URL has no path");

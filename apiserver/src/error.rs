@@ -75,6 +75,9 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Forbidden(String),
+    /// No valid credentials (upstream's body: message and reason `Unauthorized`).
+    #[error("Unauthorized")]
+    Unauthorized,
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
@@ -168,6 +171,7 @@ impl ApiError {
             ApiError::BadRequest(m) => (400, "BadRequest", m.clone(), None),
             ApiError::Unprocessable(m) => (422, "Invalid", m.clone(), None),
             ApiError::Forbidden(m) => (403, "Forbidden", m.clone(), None),
+            ApiError::Unauthorized => (401, "Unauthorized", "Unauthorized".into(), None),
             ApiError::MethodNotAllowed(m) => (405, "MethodNotAllowed", m.clone(), None),
             ApiError::NotAcceptable(m) => (406, "NotAcceptable", m.clone(), None),
             ApiError::UnsupportedMediaType(m) => (415, "UnsupportedMediaType", m.clone(), None),

@@ -22,6 +22,7 @@ pub mod encryption;
 pub mod error;
 pub mod http;
 pub mod kubernetes_service;
+pub mod listener;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -66,11 +67,21 @@ pub async fn serve(
     tokio::spawn(bootstrap::ensure_bootstrap_objects(registry.clone(), cancel.clone()));
     let endpoint =
         config.advertise.map(|addr| tokio::spawn(kubernetes_service::run(registry.clone(), addr, cancel.clone())));
+    let tls = config.tls.clone();
     let app = http::router(registry, config);
-    tracing::info!(addr = %listener.local_addr()?, "kubernetes API listening");
-    // Handlers and middleware see the client's address (`ConnectInfo<SocketAddr>`).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned()).await;
+    // Handlers and middleware see the client's address and certificate (`ConnectInfo<Peer>`).
+    let app = app.into_make_service_with_connect_info::<listener::Peer>();
+    let stop = cancel.clone().cancelled_owned();
+    let served = match tls {
+        Some(tls) => {
+            tracing::info!(addr = %listener.local_addr()?, "kubernetes API listening (TLS)");
+            axum::serve(listener::TlsListener::new(listener, tls)?, app).with_graceful_shutdown(stop).await
+        }
+        None => {
+            tracing::info!(addr = %listener.local_addr()?, "kubernetes API listening (plain HTTP)");
+            axum::serve(listener::PlainListener(listener), app).with_graceful_shutdown(stop).await
+        }
+    };
     if let Some(task) = endpoint {
         let _ = task.await;
     }

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-
 /// A kubectl pointed at one API server URL, or using a kubeconfig.
 pub struct Kubectl {
     target: Target,

@@ -31,6 +31,12 @@ impl Solo {
 
     /// (Re)start with `extra` flags; returns once the Kubernetes API answers.
     pub fn start(&mut self, extra: &[&str]) {
+        let k = Kubectl::new(&self.api);
+        self.start_checked_by(extra, &k);
+    }
+
+    /// (Re)start with `extra` flags; returns once `k` (e.g. with credentials) gets an answer.
+    pub fn start_checked_by(&mut self, extra: &[&str], k: &Kubectl) {
         self.stop();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
         let child = Command::new(flotilla_bin())
@@ -44,7 +50,6 @@ impl Solo {
             .spawn()
             .expect("start flotilla server");
         self.child = Some(child);
-        let k = Kubectl::new(&self.api);
         wait_for(Duration::from_secs(30), "the API to answer", || {
             k.run(&["get", "namespace", "default"], None).status.success().then_some(())
         });

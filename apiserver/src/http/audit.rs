@@ -14,7 +14,6 @@
 //!   `blocking` mode would): the audit log is for reading later, not a gate.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +23,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use super::authn::UserInfo;
 use super::target;
+use crate::listener::Peer;
 use crate::registry::meta::new_uid;
 
 /// An open audit log file.
@@ -85,6 +86,15 @@ fn object_ref(path: &str) -> Option<(Value, bool)> {
     Some((r, t.name.is_some()))
 }
 
+/// `user` as upstream's `authentication.k8s.io/v1` UserInfo.
+fn user_json(user: &UserInfo) -> Value {
+    let mut u = json!({"username": user.name, "groups": user.groups});
+    if !user.uid.is_empty() {
+        u["uid"] = json!(user.uid);
+    }
+    u
+}
+
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
@@ -95,7 +105,8 @@ pub async fn record(State(log): State<Option<Arc<AuditLog>>>, req: Request, next
     let received = now();
     let method = req.method().clone();
     let uri = req.uri().to_string();
-    let source = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let source = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0.addr.ip().to_string());
+    let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
     let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
     let object = object_ref(req.uri().path());
     let resp = next.run(req).await;
@@ -107,7 +118,7 @@ pub async fn record(State(log): State<Option<Arc<AuditLog>>>, req: Request, next
         "stage": "ResponseComplete",
         "requestURI": uri,
         "verb": verb(&method, object.as_ref().is_some_and(|(_, named)| *named)),
-        "user": {"username": "system:anonymous", "groups": ["system:unauthenticated"]},
+        "user": user_json(&user),
         "sourceIPs": source.into_iter().collect::<Vec<_>>(),
         "responseStatus": {"metadata": {}, "code": resp.status().as_u16()},
         "requestReceivedTimestamp": received,

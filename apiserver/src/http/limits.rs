@@ -30,11 +30,10 @@
 //!   bounded by the clients active within about a second.
 //! - This middleware sits inside the metrics one, so its 429s and 504s are counted there.
 //!
-//! Clients are told apart by [`client_of`], the one place to change once requests are
-//! authenticated (issue 9); until then it is the peer's IP address.
+//! Clients are told apart by [`client_of`]: the authenticated user, else the peer's IP address.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -48,8 +47,10 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::authn::{UserInfo, ANONYMOUS_USER};
 use super::query::Query;
 use crate::error::ApiError;
+use crate::listener::Peer;
 
 /// Upstream's message for a request refused by the in-flight limit.
 const TOO_MANY: &str = "Too many requests, please try again later.";
@@ -182,16 +183,21 @@ type OpenWatches = Arc<Mutex<HashMap<Client, usize>>>;
 /// Who a request comes from, for the per-client bounds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Client {
+    /// An authenticated user (anonymous requests are told apart by address).
+    User(String),
     Address(IpAddr),
     /// No peer address is known (in-process requests): all such requests are one client.
     Unknown,
 }
 
-/// The client a request comes from. Behind `flotilla lb` every client is the balancer's
-/// address; authentication (issue 9) will make this the user instead.
+/// The client a request comes from: its user when authenticated, else its address
+/// (behind `flotilla lb`, every unauthenticated client is the balancer's address).
 pub fn client_of(req: &Request) -> Client {
-    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(addr)) => Client::Address(addr.ip()),
+    if let Some(user) = req.extensions().get::<UserInfo>().filter(|u| u.name != ANONYMOUS_USER) {
+        return Client::User(user.name.clone());
+    }
+    match req.extensions().get::<ConnectInfo<Peer>>() {
+        Some(ConnectInfo(peer)) => Client::Address(peer.addr.ip()),
         None => Client::Unknown,
     }
 }

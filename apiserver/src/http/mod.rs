@@ -5,6 +5,7 @@
 //! [`ApiError`]'s `IntoResponse`, so all failures are `metav1.Status` bodies.
 
 pub mod audit;
+pub mod authn;
 mod health;
 pub mod limits;
 pub mod metrics;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
@@ -53,6 +54,10 @@ pub struct ApiConfig {
     pub limits: limits::LimitsConfig,
     /// Where mutating requests are logged (none: not audited).
     pub audit: Option<Arc<audit::AuditLog>>,
+    /// TLS for the listener (none: plain HTTP, `--insecure-plaintext`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How requests are authenticated (none: they are not; only with plain HTTP).
+    pub authn: Option<Arc<authn::Authenticator>>,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +69,8 @@ impl Default for ApiConfig {
             ready_timeout: Duration::from_secs(2),
             limits: limits::LimitsConfig::default(),
             audit: None,
+            tls: None,
+            authn: None,
         }
     }
 }
@@ -76,9 +83,10 @@ pub struct ApiState {
 /// Every route of the API server.
 pub fn router(registry: Registry, config: ApiConfig) -> Router {
     let audit_log = config.audit.clone();
+    let authenticator = config.authn.clone();
     let limiter = Arc::new(limits::Limits::new(&config.limits));
     let state = Arc::new(ApiState { registry, config });
-    Router::new()
+    let routes = Router::new()
         .route("/version", get(version))
         .route("/version/", get(version))
         .route("/api", get(api))
@@ -93,6 +101,7 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
         .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", any(pods::exec))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/attach", any(pods::attach))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/portforward", any(pods::portforward))
+        .route("/apis/authentication.k8s.io/{version}/selfsubjectreviews", post(authn::self_subject_review))
         .route("/api/v1/{*rest}", any(resource::core))
         .route("/apis/{group}/{version}/{*rest}", any(resource::grouped))
         .route("/openapi/v3", get(openapi_index))
@@ -105,7 +114,13 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
         .fallback(fallback)
         // Innermost, so that the audit log and the metrics see its 429s and 504s.
         .layer(axum::middleware::from_fn_with_state(limiter, limits::enforce))
-        .layer(axum::middleware::from_fn_with_state(audit_log, audit::record))
+        .layer(axum::middleware::from_fn_with_state(audit_log, audit::record));
+    // Authentication runs before the audit log and the limits, which both name the user.
+    let routes = match authenticator {
+        Some(a) => routes.layer(axum::middleware::from_fn_with_state(a, authn::authenticate)),
+        None => routes,
+    };
+    routes
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -1,4 +1,5 @@
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::RawQuery;
@@ -23,7 +24,7 @@ fn request(method: Method, uri: &str, from: Option<[u8; 4]>, body: Body) -> Requ
     let mut req =
         axum::http::Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
     if let Some(ip) = from {
-        req = req.extension(ConnectInfo(SocketAddr::from((ip, 40000))));
+        req = req.extension(ConnectInfo(Peer::address(SocketAddr::from((ip, 40000)))));
     }
     req.body(body).expect("a valid request")
 }

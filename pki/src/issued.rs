@@ -1,0 +1,65 @@
+//! An issued certificate and its private key, as PEM, and how they are written to disk.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::disk;
+use crate::encoding;
+use crate::error::{PkiError, Result};
+
+/// An issued certificate with its new private key (PEM).
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Issued {
+    /// Write `dir/<name>.crt` (0644) and `dir/<name>.key` (0600), creating `dir`; overwrites
+    /// (through a temporary file and rename, so a reader never sees half a file).
+    ///
+    /// The key is written before the certificate, so a reader that finds the new certificate
+    /// also finds its key; one that reads in between may pair the old certificate with the new
+    /// key, which rustls rejects as a mismatch, and should retry.
+    pub fn save(&self, dir: &Path, name: &str) -> Result<()> {
+        check_file_name(name)?;
+        disk::create_dir(dir)?;
+        disk::replace(&dir.join(format!("{name}.key")), self.key_pem.as_bytes(), disk::KEY_MODE)?;
+        disk::replace(&dir.join(format!("{name}.crt")), self.cert_pem.as_bytes(), disk::CERT_MODE)
+    }
+
+    /// When the certificate stops being valid.
+    pub fn not_after(&self) -> Result<SystemTime> {
+        let der = encoding::certificates(&self.cert_pem, "issued certificate")?.remove(0);
+        let cert = encoding::parse_certificate(&der, "issued certificate")?;
+        Ok(cert.validity().not_after.to_datetime().into())
+    }
+}
+
+/// `name` becomes a file name in `dir`: it must not reach elsewhere or hide.
+fn check_file_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "empty"
+    } else if name.contains(['/', '\\', '\0']) {
+        "contains a path separator or NUL"
+    } else if name.starts_with('.') {
+        "starts with a dot"
+    } else {
+        return Ok(());
+    };
+    Err(PkiError::InvalidFileName { name: name.to_string(), reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_stay_in_their_directory() {
+        for bad in ["", "..", "../x", "a/b", ".hidden", "nul\0"] {
+            assert!(matches!(check_file_name(bad), Err(PkiError::InvalidFileName { .. })), "{bad:?}");
+        }
+        check_file_name("apiserver").expect("plain name");
+        check_file_name("node-1.kubelet").expect("dots inside");
+    }
+}

@@ -1,0 +1,92 @@
+//! rustls configurations built from PEM text.
+//!
+//! Every configuration gets the ring provider passed in explicitly, so nothing depends on
+//! which crypto provider (if any) the process installed as its default, and rustls' safe
+//! default protocol versions. ALPN is `http/1.1`, the only protocol the API server speaks.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::encoding;
+use crate::error::{PkiError, Result};
+
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// rustls server config: presents `cert_pem` (may hold a chain) with `key_pem`; ALPN "http/1.1".
+/// With `client_ca_pem`, client certificates are verified against that CA but OPTIONAL
+/// (a client without one may still authenticate with a bearer token; a client presenting a
+/// certificate NOT signed by the CA fails the handshake). Without it, no client certs are asked for.
+pub fn server_config(cert_pem: &str, key_pem: &str, client_ca_pem: Option<&str>) -> Result<ServerConfig> {
+    let provider = provider();
+    let verifier = match client_ca_pem {
+        Some(ca) => WebPkiClientVerifier::builder_with_provider(roots(ca, "client CA")?, provider.clone())
+            .allow_unauthenticated()
+            .build()?,
+        None => WebPkiClientVerifier::no_client_auth(),
+    };
+    build_server(cert_pem, key_pem, verifier, provider)
+}
+
+/// Same, but client certificates signed by `client_ca_pem` are REQUIRED (for peer/agent mTLS).
+pub fn server_config_mutual(cert_pem: &str, key_pem: &str, client_ca_pem: &str) -> Result<ServerConfig> {
+    let provider = provider();
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(roots(client_ca_pem, "client CA")?, provider.clone()).build()?;
+    build_server(cert_pem, key_pem, verifier, provider)
+}
+
+/// rustls client config trusting only `ca_pem`, presenting `client` (cert_pem, key_pem) if
+/// given; ALPN "http/1.1".
+pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<ClientConfig> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pem, "server CA")?);
+    let mut config = match client {
+        Some((cert_pem, key_pem)) => builder.with_client_auth_cert(
+            encoding::certificates(cert_pem, "client certificate")?,
+            encoding::private_key(key_pem, "client private key")?,
+        )?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(config)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn build_server(
+    cert_pem: &str,
+    key_pem: &str,
+    verifier: Arc<dyn ClientCertVerifier>,
+    provider: Arc<CryptoProvider>,
+) -> Result<ServerConfig> {
+    // rustls checks that the key matches the end-entity certificate.
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            encoding::certificates(cert_pem, "server certificate")?,
+            encoding::private_key(key_pem, "server private key")?,
+        )?;
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(config)
+}
+
+/// Trust anchors from every certificate in `pem` (a bundle holds old and new CA while a CA is
+/// rotated).
+fn roots(pem: &str, what: &'static str) -> Result<Arc<RootCertStore>> {
+    let mut roots = RootCertStore::empty();
+    for cert in encoding::certificates(pem, what)? {
+        roots.add(cert).map_err(|e| PkiError::Certificate { what, reason: e.to_string() })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+//! The Kubernetes API listener's TLS and authentication flags (kube-apiserver's names), and
+//! what they resolve to.
+//!
+//! Rules (checked before anything listens; bad combinations are errors that name the flag):
+//! - An `https://` `--listen-api-url` needs `--tls-cert-file` and `--tls-private-key-file`;
+//!   requests are then always authenticated (client certificates when `--client-ca-file`
+//!   is given, bearer tokens from `--token-auth-file`, anonymous only with `--anonymous-auth`).
+//! - An `http://` one takes none of these flags: plain HTTP has no authentication at all,
+//!   so credentials would travel in clear for nothing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use flotilla_apiserver::http::authn::Authenticator;
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ApiSecurityArgs {
+    /// The certificate the Kubernetes API presents (PEM; may hold the chain). Needed for an
+    /// https:// --listen-api-url.
+    #[arg(long, env = "FLOTILLA_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM, PKCS#8).
+    #[arg(long, env = "FLOTILLA_TLS_PRIVATE_KEY_FILE", value_name = "FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Authenticate clients that present a certificate signed by this CA (PEM): the user is
+    /// the subject's CN, the groups its O values.
+    #[arg(long, env = "FLOTILLA_CLIENT_CA_FILE", value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Authenticate `Authorization: Bearer` tokens listed in this CSV file, one
+    /// `token,user,uid,"group1,group2"` per line.
+    #[arg(long, env = "FLOTILLA_TOKEN_AUTH_FILE", value_name = "FILE")]
+    pub token_auth_file: Option<PathBuf>,
+    /// Serve requests without credentials as system:anonymous (off: they get 401, except the
+    /// health probes and /version).
+    #[arg(long, env = "FLOTILLA_ANONYMOUS_AUTH", default_value_t = false)]
+    pub anonymous_auth: bool,
+}
+
+/// What the Kubernetes API listener does with its connections.
+pub struct ApiSecurity {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub authn: Option<Arc<Authenticator>>,
+}
+
+impl ApiSecurityArgs {
+    /// The listener's TLS and authentication for a listen URL served over `https` or not.
+    pub fn resolve(&self, https: bool) -> anyhow::Result<ApiSecurity> {
+        if !https {
+            let given = [
+                ("--tls-cert-file", self.tls_cert_file.is_some()),
+                ("--tls-private-key-file", self.tls_private_key_file.is_some()),
+                ("--client-ca-file", self.client_ca_file.is_some()),
+                ("--token-auth-file", self.token_auth_file.is_some()),
+                ("--anonymous-auth", self.anonymous_auth),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+                bail!("{flag} needs an https:// --listen-api-url (plain HTTP is not authenticated)");
+            }
+            return Ok(ApiSecurity { tls: None, authn: None });
+        }
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_private_key_file) else {
+            bail!("an https:// --listen-api-url needs --tls-cert-file and --tls-private-key-file");
+        };
+        let read = |flag: &str, path: &PathBuf| flotilla_pki::read_pem(path).with_context(|| flag.to_string());
+        let cert = read("--tls-cert-file", cert)?;
+        let key = read("--tls-private-key-file", key)?;
+        let client_ca = self.client_ca_file.as_ref().map(|p| read("--client-ca-file", p)).transpose()?;
+        let tls = flotilla_pki::server_config(&cert, &key, client_ca.as_deref())
+            .context("--tls-cert-file, --tls-private-key-file and --client-ca-file")?;
+        let authn = Authenticator::new(self.token_auth_file.as_deref(), self.anonymous_auth)
+            .map_err(|e| anyhow::anyhow!("--token-auth-file {e}"))?;
+        if self.anonymous_auth {
+            tracing::warn!("--anonymous-auth: requests without credentials are served as system:anonymous");
+        }
+        Ok(ApiSecurity { tls: Some(Arc::new(tls)), authn: Some(Arc::new(authn)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_takes_no_security_flags() {
+        let none = ApiSecurityArgs::default().resolve(false).expect("plain");
+        assert!(none.tls.is_none() && none.authn.is_none());
+        let tokens = ApiSecurityArgs { token_auth_file: Some("t.csv".into()), ..Default::default() };
+        let err = tokens.resolve(false).err().expect("refused").to_string();
+        assert!(err.contains("--token-auth-file needs an https://"), "{err}");
+        let anonymous = ApiSecurityArgs { anonymous_auth: true, ..Default::default() };
+        assert!(anonymous.resolve(false).is_err());
+    }
+
+    #[test]
+    fn https_needs_a_certificate_and_its_key() {
+        let err = ApiSecurityArgs::default().resolve(true).err().expect("refused").to_string();
+        assert!(err.contains("needs --tls-cert-file and --tls-private-key-file"), "{err}");
+        let missing = ApiSecurityArgs {
+            tls_cert_file: Some("/nonexistent/api.crt".into()),
+            tls_private_key_file: Some("/nonexistent/api.key".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", missing.resolve(true).err().expect("refused"));
+        assert!(err.contains("--tls-cert-file") && err.contains("/nonexistent/api.crt"), "{err}");
+    }
+}
