@@ -53,6 +53,24 @@ pub async fn ensure_bootstrap_objects(registry: Registry, cancel: CancellationTo
     }
 }
 
+/// The default ClusterRoles and ClusterRoleBindings ([`crate::authz::bootstrap_roles`]),
+/// each created if missing; for servers that authorize requests.
+pub async fn ensure_rbac_defaults(registry: Registry, cancel: CancellationToken) {
+    let lookup = |plural| resources::lookup("rbac.authorization.k8s.io", "v1", plural).expect("RBAC is served");
+    let (roles, bindings) = (lookup("clusterroles"), lookup("clusterrolebindings"));
+    for role in crate::authz::bootstrap_roles::cluster_roles() {
+        if !create_if_absent(&registry, roles, role, &cancel).await {
+            return;
+        }
+    }
+    for binding in crate::authz::bootstrap_roles::cluster_role_bindings() {
+        if !create_if_absent(&registry, bindings, binding, &cancel).await {
+            return;
+        }
+    }
+    tracing::info!("default RBAC roles and bindings present");
+}
+
 /// `kube-system/kube-dns`: the cluster DNS address, on UDP and TCP port 53, as kubeadm's.
 fn dns_service(ip: &str) -> Value {
     json!({

@@ -17,7 +17,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::validation::VOLUME_SOURCES;
+use crate::validation::{RBAC_GROUP, VOLUME_SOURCES};
 
 /// Fills in the defaults of an object of the resource `plural` (`pods`, `deployments`...).
 /// Unknown plurals are left untouched.
@@ -66,6 +66,7 @@ pub fn apply_defaults(plural: &str, obj: &mut Value) {
             set_str(o, "reclaimPolicy", "Delete");
             set_str(o, "volumeBindingMode", "Immediate");
         }
+        "rolebindings" | "clusterrolebindings" => default_binding(o),
         _ => {}
     }
 }
@@ -345,6 +346,22 @@ fn default_job(o: &mut Map<String, Value>) {
 fn default_pvc(o: &mut Map<String, Value>) {
     with_spec(o, |s| set_str(s, "volumeMode", "Filesystem"));
     status_phase(o, "Pending");
+}
+
+/// `SetDefaults_RoleBinding` / `SetDefaults_ClusterRoleBinding` and `SetDefaults_Subject`:
+/// `roleRef` names the RBAC group unless it says otherwise (upstream's `roleRef` is a Go
+/// non-pointer struct, so it is defaulted even when absent), and so do User and Group
+/// subjects. A ServiceAccount subject's group defaults to `""`, Go's zero value, which JSON
+/// leaves out: nothing to write. Subjects of other kinds are left for validation to reject.
+fn default_binding(o: &mut Map<String, Value>) {
+    if let Some(role_ref) = ensure_object(o, "roleRef") {
+        set_str(role_ref, "apiGroup", RBAC_GROUP);
+    }
+    for subject in array_mut(o, "subjects").filter_map(Value::as_object_mut) {
+        if matches!(subject.get("kind").and_then(Value::as_str), Some("User" | "Group")) {
+            set_str(subject, "apiGroup", RBAC_GROUP);
+        }
+    }
 }
 
 /// `SetDefaults_NodeStatus`: allocatable is the capacity unless said otherwise.

@@ -14,6 +14,7 @@
 //!
 //! [`resources`] is the one table of what is served.
 
+pub mod authz;
 pub mod bootstrap;
 pub mod client;
 pub mod defaults;
@@ -65,6 +66,9 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     tokio::spawn(bootstrap::ensure_bootstrap_objects(registry.clone(), cancel.clone()));
+    if config.authn.is_some() {
+        tokio::spawn(bootstrap::ensure_rbac_defaults(registry.clone(), cancel.clone()));
+    }
     let endpoint =
         config.advertise.map(|addr| tokio::spawn(kubernetes_service::run(registry.clone(), addr, cancel.clone())));
     let tls = config.tls.clone();
@@ -74,11 +78,11 @@ pub async fn serve(
     let stop = cancel.clone().cancelled_owned();
     let served = match tls {
         Some(tls) => {
-            tracing::info!(addr = %listener.local_addr()?, "kubernetes API listening (TLS)");
+            tracing::info!(addr = %listener.local_addr()?, tls = true, "kubernetes API listening");
             axum::serve(listener::TlsListener::new(listener, tls)?, app).with_graceful_shutdown(stop).await
         }
         None => {
-            tracing::info!(addr = %listener.local_addr()?, "kubernetes API listening (plain HTTP)");
+            tracing::info!(addr = %listener.local_addr()?, tls = false, "kubernetes API listening");
             axum::serve(listener::PlainListener(listener), app).with_graceful_shutdown(stop).await
         }
     };

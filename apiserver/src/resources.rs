@@ -290,7 +290,26 @@ pub static RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[status("policy", "v1", "PodDisruptionBudget")],
     },
+    rbac("Role", "roles", "role", true),
+    rbac("ClusterRole", "clusterroles", "clusterrole", false),
+    rbac("RoleBinding", "rolebindings", "rolebinding", true),
+    rbac("ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false),
 ];
+
+/// A `rbac.authorization.k8s.io/v1` resource (no short names, no subresources).
+const fn rbac(kind: &'static str, plural: &'static str, singular: &'static str, namespaced: bool) -> Resource {
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+    }
+}
 
 impl Resource {
     /// `apps/v1`, or `v1` for the core group.

@@ -32,6 +32,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
 use crate::leadership::{Component, LeaderContext};
 use crate::runtime::{Action, Controller, ControllerConfig, Key, Object, Reconciler, Store};
@@ -106,6 +107,8 @@ pub async fn purge_resource(client: &Client, res: &Resource, ns: &str) -> Result
         "jobs" => purge::<Job>(client, ns).await,
         "leases" => purge::<Lease>(client, ns).await,
         "poddisruptionbudgets" => purge::<PodDisruptionBudget>(client, ns).await,
+        "roles" => purge::<Role>(client, ns).await,
+        "rolebindings" => purge::<RoleBinding>(client, ns).await,
         other => Err(ApiError::Internal(format!("namespace controller cannot delete {other}: no typed purge"))),
     }
 }

@@ -311,3 +311,40 @@ fn create_defaults_touch_only_pods_and_only_through_the_create_step() {
     apply_admission_defaults("pods", &mut odd);
     assert_eq!(odd, json!({"spec": {"tolerations": "oops"}}), "left for validation");
 }
+
+#[test]
+fn binding_defaults_name_the_rbac_group() {
+    let binding = defaulted(
+        "rolebindings",
+        json!({"metadata": {"name": "read-pods"}, "roleRef": {"kind": "Role", "name": "pod-reader"}, "subjects": [
+            {"kind": "User", "name": "jane"},
+            {"kind": "Group", "apiGroup": "", "name": "devs"},
+            {"kind": "ServiceAccount", "name": "builder"},
+            {"kind": "User", "apiGroup": "example.com", "name": "kept"},
+            {"kind": "Robot", "name": "r2"}]}),
+    );
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([
+            {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "jane"},
+            {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "devs"},
+            {"kind": "ServiceAccount", "name": "builder"},
+            {"kind": "User", "apiGroup": "example.com", "name": "kept"},
+            {"kind": "Robot", "name": "r2"},
+        ])
+    );
+
+    // A ClusterRoleBinding without a roleRef gets one, as upstream's non-pointer struct does;
+    // a roleRef naming another group keeps it (validation rejects it).
+    let cluster = defaulted("clusterrolebindings", json!({"metadata": {"name": "x"}}));
+    assert_eq!(cluster, json!({"metadata": {"name": "x"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io"}}));
+    let other =
+        defaulted("clusterrolebindings", json!({"roleRef": {"apiGroup": "example.com", "kind": "ClusterRole"}}));
+    assert_eq!(other["roleRef"]["apiGroup"], "example.com");
+    let roles = defaulted("roles", json!({"metadata": {"name": "r"}, "rules": [{"verbs": ["get"]}]}));
+    assert_eq!(roles, json!({"metadata": {"name": "r"}, "rules": [{"verbs": ["get"]}]}), "roles have no defaults");
+}

@@ -48,7 +48,6 @@ use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::authn::{UserInfo, ANONYMOUS_USER};
-use super::query::Query;
 use crate::error::ApiError;
 use crate::listener::Peer;
 
@@ -228,7 +227,7 @@ fn classify(method: &Method, path: &str, query: Option<&str>) -> Class {
         if matches!(subresource, Some("log" | "exec" | "attach" | "portforward" | "proxy")) {
             return Class::LongRunning;
         }
-        let watch = segments.first() == Some(&"watch") || Query::parse(query).is_watch().unwrap_or(false);
+        let watch = segments.first() == Some(&"watch") || super::query_is_watch(query);
         if watch && method == Method::GET {
             return Class::Watch;
         }

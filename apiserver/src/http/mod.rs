@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod authn;
+mod authz;
 mod health;
 pub mod limits;
 pub mod metrics;
@@ -33,6 +34,12 @@ use crate::registry::Registry;
 use crate::{discovery, openapi};
 
 pub use negotiate::Output;
+pub use target::split_api_path;
+
+/// Whether a query string asks for a watch (`watch=true`, `watch=1`); a malformed one does not.
+pub fn query_is_watch(query: Option<&str>) -> bool {
+    query::Query::parse(query).is_watch().unwrap_or(false)
+}
 
 /// Largest request body accepted. The store refuses values over 1.5 MiB anyway (like etcd);
 /// this bound stops a client from making the server buffer much more than that.
@@ -102,6 +109,7 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
         .route("/api/v1/namespaces/{namespace}/pods/{name}/attach", any(pods::attach))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/portforward", any(pods::portforward))
         .route("/apis/authentication.k8s.io/{version}/selfsubjectreviews", post(authn::self_subject_review))
+        .route("/apis/authorization.k8s.io/{version}/selfsubjectaccessreviews", post(authz::self_subject_access_review))
         .route("/api/v1/{*rest}", any(resource::core))
         .route("/apis/{group}/{version}/{*rest}", any(resource::grouped))
         .route("/openapi/v3", get(openapi_index))
@@ -113,12 +121,15 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
         .merge(ui::routes())
         .fallback(fallback)
         // Innermost, so that the audit log and the metrics see its 429s and 504s.
-        .layer(axum::middleware::from_fn_with_state(limiter, limits::enforce))
-        .layer(axum::middleware::from_fn_with_state(audit_log, audit::record));
-    // Authentication runs before the audit log and the limits, which both name the user.
+        .layer(axum::middleware::from_fn_with_state(limiter, limits::enforce));
+    // With authentication: authentication, the audit log (which names the user and records
+    // 403s), then authorization, then the limits.
     let routes = match authenticator {
-        Some(a) => routes.layer(axum::middleware::from_fn_with_state(a, authn::authenticate)),
-        None => routes,
+        Some(a) => routes
+            .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
+            .layer(axum::middleware::from_fn_with_state(audit_log, audit::record))
+            .layer(axum::middleware::from_fn_with_state(a, authn::authenticate)),
+        None => routes.layer(axum::middleware::from_fn_with_state(audit_log, audit::record)),
     };
     routes
         .layer(axum::middleware::from_fn(metrics::track))

@@ -139,6 +139,30 @@ pub enum FieldValidation {
     Strict,
 }
 
+/// A request body in JSON, YAML or Kubernetes protobuf, by its Content-Type; `cannot`
+/// words the error for a body that does not parse.
+pub fn decode_body(headers: &HeaderMap, body: &[u8], cannot: impl Fn(String) -> ApiError) -> ApiResult<Value> {
+    let ct = content_type(headers);
+    Ok(match ct.as_str() {
+        "application/json" => serde_json::from_slice(body).map_err(|e| cannot(e.to_string()))?,
+        "application/yaml" => serde_yaml_ng::from_slice(body).map_err(|e| cannot(e.to_string()))?,
+        PROTOBUF => crate::protobuf::decode(body).map_err(|e| {
+            use crate::protobuf::ProtobufError;
+            match e {
+                ProtobufError::MissingMagic | ProtobufError::Malformed { .. } => cannot(e.to_string()),
+                // Its message already says to send JSON instead.
+                other => ApiError::UnsupportedMediaType(other.to_string()),
+            }
+        })?,
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other})"
+            )))
+        }
+    })
+}
+
 /// Decode a create/update body into an object of `res`. Unknown fields are dropped (never
 /// stored); with `Strict` they (and duplicate fields) are a 400, with `Warn` they come back
 /// as warning texts for `Warning` headers.
@@ -155,23 +179,7 @@ pub fn decode_object(
         ))
     };
     let ct = content_type(headers);
-    let mut obj: Value = match ct.as_str() {
-        "application/json" => serde_json::from_slice(body).map_err(|e| cannot(e.to_string()))?,
-        "application/yaml" => serde_yaml_ng::from_slice(body).map_err(|e| cannot(e.to_string()))?,
-        PROTOBUF => crate::protobuf::decode(body).map_err(|e| {
-            use crate::protobuf::ProtobufError;
-            match e {
-                ProtobufError::MissingMagic | ProtobufError::Malformed { .. } => cannot(e.to_string()),
-                other => ApiError::UnsupportedMediaType(format!("{other}; send the object as application/json")),
-            }
-        })?,
-        other => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: \
-                 application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other})"
-            )))
-        }
-    };
+    let mut obj = decode_body(headers, body, cannot)?;
     if !obj.is_object() {
         return Err(cannot("the body must be an object".into()));
     }

@@ -26,6 +26,7 @@
 //! - the returned object always has `apiVersion` and `kind` from the envelope, and never a
 //!   `status` (the server owns status; it is read and discarded).
 
+mod authorization;
 mod container;
 mod core_v1;
 #[cfg(test)]
@@ -34,6 +35,7 @@ mod envelope;
 mod error;
 mod meta;
 mod pod;
+mod rbac;
 mod schema;
 mod value;
 mod volume;
@@ -52,7 +54,8 @@ use schema::Message;
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 /// Every apiVersion/kind this decoder has a schema for: what kubectl 1.32's `create`
-/// generators send as protobuf, restricted to kinds this server serves.
+/// generators send as protobuf, restricted to kinds this server serves, plus the
+/// SelfSubjectAccessReview of `kubectl auth can-i`.
 static KINDS: &[(&str, &str, &Message)] = &[
     ("v1", "Namespace", &core_v1::NAMESPACE),
     ("v1", "ConfigMap", &core_v1::CONFIG_MAP),
@@ -62,6 +65,12 @@ static KINDS: &[(&str, &str, &Message)] = &[
     ("apps/v1", "Deployment", &workloads::DEPLOYMENT),
     ("batch/v1", "Job", &workloads::JOB),
     ("policy/v1", "PodDisruptionBudget", &workloads::POD_DISRUPTION_BUDGET),
+    ("rbac.authorization.k8s.io/v1", "Role", &rbac::ROLE),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", &rbac::CLUSTER_ROLE),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", &rbac::ROLE_BINDING),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &rbac::CLUSTER_ROLE_BINDING),
+    // Not in the resource table: a create-only review endpoint, never stored.
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", &authorization::SELF_SUBJECT_ACCESS_REVIEW),
 ];
 
 fn schema_for(api_version: &str, kind: &str) -> Option<&'static Message> {

@@ -14,8 +14,8 @@
 //! real cluster would.
 //!
 //! Data flow: `validate_*` dispatch on the plural to one module per API area (`pod`,
-//! `apps`, `service`, `config`, `storage`, `cluster`), each of which calls `meta` for
-//! `metadata` and the shared name rules in `names`.
+//! `apps`, `service`, `config`, `storage`, `rbac`, `cluster`), each of which calls `meta`
+//! for `metadata` and the shared name rules in `names`.
 
 mod apps;
 mod cluster;
@@ -25,11 +25,13 @@ mod meta;
 pub(crate) mod names;
 mod pod;
 pub mod quantity;
+mod rbac;
 mod service;
 mod storage;
 pub mod strict;
 
 pub(crate) use pod::VOLUME_SOURCES;
+pub(crate) use rbac::RBAC_GROUP;
 pub use strict::{drop_unknown_fields, duplicate_fields, strict_errors, unknown_fields};
 
 use serde_json::{Map, Value};
@@ -67,6 +69,7 @@ pub fn validate_create(plural: &str, obj: &Value) -> Vec<FieldError> {
         "services" => service::validate_service(obj, &mut errs),
         "configmaps" | "secrets" => config::validate(plural, obj, &mut errs),
         "persistentvolumes" | "persistentvolumeclaims" | "storageclasses" => storage::validate(plural, obj, &mut errs),
+        "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings" => rbac::validate(plural, obj, &mut errs),
         _ => cluster::validate(plural, obj, &mut errs),
     }
     errs.0
@@ -95,6 +98,7 @@ fn validate_kind_update(plural: &str, new: &Value, old: &Value, errs: &mut Error
             storage::validate_update(plural, new, old, errs)
         }
         "controllerrevisions" => cluster::validate_controller_revision_update(new, old, errs),
+        "rolebindings" | "clusterrolebindings" => rbac::validate_update(plural, new, old, errs),
         _ => {}
     }
 }

@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::fmt;
 
-use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, policy, storage};
+use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, policy, rbac, storage};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
 use serde_json::Value;
@@ -142,6 +142,10 @@ fn unknown_paths(plural: &str, obj: &Value) -> Result<Vec<String>, String> {
         ("leases", _) => check::<coordination::v1::Lease>(&body),
         ("storageclasses", _) => check::<storage::v1::StorageClass>(&body),
         ("poddisruptionbudgets", _) => check::<policy::v1::PodDisruptionBudget>(&body),
+        ("roles", _) => check::<rbac::v1::Role>(&body),
+        ("clusterroles", _) => check::<rbac::v1::ClusterRole>(&body),
+        ("rolebindings", _) => check::<rbac::v1::RoleBinding>(&body),
+        ("clusterrolebindings", _) => check::<rbac::v1::ClusterRoleBinding>(&body),
         _ => Ok(Vec::new()),
     }
 }

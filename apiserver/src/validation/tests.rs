@@ -63,6 +63,27 @@ fn valid_objects() -> Vec<(&'static str, Value)> {
             "poddisruptionbudgets",
             json!({"metadata": {"name": "web"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}),
         ),
+        (
+            "roles",
+            json!({"metadata": {"name": "pod-reader"}, "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}]}),
+        ),
+        (
+            "clusterroles",
+            json!({"metadata": {"name": "monitoring"}, "rules": [{"nonResourceURLs": ["/healthz", "/metrics"], "verbs": ["get"]}],
+                "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"rbac.example.com/aggregate-to-monitoring": "true"}}]}}),
+        ),
+        (
+            // apiGroups left out on purpose: defaulting fills roleRef's and the User's.
+            "rolebindings",
+            json!({"metadata": {"name": "read-pods"}, "roleRef": {"kind": "Role", "name": "pod-reader"},
+                "subjects": [{"kind": "User", "name": "jane"}, {"kind": "ServiceAccount", "name": "builder"}]}),
+        ),
+        (
+            "clusterrolebindings",
+            json!({"metadata": {"name": "monitoring"}, "roleRef": {"kind": "ClusterRole", "name": "monitoring"},
+                "subjects": [{"kind": "Group", "name": "system:monitoring"},
+                    {"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}]}),
+        ),
     ]
 }
 

@@ -13,7 +13,8 @@ use crate::http::{router, ApiConfig};
 const TOKENS: &str = "# bootstrap tokens\n\
                       s3cret,alice,uid-1,\"dev,ops\"\n\
                       \n\
-                      other,bob,uid-2\n";
+                      other,bob,uid-2\n\
+                      root-token,root,uid-0,system:masters\n";
 
 fn authenticator(anonymous: bool) -> Authenticator {
     Authenticator { tokens: parse_token_file(TOKENS).expect("valid file"), anonymous }
@@ -102,7 +103,11 @@ async fn the_router_answers_401_as_upstream_and_serves_known_tokens() {
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert_eq!((body["reason"].as_str(), body["message"].as_str()), (Some("Unauthorized"), Some("Unauthorized")));
     assert_eq!(get(&app, "/api/v1/namespaces", Some("nope")).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(get(&app, "/api/v1/namespaces", Some("s3cret")).await.0, StatusCode::OK);
+    assert_eq!(get(&app, "/api/v1/namespaces", Some("root-token")).await.0, StatusCode::OK);
+    // Authenticated, but nothing binds alice to a role: 403 naming her, not 401.
+    let (code, body) = get(&app, "/api/v1/namespaces", Some("s3cret")).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("User \"alice\" cannot list")), "{body}");
     assert_eq!(get(&app, "/version", None).await.0, StatusCode::OK);
 }
 
@@ -110,6 +115,8 @@ async fn the_router_answers_401_as_upstream_and_serves_known_tokens() {
 async fn whoami_reports_the_authenticated_user() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_node, registry) = crate::testing::solo_registry(dir.path()).await;
+    // Asking who one is needs the default system:basic-user binding.
+    crate::bootstrap::ensure_rbac_defaults(registry.clone(), tokio_util::sync::CancellationToken::new()).await;
     let config = ApiConfig { authn: Some(Arc::new(authenticator(false))), ..ApiConfig::default() };
     let app = router(registry, config);
     let req = axum::http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
