@@ -107,6 +107,9 @@ fn init(a: &InitArgs) -> anyhow::Result<()> {
 }
 
 fn issue(a: &IssueArgs) -> anyhow::Result<()> {
+    if a.name == "ca" {
+        bail!("--name ca would replace the CA's own files; choose another name");
+    }
     let ca = Ca::load(&a.dir)?;
     let issued = match (&a.user, a.hosts.is_empty()) {
         (Some(user), true) => ca.issue_client(user, &a.groups, a.validity)?,

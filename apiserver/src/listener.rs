@@ -7,7 +7,8 @@
 //!
 //! Invariants:
 //! - A TLS handshake never holds up other clients: each runs in its own task, bounded by
-//!   [`HANDSHAKE_TIMEOUT`]; only finished handshakes reach axum.
+//!   [`HANDSHAKE_TIMEOUT`]; at most [`MAX_HANDSHAKES`] run at once; only finished
+//!   handshakes reach axum.
 //! - A connection whose verified certificate carries no usable identity (no subject CN) is
 //!   closed: it would otherwise be served as if it had presented nothing.
 //! - Accept errors (e.g. out of file descriptors) never end the listener: it pauses and
@@ -25,6 +26,10 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once; more connections wait to be accepted, so a flood of
+/// idle connections cannot take every file descriptor of the process (which also serves
+/// the store's peers and clients).
+pub const MAX_HANDSHAKES: usize = 256;
 /// Finished handshakes waiting for axum to take them.
 const READY_QUEUE: usize = 64;
 /// Pause after an accept error before accepting again.
@@ -117,7 +122,9 @@ impl axum::serve::Listener for TlsListener {
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sender<(TlsStream<TcpStream>, Peer)>) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
+        let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
         let (stream, addr) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
@@ -130,7 +137,9 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::
         }
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            drop(permit);
+            let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return tracing::debug!(client = %addr, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(client = %addr, "TLS handshake timed out"),

@@ -44,6 +44,8 @@ fn check_file_name(name: &str) -> Result<()> {
         "contains a path separator or NUL"
     } else if name.starts_with('.') {
         "starts with a dot"
+    } else if name == "ca" {
+        "is the CA's own (ca.crt, ca.key)"
     } else {
         return Ok(());
     };
@@ -56,7 +58,7 @@ mod tests {
 
     #[test]
     fn file_names_stay_in_their_directory() {
-        for bad in ["", "..", "../x", "a/b", ".hidden", "nul\0"] {
+        for bad in ["", "..", "../x", "a/b", ".hidden", "nul\0", "ca"] {
             assert!(matches!(check_file_name(bad), Err(PkiError::InvalidFileName { .. })), "{bad:?}");
         }
         check_file_name("apiserver").expect("plain name");

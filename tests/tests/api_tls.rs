@@ -210,6 +210,24 @@ fn rbac_decides_what_each_user_may_do_and_who_may_impersonate() {
     assert_eq!(can_i(&jane, &["get", "secrets", "-n", "secure"]), ("no".to_string(), Some(1)));
     let out = bob(&["-n", "secure", "create", "configmap", "made-by-bob"]);
     assert!(out.status.success(), "bob's Role lets him create ConfigMaps: {}", stderr(&out));
+    // Server-side apply creates a missing object: only for those who may create.
+    admin.ok(&["create", "role", "cm-patcher", "--verb=patch,get", "--resource=configmaps", "-n", "secure"]);
+    admin.ok(&["create", "rolebinding", "jane-patch", "--role=cm-patcher", "--user=jane", "-n", "secure"]);
+    let manifest = s.dir.path().join("by-apply.json");
+    let cm = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "by-apply", "namespace": "secure"}}"#;
+    std::fs::write(&manifest, cm).expect("manifest");
+    let out = jane(&["apply", "--server-side", "-f", manifest.to_str().expect("UTF-8")]);
+    assert!(
+        stderr(&out).contains(r#"User "jane" cannot create resource "configmaps""#),
+        "an apply patch may not create without create: {}",
+        stderr(&out)
+    );
+    // Granting a role needs `bind` on it, changing roles `escalate`: an admin of the
+    // namespace cannot hand out cluster-admin there.
+    admin.ok(&["create", "rolebinding", "jane-admin", "--clusterrole=admin", "--user=jane", "-n", "secure"]);
+    let out = jane(&["-n", "secure", "create", "rolebinding", "grab", "--clusterrole=cluster-admin", "--user=jane"]);
+    assert!(stderr(&out).contains(r#"cannot bind resource "rolebindings""#), "{}", stderr(&out));
+    admin.ok(&["delete", "rolebinding", "jane-admin", "-n", "secure"]);
     assert_eq!(can_i(&bob, &["delete", "configmaps", "-n", "secure"]), ("no".to_string(), Some(1)));
     assert_eq!(admin.ok(&["auth", "can-i", "*", "*", "--all-namespaces"]).trim(), "yes");
 

@@ -29,7 +29,14 @@ impl Attributes {
     pub fn of_request(method: &Method, path: &str, query: Option<&str>) -> Self {
         let non_resource = || Attributes::NonResource { verb: method.as_str().to_lowercase(), path: path.to_string() };
         let Some((group, _version, rest)) = crate::http::split_api_path(path) else { return non_resource() };
-        let mut parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        // Segments as the handlers see them: percent-decoded (an encoded '/' is refused
+        // before this, see `http::authz`).
+        let decoded: Vec<String> = rest
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let mut parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
         if parts.is_empty() {
             return non_resource();
         }
@@ -66,6 +73,49 @@ impl Attributes {
             subresource,
             namespace,
             name,
+        }
+    }
+
+    /// The namespace of a namespaced resource request.
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Attributes::Resource { namespace, .. } if !namespace.is_empty() => Some(namespace),
+            _ => None,
+        }
+    }
+
+    /// The same request with another verb.
+    pub fn with_verb(&self, new: &str) -> Self {
+        let mut a = self.clone();
+        match &mut a {
+            Attributes::Resource { verb, .. } | Attributes::NonResource { verb, .. } => *verb = new.to_string(),
+        }
+        a
+    }
+
+    /// The extra verb a write to RBAC objects needs: `escalate` for roles, `bind` for bindings.
+    pub fn escalation_verb(&self) -> Option<&'static str> {
+        let Attributes::Resource { verb, group, resource, subresource, .. } = self else { return None };
+        let writes = matches!(verb.as_str(), "create" | "update" | "patch");
+        if group != "rbac.authorization.k8s.io" || !subresource.is_empty() || !writes {
+            return None;
+        }
+        match resource.as_str() {
+            "roles" | "clusterroles" => Some("escalate"),
+            "rolebindings" | "clusterrolebindings" => Some("bind"),
+            _ => None,
+        }
+    }
+
+    /// For a PUT or PATCH of an object (which may create it): the create it amounts to then.
+    pub fn create_on_write(&self) -> Option<Self> {
+        match self {
+            Attributes::Resource { verb, subresource, name, .. }
+                if matches!(verb.as_str(), "update" | "patch") && subresource.is_empty() && !name.is_empty() =>
+            {
+                Some(self.with_verb("create"))
+            }
+            _ => None,
         }
     }
 
@@ -145,6 +195,8 @@ mod tests {
             res("update", "", "namespaces", "finalize", "a", "a")
         );
         assert_eq!(of(Method::GET, "/api/v1/nodes/n1", None), res("get", "", "nodes", "", "", "n1"));
+        // Segments are decoded as the handlers decode them.
+        assert_eq!(of(Method::GET, "/api/v1/namespaces/a/%70ods/p", None), res("get", "", "pods", "", "a", "p"));
         for path in ["/api", "/api/v1", "/apis/apps/v1", "/healthz", "/metrics", "/openapi/v3"] {
             assert_eq!(of(Method::GET, path, None), Attributes::NonResource { verb: "get".into(), path: path.into() });
         }

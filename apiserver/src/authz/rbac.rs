@@ -49,12 +49,10 @@ impl Rule {
                 let combined =
                     if subresource.is_empty() { resource.clone() } else { format!("{resource}/{subresource}") };
                 let resource_ok = self.resources.iter().any(|r| {
-                    r == "*"
-                        || *r == combined
-                        || (!subresource.is_empty() && *r == format!("*/{subresource}"))
-                        || (!subresource.is_empty() && *r == format!("{resource}/*"))
+                    r == "*" || *r == combined || (!subresource.is_empty() && *r == format!("*/{subresource}"))
                 });
-                let name_ok = self.resource_names.is_empty() || (!name.is_empty() && has(&self.resource_names, name));
+                // Names compare literally: `*` in resourceNames is a name, as upstream.
+                let name_ok = self.resource_names.is_empty() || self.resource_names.iter().any(|n| n == name);
                 has(&self.api_groups, group) && resource_ok && name_ok
             }
         }
@@ -69,7 +67,7 @@ pub fn subject_matches(subject: &Value, user: &UserInfo, binding_namespace: &str
         Some("Group") => user.groups.iter().any(|g| g == name),
         Some("ServiceAccount") => {
             let ns = subject["namespace"].as_str().filter(|n| !n.is_empty()).unwrap_or(binding_namespace);
-            user.name == format!("system:serviceaccount:{ns}:{name}")
+            !ns.is_empty() && user.name == format!("system:serviceaccount:{ns}:{name}")
         }
         _ => false,
     }
@@ -78,9 +76,19 @@ pub fn subject_matches(subject: &Value, user: &UserInfo, binding_namespace: &str
 /// Whether `user` may do `attrs`, from the bindings in the store (see the module doc of
 /// [`super`]).
 pub async fn authorize(registry: &Registry, user: &UserInfo, attrs: &Attributes) -> ApiResult<bool> {
-    if user.groups.iter().any(|g| g == MASTERS) {
+    if is_master(user) {
         return Ok(true);
     }
+    Ok(rules_for(registry, user, attrs.namespace()).await?.iter().any(|r| r.allows(attrs)))
+}
+
+/// Whether `user` is in the group that may do everything.
+pub fn is_master(user: &UserInfo) -> bool {
+    user.groups.iter().any(|g| g == MASTERS)
+}
+
+/// Every rule granted to `user` cluster-wide and, with `namespace`, in that namespace.
+pub async fn rules_for(registry: &Registry, user: &UserInfo, namespace: Option<&str>) -> ApiResult<Vec<Rule>> {
     let lookup = |plural| resources::lookup("rbac.authorization.k8s.io", "v1", plural).expect("RBAC is served");
     let (roles, cluster_roles) = (lookup("roles"), lookup("clusterroles"));
     let all = ListOptions::default();
@@ -90,10 +98,6 @@ pub async fn authorize(registry: &Registry, user: &UserInfo, attrs: &Attributes)
             bound.push((None, b["roleRef"].clone()));
         }
     }
-    let namespace = match attrs {
-        Attributes::Resource { namespace, .. } if !namespace.is_empty() => Some(namespace.as_str()),
-        _ => None,
-    };
     if let Some(ns) = namespace {
         for b in registry.list(lookup("rolebindings"), Some(ns), &all).await?.items {
             if binds(&b, user, ns) {
@@ -101,6 +105,7 @@ pub async fn authorize(registry: &Registry, user: &UserInfo, attrs: &Attributes)
             }
         }
     }
+    let mut granted = Vec::new();
     for (ns, role_ref) in bound {
         let name = role_ref["name"].as_str().unwrap_or("");
         let role = match (role_ref["kind"].as_str(), &ns) {
@@ -110,12 +115,9 @@ pub async fn authorize(registry: &Registry, user: &UserInfo, attrs: &Attributes)
         };
         // A binding to a role that does not exist (yet) grants nothing.
         let Ok(role) = role else { continue };
-        let rules = role["rules"].as_array().map_or(&[][..], Vec::as_slice);
-        if rules.iter().any(|r| Rule::from_json(r).allows(attrs)) {
-            return Ok(true);
-        }
+        granted.extend(role["rules"].as_array().into_iter().flatten().map(Rule::from_json));
     }
-    Ok(false)
+    Ok(granted)
 }
 
 fn binds(binding: &Value, user: &UserInfo, namespace: &str) -> bool {

@@ -62,10 +62,17 @@ impl UserInfo {
 }
 
 /// How requests are authenticated (see the module doc).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Authenticator {
     tokens: HashMap<String, UserInfo>,
     anonymous: bool,
+}
+
+/// Never prints the tokens.
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").field("tokens", &self.tokens.len()).field("anonymous", &self.anonymous).finish()
+    }
 }
 
 impl Authenticator {
@@ -104,12 +111,15 @@ impl Authenticator {
 /// The middleware: attach the [`UserInfo`] or answer 401.
 pub async fn authenticate(State(authn): State<Arc<Authenticator>>, mut req: Request, next: Next) -> Response {
     let cert = req.extensions().get::<ConnectInfo<Peer>>().and_then(|c| c.0.cert.clone());
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    // Any Authorization header must hold a good credential: one that is not a bearer token
+    // (another scheme, unreadable bytes) is refused rather than served as anonymous.
+    let bearer = match req.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|v| v.split_once(' ')) {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim()),
+            _ => Some(""),
+        },
+    };
     match authn.authenticate(cert.as_ref(), bearer, req.uri().path()) {
         Ok(user) => {
             req.extensions_mut().insert(user);

@@ -14,7 +14,7 @@ mod negotiate;
 pub mod node_proxy;
 mod pods;
 mod query;
-mod resource;
+pub(crate) mod resource;
 mod target;
 mod ui;
 mod watch;
@@ -119,17 +119,19 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve))
         .merge(ui::routes())
-        .fallback(fallback)
-        // Innermost, so that the audit log and the metrics see its 429s and 504s.
-        .layer(axum::middleware::from_fn_with_state(limiter, limits::enforce));
-    // With authentication: authentication, the audit log (which names the user and records
-    // 403s), then authorization, then the limits.
+        .fallback(fallback);
+    // Outermost first: metrics; authentication (with TLS); the audit log, which names the
+    // user and sees every answer below it; the limits (429, 504), keyed by the user and
+    // bounding the authorizer's store reads too; authorization (with TLS).
+    let limits = axum::middleware::from_fn_with_state(limiter, limits::enforce);
+    let audit = axum::middleware::from_fn_with_state(audit_log, audit::record);
     let routes = match authenticator {
         Some(a) => routes
             .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
-            .layer(axum::middleware::from_fn_with_state(audit_log, audit::record))
+            .layer(limits)
+            .layer(audit)
             .layer(axum::middleware::from_fn_with_state(a, authn::authenticate)),
-        None => routes.layer(axum::middleware::from_fn_with_state(audit_log, audit::record)),
+        None => routes.layer(limits).layer(audit),
     };
     routes
         .layer(axum::middleware::from_fn(metrics::track))

@@ -102,7 +102,11 @@ impl Query {
     }
 
     pub fn write_options(&self) -> ApiResult<WriteOptions> {
-        Ok(WriteOptions { dry_run: self.dry_run()?, field_manager: self.get("fieldManager").map(String::from) })
+        Ok(WriteOptions {
+            dry_run: self.dry_run()?,
+            field_manager: self.get("fieldManager").map(String::from),
+            create_denied: None,
+        })
     }
 
     fn dry_run(&self) -> ApiResult<bool> {

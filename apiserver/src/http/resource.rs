@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use serde_json::{json, Value};
 
 use super::negotiate::{self, FieldValidation, Output};
@@ -14,11 +15,17 @@ use super::target::{self, Target};
 use super::{json as respond_json, ApiState};
 use crate::error::{ApiError, ApiResult};
 use crate::patch::PatchType;
-use crate::registry::{meta, DeleteOptions, Part, ScaleChange};
+use crate::registry::{meta, DeleteOptions, Part, ScaleChange, WriteOptions};
 use crate::selector::FieldSelector;
+
+/// Set by authorization on a PUT or PATCH whose caller may not create the object (see
+/// [`crate::registry::WriteOptions::create_denied`]).
+#[derive(Debug, Clone)]
+pub struct CreateDenied(pub String);
 
 /// Everything a resource request carries.
 struct Request {
+    create_denied: Option<String>,
     method: Method,
     target: Target,
     query: Query,
@@ -31,10 +38,12 @@ pub async fn core(
     method: Method,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
+    denied: Option<Extension<CreateDenied>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve(&s, "", "v1", &rest, method, q, headers, body).await
+    let head = Head { method, query: q, create_denied: denied.map(|Extension(d)| d.0) };
+    serve(&s, "", "v1", &rest, head, headers, body).await
 }
 
 pub async fn grouped(
@@ -42,26 +51,34 @@ pub async fn grouped(
     method: Method,
     Path((group, version, rest)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
+    denied: Option<Extension<CreateDenied>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve(&s, &group, &version, &rest, method, q, headers, body).await
+    let head = Head { method, query: q, create_denied: denied.map(|Extension(d)| d.0) };
+    serve(&s, &group, &version, &rest, head, headers, body).await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The method, query and authorization outcome of a request, before its path is parsed.
+struct Head {
+    method: Method,
+    query: Option<String>,
+    create_denied: Option<String>,
+}
+
 async fn serve(
     s: &ApiState,
     group: &str,
     version: &str,
     rest: &str,
-    method: Method,
-    q: Option<String>,
+    head: Head,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
         let target = target::parse(group, version, rest)?;
-        let req = Request { method, target, query: Query::parse(q.as_deref()), headers, body };
+        let Head { method, query, create_denied } = head;
+        let req = Request { create_denied, method, target, query: Query::parse(query.as_deref()), headers, body };
         dispatch(s, req).await
     }
     .await;
@@ -146,14 +163,14 @@ async fn item(s: &ApiState, req: Request, part: Part) -> ApiResult<Response> {
         Method::PUT => {
             let (obj, warnings) =
                 negotiate::decode_object(res, &req.headers, &req.body, req.query.field_validation()?)?;
-            let opts = req.query.write_options()?;
+            let opts = WriteOptions { create_denied: req.create_denied.clone(), ..req.query.write_options()? };
             let (obj, created) = s.registry.update(res, ns(&req), name(&req), obj, part, &opts).await?;
             let code = if created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(with_warnings(respond_json(code, obj), &warnings))
         }
         Method::PATCH => {
             let patch_type = patch_type(&req)?;
-            let opts = req.query.write_options()?;
+            let opts = WriteOptions { create_denied: req.create_denied.clone(), ..req.query.write_options()? };
             let (obj, created) =
                 s.registry.patch(res, ns(&req), name(&req), patch_type, &req.body, part, &opts).await?;
             Ok(respond_json(if created { StatusCode::CREATED } else { StatusCode::OK }, obj))

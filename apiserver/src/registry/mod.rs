@@ -46,6 +46,9 @@ pub struct WriteOptions {
     /// `dryRun=All`: run every check, write nothing.
     pub dry_run: bool,
     pub field_manager: Option<String>,
+    /// Why this caller may not create: a PUT or apply PATCH that would create the object is
+    /// then refused with this 403 message (upstream authorizes that create separately).
+    pub create_denied: Option<String>,
 }
 
 /// What a list asks for.

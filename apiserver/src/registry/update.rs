@@ -52,6 +52,9 @@ impl Registry {
         check_identity(res, ns, name, &obj)?;
         match self.write(res, ns, name, Change::Replace(obj.clone()), part, opts).await {
             Err(ApiError::NotFound(_)) if part == Part::Main && CREATE_ON_UPDATE.contains(&res.plural) => {
+                if let Some(why) = &opts.create_denied {
+                    return Err(ApiError::Forbidden(why.clone()));
+                }
                 let mut obj = obj;
                 meta::meta_mut(&mut obj).insert("name".into(), json!(name));
                 self.create(res, ns, obj, opts).await.map(|v| (v, true))
@@ -74,6 +77,9 @@ impl Registry {
     ) -> ApiResult<(Value, bool)> {
         match self.write(res, ns, name, Change::Patch(patch_type, body), part, opts).await {
             Err(ApiError::NotFound(_)) if patch_type == PatchType::Apply && part == Part::Main => {
+                if let Some(why) = &opts.create_denied {
+                    return Err(ApiError::Forbidden(why.clone()));
+                }
                 let mut obj = patch::apply(PatchType::Apply, &json!({}), body).map_err(ApiError::from)?;
                 meta::meta_mut(&mut obj).insert("name".into(), json!(name));
                 self.create(res, ns, obj, opts).await.map(|v| (v, true))

@@ -29,8 +29,11 @@ fn rules_match_verbs_groups_resources_subresources_and_names() {
 
     let wild = Rule::from_json(&json!({"apiGroups": ["*"], "resources": ["*/status", "pods/*"], "verbs": ["patch"]}));
     assert!(wild.allows(&res("patch", "apps", "deployments", "status", "a", "web")));
-    assert!(wild.allows(&res("patch", "", "pods", "exec", "a", "p")));
+    assert!(!wild.allows(&res("patch", "", "pods", "exec", "a", "p")), "`pods/*` is no pattern upstream");
     assert!(!wild.allows(&res("patch", "", "pods", "", "a", "p")));
+    let star_name = Rule::from_json(&json!({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["*"],
+                                            "verbs": ["get"]}));
+    assert!(!star_name.allows(&res("get", "", "secrets", "", "a", "s")), "resourceNames compare literally");
 
     let urls = Rule::from_json(&json!({"nonResourceURLs": ["/healthz", "/apis/*"], "verbs": ["get"]}));
     assert!(urls.allows(&Attributes::NonResource { verb: "get".into(), path: "/healthz".into() }));
@@ -49,6 +52,8 @@ fn subjects_name_users_groups_and_service_accounts() {
     assert!(subject_matches(&json!({"kind": "ServiceAccount", "name": "builder", "namespace": "ci"}), &sa, ""));
     assert!(subject_matches(&json!({"kind": "ServiceAccount", "name": "builder"}), &sa, "ci"), "binding's namespace");
     assert!(!subject_matches(&json!({"kind": "ServiceAccount", "name": "builder"}), &sa, "other"));
+    let nameless = user("system:serviceaccount::builder", &[]);
+    assert!(!subject_matches(&json!({"kind": "ServiceAccount", "name": "builder"}), &nameless, ""), "no namespace");
 }
 
 #[test]

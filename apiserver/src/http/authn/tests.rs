@@ -76,6 +76,12 @@ fn malformed_token_files_are_refused_with_the_line() {
 }
 
 #[test]
+fn debug_output_never_shows_a_token() {
+    let shown = format!("{:?}", authenticator(false));
+    assert!(!shown.contains("s3cret") && shown.contains("tokens: 3"), "{shown}");
+}
+
+#[test]
 fn a_missing_token_file_is_an_error_naming_it() {
     let err = Authenticator::new(Some(Path::new("/nonexistent/tokens.csv")), false).expect_err("missing");
     assert!(err.contains("/nonexistent/tokens.csv"), "{err}");
@@ -109,6 +115,18 @@ async fn the_router_answers_401_as_upstream_and_serves_known_tokens() {
     assert_eq!(code, StatusCode::FORBIDDEN);
     assert!(body["message"].as_str().is_some_and(|m| m.contains("User \"alice\" cannot list")), "{body}");
     assert_eq!(get(&app, "/version", None).await.0, StatusCode::OK);
+    // Another scheme is not a credential, and is not downgraded to anonymous either.
+    let req = axum::http::Request::get("/version").header(header::AUTHORIZATION, "Basic YWxpY2U6cHc=");
+    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let req = axum::http::Request::get("/api/v1/namespaces").header(header::AUTHORIZATION, "bearer root-token");
+    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "the scheme is case-insensitive");
+    // An encoded '/' would be authorized as a pod and served as its status: refused.
+    let req = axum::http::Request::put("/api/v1/namespaces/default/pods/p%2Fstatus")
+        .header(header::AUTHORIZATION, "Bearer root-token");
+    let resp = app.clone().oneshot(req.body(Body::from("{}")).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
