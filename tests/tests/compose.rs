@@ -229,16 +229,19 @@ fn three_replicas_and_two_agents_in_containers_survive_a_leader_kill_and_a_cut()
     }
     let c = Cluster::start();
 
-    // The cluster forms: a leader, every replica answering, both agents' Nodes Ready.
+    // The cluster forms: a leader, every replica answering, both agents' Nodes Ready and
+    // schedulable (the node lifecycle controller lifts the not-ready taint a moment after
+    // Ready; until then the scheduler would place every pod on the other agent).
     wait_for(STEP, "three replicas with a leader", || all_caught_up(&c));
     let mut k = Kubectl::new(&c.api("n2"));
-    wait_for(STEP, "both agents Ready", || {
+    wait_for(STEP, "both agents Ready and untainted", || {
         let out = k.run(
             &[
                 "get",
                 "nodes",
                 "-o",
-                "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}",
+                "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}\
+                 {.spec.taints[*].key} {end}",
             ],
             None,
         );
