@@ -92,9 +92,12 @@ fn daemonset_statefulset_job_and_events_through_kubectl() {
     for ordinal in 0..2 {
         let pod = format!("web-{ordinal}");
         let claim = format!("data-web-{ordinal}");
+        // The controller creates each pod a moment after the apply (web-1 once web-0 runs):
+        // until then it is NotFound.
         let node = wait_for(Duration::from_secs(30), &format!("{pod} bound"), || {
-            let node = jsonpath(&k, &["get", "pod", &pod], "{.spec.nodeName}");
-            (!node.is_empty()).then_some(node)
+            let out = k.run(&["get", "pod", &pod, "-o", "jsonpath={.spec.nodeName}"], None);
+            let node = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.success() && !node.is_empty()).then_some(node)
         });
         let volume = wait_for(Duration::from_secs(30), &format!("{claim} bound"), || {
             let phase = jsonpath(&k, &["get", "pvc", &claim], "{.status.phase}");
