@@ -86,15 +86,6 @@ fn object_ref(path: &str) -> Option<(Value, bool)> {
     Some((r, t.name.is_some()))
 }
 
-/// `user` as upstream's `authentication.k8s.io/v1` UserInfo.
-fn user_json(user: &UserInfo) -> Value {
-    let mut u = json!({"username": user.name, "groups": user.groups});
-    if !user.uid.is_empty() {
-        u["uid"] = json!(user.uid);
-    }
-    u
-}
-
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
@@ -118,7 +109,7 @@ pub async fn record(State(log): State<Option<Arc<AuditLog>>>, req: Request, next
         "stage": "ResponseComplete",
         "requestURI": uri,
         "verb": verb(&method, object.as_ref().is_some_and(|(_, named)| *named)),
-        "user": user_json(&user),
+        "user": user.to_json(),
         "sourceIPs": source.into_iter().collect::<Vec<_>>(),
         "responseStatus": {"metadata": {}, "code": resp.status().as_u16()},
         "requestReceivedTimestamp": received,

@@ -56,6 +56,15 @@ impl UserInfo {
         Self { name, uid, groups }
     }
 
+    /// As upstream's `authentication.k8s.io/v1` UserInfo (audit events, SelfSubjectReview).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut u = serde_json::json!({"username": self.name, "groups": self.groups});
+        if !self.uid.is_empty() {
+            u["uid"] = self.uid.clone().into();
+        }
+        u
+    }
+
     pub fn anonymous() -> Self {
         Self { name: ANONYMOUS_USER.into(), uid: String::new(), groups: vec![UNAUTHENTICATED.into()] }
     }
@@ -146,15 +155,11 @@ pub async fn self_subject_review(
     let Some(axum::Extension(user)) = user else {
         return ApiError::Forbidden("this server does not authenticate requests (plain HTTP)".into()).into_response();
     };
-    let mut info = serde_json::json!({"username": user.name, "groups": user.groups});
-    if !user.uid.is_empty() {
-        info["uid"] = user.uid.into();
-    }
     let review = serde_json::json!({
         "kind": "SelfSubjectReview",
         "apiVersion": format!("authentication.k8s.io/{version}"),
         "metadata": {"creationTimestamp": null},
-        "status": {"userInfo": info},
+        "status": {"userInfo": user.to_json()},
     });
     (axum::http::StatusCode::CREATED, axum::Json(review)).into_response()
 }
