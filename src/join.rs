@@ -23,7 +23,15 @@ const PROMOTE_EVERY: Duration = Duration::from_secs(1);
 
 /// Add this replica (`peer_url`) as a learner through any of `endpoints`, unless its data
 /// dir shows it is already a member.
-pub async fn register(endpoints: &[String], peer_url: &str, data_dir: &Path) -> anyhow::Result<()> {
+///
+/// `https://` endpoints are called with `tls` (the replica's own peer certificate, which the
+/// etcd API admits as a replica's).
+pub async fn register(
+    endpoints: &[String],
+    peer_url: &str,
+    data_dir: &Path,
+    tls: Option<etcd_client::TlsOptions>,
+) -> anyhow::Result<()> {
     if flotilla_store::recovery::has_raft_state(data_dir).await.map_err(|e| anyhow::anyhow!("{e}"))? {
         tracing::info!("--join: the data dir already holds this member's state; rejoining as before");
         return Ok(());
@@ -31,9 +39,14 @@ pub async fn register(endpoints: &[String], peer_url: &str, data_dir: &Path) -> 
     if endpoints.is_empty() {
         bail!("--join needs the client URL of at least one member");
     }
-    let opts = etcd_client::ConnectOptions::new()
+    let mut opts = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(10));
+    if crate::store_security::all_https("--join", &endpoints.iter().map(String::as_str).collect::<Vec<_>>())? {
+        let tls = tls
+            .context("--join with https:// URLs needs --peer-cert-file, --peer-key-file and --peer-trusted-ca-file")?;
+        opts = opts.with_tls(tls);
+    }
     let mut client = etcd_client::Client::connect(endpoints, Some(opts)).await.context("--join: connecting")?;
     let members = client.member_list().await.context("--join: listing members")?;
     if let Some(m) = members.members().iter().find(|m| m.peer_urls().iter().any(|u| u == peer_url)) {

@@ -9,6 +9,7 @@ mod bench_scheduler;
 mod bench_services;
 mod bench_startup;
 mod config_file;
+mod etcd_tls;
 mod failover;
 mod join;
 mod lb;
@@ -17,6 +18,7 @@ mod pki;
 mod server;
 mod snapshot;
 mod status;
+mod store_security;
 mod up;
 mod urls;
 
@@ -41,9 +43,9 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node agent (registers a Node, heartbeats, runs the pods bound to it).
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Run one control-plane replica (the replicated store and its etcd v3 API).
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run a local cluster of replicas as child processes, for trying flotilla out.
     Up(up::UpArgs),
     /// Forward TCP connections to a healthy replica's Kubernetes API (one address for kubectl).
@@ -96,8 +98,8 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Server(args) => server::run(args).await,
-            Command::Agent(args) => agent::run(args).await,
+            Command::Server(args) => server::run(*args).await,
+            Command::Agent(args) => agent::run(*args).await,
             Command::Up(args) => up::run(args).await,
             Command::Lb(args) => lb::run(args).await,
             Command::Member(args) => member::run(args).await,

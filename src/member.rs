@@ -9,8 +9,10 @@ use crate::urls;
 #[derive(Args, Debug)]
 pub struct MemberArgs {
     /// Client URLs of any replicas (comma-separated).
-    #[arg(long, env = "FLOTILLA_ENDPOINTS", default_value = "http://127.0.0.1:2379")]
+    #[arg(long, env = "FLOTILLA_ENDPOINTS", default_value = "http://127.0.0.1:2379", global = true)]
     endpoints: String,
+    #[command(flatten)]
+    tls: crate::etcd_tls::EtcdTlsArgs,
     #[command(subcommand)]
     action: Action,
 }
@@ -43,7 +45,9 @@ fn parse_id(s: &str) -> anyhow::Result<u64> {
 
 pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
     let endpoints = urls::list(&args.endpoints);
-    let mut client = etcd_client::Client::connect(endpoints, None).await.context("connecting to the cluster")?;
+    let options = args.tls.apply(&endpoints, etcd_client::ConnectOptions::new())?;
+    let mut client =
+        etcd_client::Client::connect(endpoints, Some(options)).await.context("connecting to the cluster")?;
     match args.action {
         Action::List => {
             let resp = client.member_list().await?;

@@ -15,15 +15,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use base64::Engine;
 use clap::{Args, Subcommand};
-use flotilla_pki::{Ca, Issued};
+use flotilla_pki::{Ca, Issued, MASTERS_GROUP as ADMIN_GROUP, REPLICAS_GROUP};
 
 /// How long the CA is valid (10 years, as kubeadm's).
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long issued certificates are valid by default (1 year, as kubeadm's).
 const DEFAULT_VALIDITY: &str = "8760h";
-/// The admin's user and group (`system:masters` may do anything, as upstream).
+/// The admin's user; its group is `system:masters`, which may do anything, as upstream.
 const ADMIN_USER: &str = "admin";
-const ADMIN_GROUP: &str = "system:masters";
 
 #[derive(Args, Debug)]
 pub struct PkiArgs {
@@ -64,12 +63,13 @@ struct IssueArgs {
     #[arg(long)]
     name: String,
     /// A server certificate for these addresses and names (repeat, or comma-separate).
-    #[arg(long = "host", value_delimiter = ',', conflicts_with_all = ["user", "groups"])]
+    #[arg(long = "host", value_delimiter = ',', conflicts_with = "user")]
     hosts: Vec<String>,
     /// A client certificate for this user (its subject CN).
     #[arg(long)]
     user: Option<String>,
-    /// The client's groups (subject O values; repeat, or comma-separate).
+    /// The certificate's groups (subject O values; repeat, or comma-separate). A replica's
+    /// server certificate needs system:flotilla-replicas to speak to its peers.
     #[arg(long = "group", value_delimiter = ',')]
     groups: Vec<String>,
     /// How long the certificate is valid (e.g. 8760h, 30d).
@@ -93,7 +93,7 @@ fn init(a: &InitArgs) -> anyhow::Result<()> {
     }
     let ca = Ca::generate("flotilla-ca", CA_VALIDITY).context("generating the CA")?;
     ca.save(&a.dir)?;
-    let server = ca.issue_server("flotilla-apiserver", &a.hosts, a.validity)?;
+    let server = ca.issue_server("flotilla-apiserver", &[REPLICAS_GROUP.to_string()], &a.hosts, a.validity)?;
     server.save(&a.dir, "server")?;
     let admin = ca.issue_client(ADMIN_USER, &[ADMIN_GROUP.to_string()], a.validity)?;
     admin.save(&a.dir, "admin")?;
@@ -113,7 +113,7 @@ fn issue(a: &IssueArgs) -> anyhow::Result<()> {
     let ca = Ca::load(&a.dir)?;
     let issued = match (&a.user, a.hosts.is_empty()) {
         (Some(user), true) => ca.issue_client(user, &a.groups, a.validity)?,
-        (None, false) => ca.issue_server(&a.name, &a.hosts, a.validity)?,
+        (None, false) => ca.issue_server(&a.name, &a.groups, &a.hosts, a.validity)?,
         (None, true) => bail!("name --host (a server certificate) or --user (a client certificate)"),
         (Some(_), false) => bail!("--host and --user do not go together"),
     };

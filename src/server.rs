@@ -14,6 +14,7 @@ use flotilla_store::replica::Replica;
 use flotilla_store::{ids, Config, Node, NodeId};
 use tokio::net::TcpListener;
 
+use crate::store_security::all_https;
 use crate::urls;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -148,6 +149,8 @@ pub struct ServerArgs {
     unsafe_local_reads: bool,
     #[command(flatten)]
     api_security: crate::api_security::ApiSecurityArgs,
+    #[command(flatten)]
+    store_security: crate::store_security::StoreSecurityArgs,
 }
 
 /// How long SIGTERM waits for the replica to stop before the process exits anyway.
@@ -164,8 +167,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let advertise = args.advertise_client_urls.as_deref().map(urls::list).unwrap_or_else(|| client_listen.clone());
     for u in advertise.iter().chain([&peer_url]) {
-        urls::socket_addr(u)?;
+        urls::socket_addr_tls(u)?;
     }
+    let peer_https = all_https("peer URLs", &[peer_url.as_str(), args.listen_peer_urls.as_str()])?;
+    let client_urls: Vec<&str> = client_listen.iter().chain(&advertise).map(String::as_str).collect();
+    let store_tls = args.store_security.resolve(peer_https, all_https("client URLs", &client_urls)?)?;
     let token = args.initial_cluster_token.clone();
     let cfg = Config {
         name: args.name.clone(),
@@ -218,7 +224,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     };
     let data_dir = cfg.data_dir.clone();
-    let replica = Replica::start(cfg, me, bootstrap, peer, clients, LinkControl::new())
+    let replica = Replica::start(cfg, me, bootstrap, peer, clients, LinkControl::new(), store_tls)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(name = %args.name, peer = %replica.peer_addr, clients = ?replica.client_addrs, "serving");
@@ -319,7 +325,8 @@ async fn bootstrap(args: &ServerArgs, cfg: &Config, me: &Node) -> anyhow::Result
         return Ok(Bootstrap::Existing);
     }
     if let Some(join) = &args.join {
-        crate::join::register(&urls::list(join), &me.peer_url, &cfg.data_dir).await?;
+        let tls = args.store_security.join_tls()?;
+        crate::join::register(&urls::list(join), &me.peer_url, &cfg.data_dir, tls).await?;
         return Ok(Bootstrap::Existing);
     }
     match args.initial_cluster_state {
@@ -332,6 +339,8 @@ async fn bootstrap(args: &ServerArgs, cfg: &Config, me: &Node) -> anyhow::Result
             if listed.get(&args.name) != Some(&me.peer_url) {
                 bail!("--initial-cluster must list this member as {}={}", args.name, me.peer_url);
             }
+            let peers: Vec<&str> = listed.values().map(String::as_str).collect();
+            all_https("--initial-cluster", &peers)?;
             Ok(Bootstrap::New(founding_members(listed, &cfg.cluster_token)))
         }
     }
@@ -353,7 +362,7 @@ fn advertised_api(args: &ServerArgs, listen: SocketAddr, peer_url: &str) -> anyh
     let ip = match args.advertise_api_address {
         Some(ip) => ip,
         None if !listen.ip().is_unspecified() => listen.ip(),
-        None => urls::socket_addr(peer_url)?.ip(),
+        None => urls::socket_addr_tls(peer_url)?.0.ip(),
     };
     if ip.is_unspecified() {
         bail!("--listen-api-url listens on every interface: set --advertise-api-address to the one pods should use");
@@ -362,7 +371,7 @@ fn advertised_api(args: &ServerArgs, listen: SocketAddr, peer_url: &str) -> anyh
 }
 
 async fn bind(url: &str) -> anyhow::Result<TcpListener> {
-    let addr = urls::socket_addr(url)?;
+    let (addr, _) = urls::socket_addr_tls(url)?;
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {url}"))
 }
 

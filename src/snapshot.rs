@@ -33,6 +33,8 @@ enum Action {
         /// Client URLs of any replicas (comma-separated).
         #[arg(long, env = "FLOTILLA_ENDPOINTS", default_value = "http://127.0.0.1:2379")]
         endpoints: String,
+        #[command(flatten)]
+        tls: crate::etcd_tls::EtcdTlsArgs,
     },
     /// Build the data directory of one founding member of a new cluster from a snapshot;
     /// run it for every member with the same file and --initial-cluster, then start each
@@ -58,7 +60,7 @@ enum Action {
 
 pub async fn run(args: SnapshotArgs) -> anyhow::Result<()> {
     match args.action {
-        Action::Save { file, endpoints } => save(&file, &urls::list(&endpoints)).await,
+        Action::Save { file, endpoints, tls } => save(&file, &urls::list(&endpoints), &tls).await,
         Action::Restore { file, data_dir, name, initial_cluster, initial_cluster_token } => {
             let listed = urls::cluster(&initial_cluster)?;
             if !listed.contains_key(&name) {
@@ -92,10 +94,12 @@ pub async fn run(args: SnapshotArgs) -> anyhow::Result<()> {
 
 /// Stream a snapshot from the first endpoint that serves one into `file` (via a temporary
 /// and a rename, so `file` is whole or untouched).
-async fn save(file: &Path, endpoints: &[String]) -> anyhow::Result<()> {
+async fn save(file: &Path, endpoints: &[String], tls: &crate::etcd_tls::EtcdTlsArgs) -> anyhow::Result<()> {
     let mut last_error = anyhow::anyhow!("no --endpoints given");
+    let options =
+        tls.apply(endpoints, etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)))?;
     for endpoint in endpoints {
-        match fetch(endpoint).await {
+        match fetch(endpoint, options.clone()).await {
             Ok((bytes, revision)) => {
                 file_format::archive_of(&bytes).map_err(|e| anyhow::anyhow!("{endpoint} sent a bad snapshot: {e}"))?;
                 write_atomic(file, &bytes)?;
@@ -116,9 +120,8 @@ async fn save(file: &Path, endpoints: &[String]) -> anyhow::Result<()> {
 }
 
 /// The whole snapshot stream of one replica, and the revision its header reported.
-async fn fetch(endpoint: &str) -> anyhow::Result<(Vec<u8>, i64)> {
-    let opts = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(3));
-    let mut client = etcd_client::Client::connect([endpoint], Some(opts)).await.context("connecting")?;
+async fn fetch(endpoint: &str, options: etcd_client::ConnectOptions) -> anyhow::Result<(Vec<u8>, i64)> {
+    let mut client = etcd_client::Client::connect([endpoint], Some(options)).await.context("connecting")?;
     let mut stream = client.snapshot().await.context("requesting a snapshot")?;
     let (mut bytes, mut revision) = (Vec::new(), 0);
     while let Some(msg) = stream.message().await.context("receiving the snapshot")? {

@@ -22,6 +22,8 @@ pub struct StatusArgs {
     /// membership.
     #[arg(long, env = "FLOTILLA_ENDPOINTS", default_value = "http://127.0.0.1:2379")]
     endpoints: String,
+    #[command(flatten)]
+    tls: crate::etcd_tls::EtcdTlsArgs,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -69,7 +71,9 @@ pub struct Report {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let report = gather(&urls::list(&args.endpoints)).await?;
+    let endpoints = urls::list(&args.endpoints);
+    let options = ConnectOptions::new().with_connect_timeout(MEMBER_TIMEOUT).with_timeout(MEMBER_TIMEOUT);
+    let report = gather(&endpoints, args.tls.apply(&endpoints, options)?).await?;
     match args.output {
         Format::Json => print_out(&(serde_json::to_string_pretty(&report)? + "\n")),
         Format::Table => print_out(&table(&report)),
@@ -80,8 +84,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn gather(endpoints: &[String]) -> anyhow::Result<Report> {
-    let options = ConnectOptions::new().with_connect_timeout(MEMBER_TIMEOUT).with_timeout(MEMBER_TIMEOUT);
+async fn gather(endpoints: &[String], options: ConnectOptions) -> anyhow::Result<Report> {
     let (mut client, list) = first_answering(endpoints, &options).await?;
     let mut members = Vec::new();
     for m in list.members() {

@@ -48,7 +48,7 @@ pub fn cluster(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
     for item in list(s) {
         let (name, url) =
             item.split_once('=').with_context(|| format!("--initial-cluster: {item:?} is not name=url"))?;
-        socket_addr(url).with_context(|| format!("--initial-cluster member {name}"))?;
+        socket_addr_tls(url).with_context(|| format!("--initial-cluster member {name}"))?;
         if out.insert(name.to_string(), url.to_string()).is_some() {
             bail!("--initial-cluster lists {name} twice");
         }

@@ -97,13 +97,23 @@ impl Ca {
     }
 
     /// A server certificate for `hosts` (each an IP address literal -> IP SAN, else a DNS SAN;
-    /// at least one host, else error), CN = `common_name`, extendedKeyUsage serverAuth AND
-    /// clientAuth (replicas also use it as a client towards their peers), signed by this CA,
-    /// new P-256 key.
-    pub fn issue_server(&self, common_name: &str, hosts: &[String], validity: Duration) -> Result<Issued> {
+    /// at least one host, else error), CN = `common_name` and one subject O per group in
+    /// `groups`, extendedKeyUsage serverAuth AND clientAuth (replicas also use it as a client
+    /// towards their peers, where [`REPLICAS_GROUP`](crate::REPLICAS_GROUP) admits them),
+    /// signed by this CA, new P-256 key.
+    pub fn issue_server(
+        &self,
+        common_name: &str,
+        groups: &[String],
+        hosts: &[String],
+        validity: Duration,
+    ) -> Result<Issued> {
         profile::check_name("common name", common_name)?;
+        for group in groups {
+            profile::check_name("group", group)?;
+        }
         let params = profile::server(common_name, hosts, self.window(validity)?)?;
-        self.issue(params, &tbs::subject_name(common_name, &[]))
+        self.issue(params, &tbs::subject_name(common_name, groups))
     }
 
     /// A client certificate for user `user` (subject CN) in `groups` (one subject O per group,

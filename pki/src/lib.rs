@@ -5,7 +5,7 @@
 //! [`Issued`] certificate/key pairs that are written next to it, and [`server_config`],
 //! [`server_config_mutual`] and [`client_config`] turn PEM text into rustls configurations.
 //! On the serving side, [`cert_identity`] maps a verified client certificate to a Kubernetes
-//! user and groups.
+//! user and groups; [`TlsIncoming`] accepts TLS connections for every listener.
 //!
 //! Invariants:
 //! - **CA**: self-signed, ECDSA P-256, basicConstraints `CA:true` with path length 0 (it signs
@@ -25,8 +25,10 @@
 //!   temporary file so that a reader never sees half a file. [`Ca::save`] never overwrites;
 //!   [`Issued::save`] replaces.
 //! - **TLS**: always the ring provider, passed explicitly (a process-wide default provider is
-//!   never consulted), rustls' safe default protocol versions, ALPN `http/1.1`.
+//!   never consulted), rustls' safe default protocol versions, ALPN `http/1.1` ([`with_alpn`] sets `h2` for
+//!   the gRPC ports).
 
+pub mod accept;
 mod ca;
 mod disk;
 mod encoding;
@@ -37,10 +39,18 @@ mod profile;
 mod tbs;
 mod tls;
 
+/// The group whose members may do everything (Kubernetes' break-glass group); on the etcd API,
+/// the only clients besides the replicas.
+pub const MASTERS_GROUP: &str = "system:masters";
+/// The group a replica's certificate carries: only its members may speak on the peer port
+/// (Raft and forwarding) and use the etcd API as replicas.
+pub const REPLICAS_GROUP: &str = "system:flotilla-replicas";
+
+pub use accept::{Accepted, TlsIncoming};
 pub use ca::Ca;
 pub use encoding::read_pem;
 pub use error::{PkiError, Result};
 pub use identity::{cert_identity, CertIdentity};
 pub use issued::Issued;
 pub use profile::CLOCK_SKEW;
-pub use tls::{client_config, server_config, server_config_mutual};
+pub use tls::{client_config, server_config, server_config_mutual, with_alpn, ALPN_H2};

@@ -15,6 +15,31 @@ use crate::encoding;
 use crate::error::{PkiError, Result};
 
 const ALPN_HTTP1: &[u8] = b"http/1.1";
+/// HTTP/2, which gRPC clients (grpc-go among them) insist on being offered over TLS.
+pub const ALPN_H2: &[u8] = b"h2";
+
+/// `config` offering only `protocol` in ALPN (for a server or a client config).
+pub fn with_alpn<C: AlpnProtocols>(mut config: C, protocol: &[u8]) -> C {
+    *config.alpn_protocols() = vec![protocol.to_vec()];
+    config
+}
+
+/// The configurations that carry an ALPN list.
+pub trait AlpnProtocols {
+    fn alpn_protocols(&mut self) -> &mut Vec<Vec<u8>>;
+}
+
+impl AlpnProtocols for ServerConfig {
+    fn alpn_protocols(&mut self) -> &mut Vec<Vec<u8>> {
+        &mut self.alpn_protocols
+    }
+}
+
+impl AlpnProtocols for ClientConfig {
+    fn alpn_protocols(&mut self) -> &mut Vec<Vec<u8>> {
+        &mut self.alpn_protocols
+    }
+}
 
 /// rustls server config: presents `cert_pem` (may hold a chain) with `key_pem`; ALPN "http/1.1".
 /// With `client_ca_pem`, client certificates are verified against that CA but OPTIONAL

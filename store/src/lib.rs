@@ -25,6 +25,7 @@ pub mod raft;
 pub mod recovery;
 pub mod replica;
 pub mod testing;
+pub mod tls;
 pub mod types;
 pub mod watch;
 pub mod wire;

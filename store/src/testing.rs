@@ -95,9 +95,10 @@ impl Cluster {
         let client = TcpListener::bind("127.0.0.1:0").await.expect("bind client");
         let client_url = format!("http://{}", client.local_addr().expect("client addr"));
         let me = Node { name: m.name.clone(), peer_url: peer_url(m.peer_addr), client_urls: vec![client_url] };
-        let replica = Replica::start(m.cfg.clone(), me, bootstrap, peer, vec![client], m.links.clone())
-            .await
-            .expect("replica starts");
+        let replica =
+            Replica::start(m.cfg.clone(), me, bootstrap, peer, vec![client], m.links.clone(), Default::default())
+                .await
+                .expect("replica starts");
         m.replica = Some(replica);
     }
 

@@ -118,15 +118,25 @@ fn from_pem_rejects_a_certificate_that_is_not_a_ca() {
     let client = ca.issue_client("alice", &[], DAY).expect("issue");
     let err = Ca::from_pem(&client.cert_pem, &client.key_pem).expect_err("not a CA");
     assert!(matches!(err, PkiError::NotCa { .. }), "{err}");
-    let server = ca.issue_server("apiserver", &strings(&["10.0.0.1"]), DAY).expect("issue");
+    let server = ca.issue_server("apiserver", &[], &strings(&["10.0.0.1"]), DAY).expect("issue");
     assert!(matches!(Ca::from_pem(&server.cert_pem, &server.key_pem), Err(PkiError::NotCa { .. })));
+}
+
+#[test]
+fn issue_server_carries_its_groups_as_subject_organizations() {
+    let ca = Ca::generate("flotilla-ca", DAY).expect("generate");
+    let groups = strings(&[crate::REPLICAS_GROUP, "extra"]);
+    let issued = ca.issue_server("n1", &groups, &strings(&["10.0.0.1"]), DAY).expect("issue");
+    let identity = crate::cert_identity(&der(&issued.cert_pem)).expect("identity");
+    assert_eq!(identity, crate::CertIdentity { user: "n1".into(), groups });
+    assert!(ca.issue_server("n1", &strings(&[""]), &strings(&["10.0.0.1"]), DAY).is_err(), "empty group");
 }
 
 #[test]
 fn issue_server_sets_sans_ekus_issuer_and_validity() {
     let ca = Ca::generate("flotilla-ca", 30 * DAY).expect("generate");
     let hosts = strings(&["10.1.2.3", "api.flotilla.local", "::1"]);
-    let issued = ca.issue_server("flotilla-apiserver", &hosts, 7 * DAY).expect("issue");
+    let issued = ca.issue_server("flotilla-apiserver", &[], &hosts, 7 * DAY).expect("issue");
     let (ca_der, leaf_der) = (der(ca.cert_pem()), der(&issued.cert_pem));
     let (ca_cert, cert) = (parse(&ca_der), parse(&leaf_der));
 
@@ -165,8 +175,8 @@ fn issue_server_sets_sans_ekus_issuer_and_validity() {
 #[test]
 fn issue_server_rejects_bad_hosts() {
     let ca = Ca::generate("flotilla-ca", DAY).expect("generate");
-    assert!(matches!(ca.issue_server("api", &[], DAY), Err(PkiError::NoHosts)));
-    let err = ca.issue_server("api", &strings(&["10.0.0.1", "not a host"]), DAY).expect_err("bad host");
+    assert!(matches!(ca.issue_server("api", &[], &[], DAY), Err(PkiError::NoHosts)));
+    let err = ca.issue_server("api", &[], &strings(&["10.0.0.1", "not a host"]), DAY).expect_err("bad host");
     assert!(matches!(err, PkiError::InvalidHost { ref host, .. } if host == "not a host"), "{err}");
 }
 

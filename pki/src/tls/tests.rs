@@ -88,7 +88,7 @@ struct Pki {
 impl Pki {
     fn new(name: &str) -> Pki {
         let ca = Ca::generate(name, DAY).expect("generate CA");
-        let server = ca.issue_server("flotilla-apiserver", &["127.0.0.1".to_string()], DAY).expect("issue server");
+        let server = ca.issue_server("flotilla-apiserver", &[], &["127.0.0.1".to_string()], DAY).expect("issue server");
         let alice = ca.issue_client("alice", &["system:masters".into(), "dev".into()], DAY).expect("issue client");
         Pki { ca, server, alice }
     }
@@ -185,7 +185,7 @@ fn server_certificate_must_name_the_host_dialled() {
 #[test]
 fn replicas_use_their_server_certificate_as_client_certificate() {
     let pki = Pki::new("ca");
-    let peer = pki.ca.issue_server("replica-2", &["10.0.0.2".into()], DAY).expect("issue");
+    let peer = pki.ca.issue_server("replica-2", &[], &["10.0.0.2".into()], DAY).expect("issue");
     let outcome = handshake(pki.server_mutual(), pki.client(Some(&peer)), "127.0.0.1");
     assert_eq!(outcome.server, Ok(Some(CertIdentity { user: "replica-2".into(), groups: vec![] })));
 }

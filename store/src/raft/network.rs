@@ -105,22 +105,34 @@ pub trait Transport: Send + Sync + Debug + 'static {
     ) -> BoxFuture<'static, Result<Vec<u8>, CallError>>;
 }
 
-/// The production transport: tonic gRPC, one lazily connected [`Channel`] per peer URL.
-#[derive(Debug, Default)]
+/// The production transport: tonic gRPC, one lazily connected [`Channel`] per peer URL;
+/// over mutual TLS ([`crate::tls`]) when built with a client configuration, and then only
+/// to `https://` peer URLs.
+#[derive(Default)]
 pub struct GrpcTransport {
     channels: Mutex<HashMap<String, Channel>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Debug for GrpcTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcTransport").field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
 }
 
 impl GrpcTransport {
+    /// Plain HTTP/2 without `tls`, mutual TLS with it.
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        Self { channels: Mutex::default(), tls }
+    }
+
     /// A client for `peer_url`, on the channel cached for it (created lazily, unconnected).
     fn client(&self, peer_url: &str) -> Result<PeerClient<Channel>, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         let channel = match channels.get(peer_url) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = endpoint(peer_url)
-                    .map_err(|e| tonic::Status::invalid_argument(format!("bad peer URL {peer_url:?}: {e}")))?
-                    .connect_lazy();
+                let channel = self.channel(peer_url)?;
                 channels.insert(peer_url.to_string(), channel.clone());
                 channel
             }
@@ -290,6 +302,22 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
         let data = encode(&rpc).map_err(|e| encode_error(&e))?;
         self.send(RPCTypes::Vote, data, option.hard_ttl()).await
+    }
+}
+
+impl GrpcTransport {
+    fn channel(&self, peer_url: &str) -> Result<Channel, tonic::Status> {
+        let bad = |why: String| tonic::Status::invalid_argument(format!("peer URL {peer_url:?}: {why}"));
+        let https = peer_url.strip_prefix("https://");
+        match (&self.tls, https) {
+            (Some(tls), Some(rest)) => {
+                let endpoint = endpoint(&format!("http://{rest}")).map_err(|e| bad(e.to_string()))?;
+                Ok(endpoint.connect_with_connector_lazy(crate::tls::connector(tls.clone(), CONNECT_TIMEOUT)))
+            }
+            (Some(_), None) => Err(bad("this replica speaks to its peers over TLS only; use https://".into())),
+            (None, Some(_)) => Err(bad("https:// needs peer TLS (--peer-cert-file)".into())),
+            (None, None) => Ok(endpoint(peer_url).map_err(|e| bad(e.to_string()))?.connect_lazy()),
+        }
     }
 }
 

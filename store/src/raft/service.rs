@@ -52,8 +52,9 @@ fn codec() -> impl Options {
     bincode::DefaultOptions::new().with_limit(MAX_PAYLOAD_BYTES as u64)
 }
 
-/// Encode a payload; fails with `SizeLimit` past [`MAX_PAYLOAD_BYTES`].
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> bincode::Result<Vec<u8>> {
+/// Encode a payload; fails with `SizeLimit` past [`MAX_PAYLOAD_BYTES`] (public for tests that
+/// speak to the peer port).
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> bincode::Result<Vec<u8>> {
     codec().serialize(value)
 }
 

@@ -105,7 +105,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     f.write_all(data).map_err(io)?;
     f.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)?;
-    let dir = path.parent().ok_or_else(|| io("no parent dir"))?;
+    // A bare file name's parent is "", which is the current directory.
+    let dir = match path.parent().ok_or_else(|| io("no parent dir"))? {
+        p if p.as_os_str().is_empty() => Path::new("."),
+        p => p,
+    };
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
@@ -125,6 +129,18 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_atomic_takes_a_bare_file_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Changing the directory is safe here: nextest runs every test in its own process.
+        let cwd = std::env::current_dir().expect("cwd");
+        std::env::set_current_dir(dir.path()).expect("cd");
+        let written = write_atomic(Path::new("bare.snap"), b"data");
+        std::env::set_current_dir(cwd).expect("cd back");
+        written.expect("a file in the current directory");
+        assert_eq!(fs::read(dir.path().join("bare.snap")).expect("read"), b"data");
+    }
 
     #[test]
     fn pack_unpack_round_trip_and_refuses_bad_archives() {
