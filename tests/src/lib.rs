@@ -7,6 +7,7 @@
 pub mod chromium;
 pub mod docker;
 pub mod kube;
+pub mod secure;
 pub mod solo;
 
 use std::io::{BufRead, BufReader, Write};

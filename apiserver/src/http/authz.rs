@@ -16,16 +16,16 @@ use axum::{Extension, Json};
 use serde_json::{json, Value};
 
 use super::authn::UserInfo;
-use super::resource::CreateDenied;
+use super::resource::WriteChecks;
 use super::ApiState;
-use crate::authz::{rbac, Attributes};
+use crate::authz::{forbidden, rbac, Attributes, Authorizer, Verdict};
 use crate::error::ApiError;
 
 /// Paths every client may reach without a decision.
 const UNCHECKED: [&str; 5] = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
 
 /// The middleware: impersonation (`Impersonate-*` headers) if asked and allowed, then 403
-/// unless RBAC allows the request (see [`decide`]).
+/// unless the node authorizer or RBAC allows the request (see [`decide`]).
 pub async fn authorize(State(s): State<Arc<ApiState>>, mut req: Request, next: Next) -> Response {
     if UNCHECKED.contains(&req.uri().path()) {
         return next.run(req).await;
@@ -45,43 +45,54 @@ pub async fn authorize(State(s): State<Arc<ApiState>>, mut req: Request, next: N
     }
     let (method, uri) = (req.method().clone(), req.uri().clone());
     match decide(&s, &user, &method, &uri).await {
-        Ok(create_denied) => {
-            if let Some(why) = create_denied {
-                req.extensions_mut().insert(CreateDenied(why));
-            }
+        Ok(checks) => {
+            req.extensions_mut().insert(checks);
             next.run(req).await
         }
         Err(e) => e.into_response(),
     }
 }
 
-/// Whether `user` may make `req`: `Err` with the answer when not; `Ok` with the reason it
-/// may not create, for a PUT or PATCH that could create the object.
+/// Whether `user` may make `req`: `Err` with the answer when not; `Ok` with what the
+/// handler must still check.
 ///
 /// - A resource path holding an encoded `/` is refused: the handler decodes path segments,
 ///   so `pods/p%2Fstatus` would be authorized as a pod but served as its status.
+/// - The node authorizer, then RBAC ([`Authorizer`]); then, for a node, the node
+///   restriction ([`crate::authz::node::restrict`]), which may refuse what they allowed.
 /// - Writes to Roles and ClusterRoles need the `escalate` verb, writes to bindings the
 ///   `bind` verb, on top of the write itself (stricter than upstream, which also allows
 ///   them when the caller already holds every permission granted; not implemented).
-async fn decide(s: &ApiState, user: &UserInfo, method: &Method, uri: &Uri) -> Result<Option<String>, ApiError> {
+async fn decide(s: &ApiState, user: &UserInfo, method: &Method, uri: &Uri) -> Result<WriteChecks, ApiError> {
     let path = uri.path();
     if crate::http::split_api_path(path).is_some() && path.to_ascii_lowercase().contains("%2f") {
         return Err(ApiError::BadRequest(format!("{path}: a path segment may not hold an encoded '/'")));
     }
     let attrs = Attributes::of_request(method, path, uri.query());
-    let rules = rbac::rules_for(&s.registry, user, attrs.namespace()).await?;
-    let allowed = |a: &Attributes| rbac::is_master(user) || rules.iter().any(|r| r.allows(a));
-    if !allowed(&attrs) {
-        tracing::debug!(user = user.name, ?attrs, "request forbidden");
-        return Err(ApiError::Forbidden(attrs.forbidden_message(&user.name)));
+    let authz = Authorizer::read(&s.registry, user, attrs.namespace()).await?;
+    let mut checks = WriteChecks::default();
+    match authz.check(&attrs).await? {
+        Verdict::Denied(reason) => {
+            tracing::debug!(user = user.name, ?attrs, reason, "request forbidden");
+            return Err(forbidden(&attrs, user, &reason));
+        }
+        Verdict::Node(named) => checks.named_create = named,
+        Verdict::Rbac => {}
     }
     if let Some(extra) = attrs.escalation_verb().map(|verb| attrs.with_verb(verb)) {
-        if !allowed(&extra) {
-            return Err(ApiError::Forbidden(extra.forbidden_message(&user.name)));
+        if let Verdict::Denied(reason) = authz.check(&extra).await? {
+            return Err(forbidden(&extra, user, &reason));
         }
     }
-    let create = attrs.create_on_write();
-    Ok(create.filter(|c| !allowed(c)).map(|c| c.forbidden_message(&user.name)))
+    if let Some(create) = attrs.create_on_write() {
+        if let Verdict::Denied(reason) = authz.check(&create).await? {
+            checks.create_denied = Some(forbidden(&create, user, &reason).to_string());
+        }
+    }
+    if let Some(named) = authz.restrict(&attrs).await? {
+        checks.named_create = Some(named);
+    }
+    Ok(checks)
 }
 
 /// The user `user` acts as through upstream's `Impersonate-User`, `Impersonate-Group` and
@@ -193,14 +204,10 @@ pub async fn self_subject_access_review(
                        specified";
         return ApiError::Unprocessable(message.into()).into_response();
     };
-    let allowed = match rbac::authorize(&s.registry, &user, &attrs).await {
-        Ok(allowed) => allowed,
+    let status = match review_status(&s, &user, &attrs).await {
+        Ok(status) => status,
         Err(e) => return e.into_response(),
     };
-    let mut status = json!({"allowed": allowed});
-    if allowed {
-        status["reason"] = json!("allowed by RBAC");
-    }
     let answer = json!({
         "kind": "SelfSubjectAccessReview",
         "apiVersion": "authorization.k8s.io/v1",
@@ -209,6 +216,30 @@ pub async fn self_subject_access_review(
         "status": status,
     });
     (StatusCode::CREATED, Json(answer)).into_response()
+}
+
+/// A review's `status`: what [`decide`] would answer `user` asking `attrs`, node restriction
+/// included where the attributes name the object (a create without a name is answered as
+/// its authorizers answer, since its object's name is not known).
+async fn review_status(s: &ApiState, user: &UserInfo, attrs: &Attributes) -> Result<Value, ApiError> {
+    let authz = Authorizer::read(&s.registry, user, attrs.namespace()).await?;
+    let verdict = authz.check(attrs).await?;
+    let restricted = match verdict {
+        Verdict::Denied(_) => None,
+        // A missing pod has no node to be checked against: the authorizers' answer stands.
+        _ => match authz.restrict(attrs).await {
+            Err(ApiError::Forbidden(why)) => Some(why),
+            Ok(_) | Err(ApiError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        },
+    };
+    Ok(match (verdict, restricted) {
+        (_, Some(why)) => json!({"allowed": false, "reason": why}),
+        (Verdict::Denied(why), _) if !why.is_empty() => json!({"allowed": false, "reason": why}),
+        (Verdict::Denied(_), _) => json!({"allowed": false}),
+        (Verdict::Rbac, _) => json!({"allowed": true, "reason": "allowed by RBAC"}),
+        (Verdict::Node(_), _) => json!({"allowed": true, "reason": "allowed by the node authorizer"}),
+    })
 }
 
 /// The attributes a review's spec asks about: exactly one of resource or non-resource.

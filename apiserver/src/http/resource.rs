@@ -13,19 +13,26 @@ use super::negotiate::{self, FieldValidation, Output};
 use super::query::Query;
 use super::target::{self, Target};
 use super::{json as respond_json, ApiState};
+use crate::authz::node::NamedCreate;
 use crate::error::{ApiError, ApiResult};
 use crate::patch::PatchType;
 use crate::registry::{meta, DeleteOptions, Part, ScaleChange, WriteOptions};
 use crate::selector::FieldSelector;
 
-/// Set by authorization on a PUT or PATCH whose caller may not create the object (see
-/// [`crate::registry::WriteOptions::create_denied`]).
-#[derive(Debug, Clone)]
-pub struct CreateDenied(pub String);
+/// What authorization leaves to the handler of a request it allowed: checks that need the
+/// body, or the object's absence.
+#[derive(Debug, Clone, Default)]
+pub struct WriteChecks {
+    /// For a PUT or PATCH whose caller may not create the object: the 403 should it be
+    /// missing (see [`crate::registry::WriteOptions::create_denied`]).
+    pub create_denied: Option<String>,
+    /// For a create allowed only for one name (a node's own Node or Lease).
+    pub named_create: Option<NamedCreate>,
+}
 
 /// Everything a resource request carries.
 struct Request {
-    create_denied: Option<String>,
+    checks: WriteChecks,
     method: Method,
     target: Target,
     query: Query,
@@ -38,11 +45,11 @@ pub async fn core(
     method: Method,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
-    denied: Option<Extension<CreateDenied>>,
+    checks: Option<Extension<WriteChecks>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let head = Head { method, query: q, create_denied: denied.map(|Extension(d)| d.0) };
+    let head = Head { method, query: q, checks: checks.map(|Extension(c)| c).unwrap_or_default() };
     serve(&s, "", "v1", &rest, head, headers, body).await
 }
 
@@ -51,11 +58,11 @@ pub async fn grouped(
     method: Method,
     Path((group, version, rest)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
-    denied: Option<Extension<CreateDenied>>,
+    checks: Option<Extension<WriteChecks>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let head = Head { method, query: q, create_denied: denied.map(|Extension(d)| d.0) };
+    let head = Head { method, query: q, checks: checks.map(|Extension(c)| c).unwrap_or_default() };
     serve(&s, &group, &version, &rest, head, headers, body).await
 }
 
@@ -63,7 +70,7 @@ pub async fn grouped(
 struct Head {
     method: Method,
     query: Option<String>,
-    create_denied: Option<String>,
+    checks: WriteChecks,
 }
 
 async fn serve(
@@ -77,8 +84,8 @@ async fn serve(
 ) -> Response {
     let result = async {
         let target = target::parse(group, version, rest)?;
-        let Head { method, query, create_denied } = head;
-        let req = Request { create_denied, method, target, query: Query::parse(query.as_deref()), headers, body };
+        let Head { method, query, checks } = head;
+        let req = Request { checks, method, target, query: Query::parse(query.as_deref()), headers, body };
         dispatch(s, req).await
     }
     .await;
@@ -132,6 +139,9 @@ async fn collection(s: &ApiState, req: Request) -> ApiResult<Response> {
         Method::POST => {
             let (obj, warnings) =
                 negotiate::decode_object(res, &req.headers, &req.body, req.query.field_validation()?)?;
+            if let Some(named) = &req.checks.named_create {
+                named.check(res, &obj)?;
+            }
             let created = s.registry.create(res, ns(&req), obj, &req.query.write_options()?).await?;
             Ok(with_warnings(respond_json(StatusCode::CREATED, created), &warnings))
         }
@@ -163,14 +173,14 @@ async fn item(s: &ApiState, req: Request, part: Part) -> ApiResult<Response> {
         Method::PUT => {
             let (obj, warnings) =
                 negotiate::decode_object(res, &req.headers, &req.body, req.query.field_validation()?)?;
-            let opts = WriteOptions { create_denied: req.create_denied.clone(), ..req.query.write_options()? };
+            let opts = WriteOptions { create_denied: req.checks.create_denied.clone(), ..req.query.write_options()? };
             let (obj, created) = s.registry.update(res, ns(&req), name(&req), obj, part, &opts).await?;
             let code = if created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(with_warnings(respond_json(code, obj), &warnings))
         }
         Method::PATCH => {
             let patch_type = patch_type(&req)?;
-            let opts = WriteOptions { create_denied: req.create_denied.clone(), ..req.query.write_options()? };
+            let opts = WriteOptions { create_denied: req.checks.create_denied.clone(), ..req.query.write_options()? };
             let (obj, created) =
                 s.registry.patch(res, ns(&req), name(&req), patch_type, &req.body, part, &opts).await?;
             Ok(respond_json(if created { StatusCode::CREATED } else { StatusCode::OK }, obj))
