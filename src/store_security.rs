@@ -44,6 +44,14 @@ pub struct StoreSecurityArgs {
 impl StoreSecurityArgs {
     /// The ports' TLS, given whether the peer URLs and the client URLs are `https`.
     pub fn resolve(&self, peer_https: bool, client_https: bool) -> anyhow::Result<StoreTls> {
+        if self.client_cert_auth && !peer_https {
+            // The peer port forwards writes to the leader and ships snapshots: left plain, it
+            // would hand anyone what the etcd API guards.
+            bail!("--client-cert-auth needs https:// peer URLs too (a plain peer port would bypass it)");
+        }
+        if peer_https && !client_https {
+            tracing::warn!("plain http:// client URLs: anyone who reaches them may use the etcd API (every raw key)");
+        }
         Ok(StoreTls { peer: self.peer(peer_https)?, client: self.client(client_https)? })
     }
 
@@ -150,6 +158,19 @@ mod tests {
         assert!(err.contains("https:// peer URLs need --peer-cert-file"), "{err}");
         let err = format!("{:#}", StoreSecurityArgs::default().resolve(false, true).err().expect("refused"));
         assert!(err.contains("https:// client URLs need --cert-file"), "{err}");
+    }
+
+    #[test]
+    fn client_certificate_authentication_needs_a_tls_peer_port() {
+        let auth = StoreSecurityArgs {
+            cert_file: Some("c.crt".into()),
+            key_file: Some("c.key".into()),
+            trusted_ca_file: Some("ca.crt".into()),
+            client_cert_auth: true,
+            ..Default::default()
+        };
+        let err = auth.resolve(false, true).err().expect("refused").to_string();
+        assert!(err.contains("--client-cert-auth needs https:// peer URLs"), "{err}");
     }
 
     #[test]

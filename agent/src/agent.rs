@@ -48,7 +48,7 @@ impl Agent {
     pub fn new(config: AgentConfig, node: NodeConfig, runtime: Arc<dyn Runtime>) -> Result<Self, AgentError> {
         config.validate()?;
         node.validate()?;
-        let pool = Arc::new(ApiPool::new(&config.servers, config.request_timeout)?);
+        let pool = Arc::new(ApiPool::new(&config.servers, config.request_timeout, config.api_tls.clone())?);
         Ok(Self { pool, config, node, runtime })
     }
 

@@ -16,6 +16,8 @@ use crate::node::host::Host;
 pub struct AgentConfig {
     /// Every API server replica's URL; the agent uses one and fails over.
     pub servers: Vec<String>,
+    /// TLS and the node's client certificate, for `https://` servers.
+    pub api_tls: Option<crate::api::ApiTls>,
     /// Bound on one API request (a watch's opening included).
     pub request_timeout: Duration,
     /// How often the node Lease is renewed and node status recomputed (upstream's
@@ -93,6 +95,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             servers: vec!["http://127.0.0.1:6443".into()],
+            api_tls: None,
             request_timeout: Duration::from_secs(10),
             renew_interval: Duration::from_secs(10),
             lease_duration: Duration::from_secs(40),

@@ -77,7 +77,7 @@ fn pod_network(i: usize) -> Ipv4Addr {
 pub async fn run(config: AgentConfig, sim: Simulation, cancel: CancellationToken) -> Result<(), AgentError> {
     config.validate()?;
     sim.validate()?;
-    let pool = Arc::new(ApiPool::new(&config.servers, config.request_timeout)?);
+    let pool = Arc::new(ApiPool::new(&config.servers, config.request_timeout, config.api_tls.clone())?);
     let discovery = crate::api::discovery::start(pool.clone(), cancel.clone()).await;
     let mut routes = HashMap::with_capacity(sim.count);
     let mut tasks = tokio::task::JoinSet::new();

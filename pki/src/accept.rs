@@ -8,16 +8,18 @@
 //!
 //! Invariants:
 //! - A TLS handshake never holds up other clients: each runs in its own task, bounded by
-//!   [`HANDSHAKE_TIMEOUT`]; at most [`MAX_HANDSHAKES`] run at once; only finished
-//!   handshakes reach the server.
+//!   [`HANDSHAKE_TIMEOUT`]; at most [`MAX_HANDSHAKES`] run at once, and at most
+//!   [`MAX_HANDSHAKES_PER_CLIENT`] from one IP address (more are closed at once, so one
+//!   client cannot take every slot); only finished handshakes reach the server.
 //! - A connection whose verified certificate carries no usable identity (no subject CN) is
 //!   closed: it would otherwise be served as if it had presented nothing.
 //! - Accept errors (e.g. out of file descriptors) never end the loop: it pauses and tries
 //!   again, as axum's own TCP listener does.
 //! - Dropping the [`TlsIncoming`] stops the loop.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,6 +36,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// idle connections cannot take every file descriptor of the process (which also serves
 /// the store's peers and clients).
 pub const MAX_HANDSHAKES: usize = 256;
+/// TLS handshakes in progress at once from one IP address.
+pub const MAX_HANDSHAKES_PER_CLIENT: usize = 32;
 /// Finished handshakes waiting for the server to take them.
 const READY_QUEUE: usize = 64;
 /// Pause after an accept error before accepting again.
@@ -88,8 +92,43 @@ impl Drop for TlsIncoming {
     }
 }
 
+/// Handshakes in progress per client address.
+#[derive(Clone, Default)]
+struct PerClient(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One client's handshake slot, given back when dropped.
+struct Slot {
+    clients: PerClient,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    fn take(&self, ip: IpAddr) -> Option<Slot> {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(ip).or_default();
+        if *count >= MAX_HANDSHAKES_PER_CLIENT {
+            return None;
+        }
+        *count += 1;
+        Some(Slot { clients: self.clone(), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.clients.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sender<Accepted>) {
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let clients = PerClient::default();
     loop {
         let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
         let (stream, addr) = match listener.accept().await {
@@ -102,6 +141,10 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::
         if ready.is_closed() {
             return;
         }
+        let Some(slot) = clients.take(addr.ip()) else {
+            tracing::debug!(client = %addr, "too many TLS handshakes from one address; connection closed");
+            continue;
+        };
         // Small requests and replies must not wait for delayed ACKs (a 40 ms stall each).
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
@@ -109,7 +152,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-            drop(permit);
+            drop((permit, slot));
             let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return tracing::debug!(client = %addr, error = %e, "TLS handshake failed"),
@@ -135,4 +178,22 @@ fn client_identity(tls: &TlsStream<TcpStream>) -> crate::Result<Option<CertIdent
 pub async fn accept_failed(e: &std::io::Error) {
     tracing::warn!(error = %e, "accepting a connection failed; retrying");
     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_client_gets_a_bounded_share_of_the_handshakes() {
+        let clients = PerClient::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut held: Vec<Slot> = (0..MAX_HANDSHAKES_PER_CLIENT).map(|_| clients.take(a).expect("a slot")).collect();
+        assert!(clients.take(a).is_none(), "the client's share is used up");
+        assert!(clients.take(b).is_some(), "another client is unaffected");
+        held.pop();
+        assert!(clients.take(a).is_some(), "a finished handshake gives its slot back");
+        drop(held);
+        assert!(clients.0.lock().unwrap().len() <= 1, "idle clients are forgotten");
+    }
 }

@@ -34,6 +34,11 @@ pub(crate) fn certificates(pem: &str, what: &'static str) -> Result<Vec<Certific
 }
 
 /// The one certificate in `pem`; more than one is an error, as it would be ambiguous.
+/// Every certificate in PEM text, as DER (for clients that take their trust anchors so).
+pub fn certificates_der(pem: &str) -> Result<Vec<Vec<u8>>> {
+    Ok(certificates(pem, "certificate")?.into_iter().map(|c| c.as_ref().to_vec()).collect())
+}
+
 pub(crate) fn single_certificate(pem: &str, what: &'static str) -> Result<CertificateDer<'static>> {
     let mut certs = certificates(pem, what)?;
     if certs.len() > 1 {

@@ -48,7 +48,7 @@ pub const REPLICAS_GROUP: &str = "system:flotilla-replicas";
 
 pub use accept::{Accepted, TlsIncoming};
 pub use ca::Ca;
-pub use encoding::read_pem;
+pub use encoding::{certificates_der, read_pem};
 pub use error::{PkiError, Result};
 pub use identity::{cert_identity, CertIdentity};
 pub use issued::Issued;

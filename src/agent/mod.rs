@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use flotilla_agent::api::ApiTls;
 use flotilla_agent::config::{parse_labels, parse_taints, ServerConfig, ServicesConfig};
 use flotilla_agent::node::host::{self, Host, SimulatedHost};
 use flotilla_agent::simulate::{self, Simulation};
@@ -30,6 +31,17 @@ pub struct AgentArgs {
         default_value = "http://127.0.0.1:6443"
     )]
     servers: Vec<String>,
+    /// The CA that signed the API servers' certificates (PEM); with --api-cert-file and
+    /// --api-key-file, the agent speaks TLS to https:// --server URLs.
+    #[arg(long, env = "FLOTILLA_API_CA_FILE", value_name = "FILE", requires_all = ["api_cert_file", "api_key_file"])]
+    api_ca_file: Option<PathBuf>,
+    /// The node's client certificate (PEM), for user system:node:<node name> in group
+    /// system:nodes (`flotilla pki issue --user system:node:NAME --group system:nodes`).
+    #[arg(long, env = "FLOTILLA_API_CERT_FILE", value_name = "FILE", requires = "api_ca_file")]
+    api_cert_file: Option<PathBuf>,
+    /// The private key of --api-cert-file (PEM).
+    #[arg(long, env = "FLOTILLA_API_KEY_FILE", value_name = "FILE", requires = "api_ca_file")]
+    api_key_file: Option<PathBuf>,
     /// The Node's name [default: this machine's host name].
     #[arg(long, env = "FLOTILLA_NODE_NAME")]
     node_name: Option<String>,
@@ -103,6 +115,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         servers: args.servers.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         pod_resync: Duration::from_secs(args.pod_resync_seconds),
         allow_privileged: args.allow_privileged,
+        api_tls: api_tls(&args)?,
         ..AgentConfig::default()
     };
     let labels = parse_labels(&args.labels)?;
@@ -127,6 +140,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         None => {
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
             let name = args.node_name.or_else(host::hostname).context("no --node-name and no host name")?;
+            if let Some(tls) = &config.api_tls {
+                check_identity(tls, &name)?;
+            }
             let address = args.node_ip.unwrap_or_else(|| host::primary_address().to_string());
             let runtime = args.runtime.build(&name, &args.data_dir, &address).await?;
             if !args.no_services
@@ -155,6 +171,37 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("agent did not stop in time; exiting anyway"),
     }
     Ok(())
+}
+
+/// The agent's TLS towards the API servers, from --api-ca-file, --api-cert-file and
+/// --api-key-file (clap makes them all-or-nothing).
+fn api_tls(args: &AgentArgs) -> anyhow::Result<Option<ApiTls>> {
+    let (Some(ca), Some(cert), Some(key)) = (&args.api_ca_file, &args.api_cert_file, &args.api_key_file) else {
+        return Ok(None);
+    };
+    let read = |flag: &str, path: &PathBuf| flotilla_pki::read_pem(path).with_context(|| flag.to_string());
+    Ok(Some(ApiTls {
+        ca_pem: read("--api-ca-file", ca)?,
+        cert_pem: read("--api-cert-file", cert)?,
+        key_pem: read("--api-key-file", key)?,
+    }))
+}
+
+/// A node certificate must name this node: the API server lets node N touch only N's
+/// objects, so a mismatch would fail every request. Another identity (an admin's, say) is
+/// allowed, with a warning.
+fn check_identity(tls: &ApiTls, node: &str) -> anyhow::Result<()> {
+    let id = tls.identity()?;
+    match id.user.strip_prefix("system:node:") {
+        Some(named) if named == node => Ok(()),
+        Some(named) => anyhow::bail!(
+            "--api-cert-file is node {named:?}'s certificate, but this node is {node:?} (set --node-name {named})"
+        ),
+        None => {
+            tracing::warn!(user = id.user, "--api-cert-file is not a node's certificate (system:node:<name>)");
+            Ok(())
+        }
+    }
 }
 
 /// Whether this agent can program nftables (root, `nft` installed). Without it, Services

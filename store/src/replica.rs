@@ -57,20 +57,23 @@ impl Replica {
         let node = StoreNode::open_with_transport(cfg, me, bootstrap, links, transport).await?;
         let cancel = CancellationToken::new();
         let mut servers = JoinSet::new();
-        let peer_router = admitted(Admission::for_peers(tls.peer.as_ref())).add_service(node.peer_server());
+        let admission = Admission::for_peers(tls.peer.as_ref());
+        let peer_router = admitted(admission).add_service(node.peer_server());
         let stop = cancel.clone();
         match &tls.peer {
             None => servers.spawn(serve(peer_router, plain(peer), stop)),
-            Some(t) => servers.spawn(serve(peer_router, tls::incoming(peer, t.server_config()).map_err(io)?, stop)),
+            Some(t) => {
+                servers.spawn(serve(peer_router, tls::incoming(peer, t.server_config(), admission).map_err(io)?, stop))
+            }
         };
         for listener in clients {
-            let router =
-                admitted(Admission::for_clients(tls.client.as_ref())).add_routes(crate::etcd::routes(node.clone()));
+            let admission = Admission::for_clients(tls.client.as_ref());
+            let router = admitted(admission).add_routes(crate::etcd::routes(node.clone()));
             let stop = cancel.clone();
             match &tls.client {
                 None => servers.spawn(serve(router, plain(listener).map(|c| c.map(AuthorityFix::new)), stop)),
                 Some(t) => {
-                    let incoming = tls::incoming(listener, t.server_config()).map_err(io)?;
+                    let incoming = tls::incoming(listener, t.server_config(), admission).map_err(io)?;
                     servers.spawn(serve(router, incoming.map(|c| c.map(AuthorityFix::new)), stop))
                 }
             };

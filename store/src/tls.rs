@@ -118,21 +118,35 @@ impl Admission {
         }
     }
 
+    /// The groups admitted; `None` admits everyone.
+    fn groups(self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::Open => None,
+            Self::Replicas => Some(&[REPLICAS_GROUP]),
+            Self::Admins => Some(&[MASTERS_GROUP, REPLICAS_GROUP]),
+        }
+    }
+
+    /// Whether a connection with `cert` is admitted.
+    pub fn admits(self, cert: Option<&CertIdentity>) -> bool {
+        match (self.groups(), cert) {
+            (None, _) => true,
+            (Some(allowed), Some(id)) => id.groups.iter().any(|g| allowed.contains(&g.as_str())),
+            (Some(_), None) => false,
+        }
+    }
+
     /// Whether the request's connection may make it.
     pub fn check(self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let allowed: &[&str] = match self {
-            Self::Open => return Ok(request),
-            Self::Replicas => &[REPLICAS_GROUP],
-            Self::Admins => &[MASTERS_GROUP, REPLICAS_GROUP],
-        };
         let cert = request.extensions().get::<ConnInfo>().and_then(|c| c.cert.as_ref());
+        if self.admits(cert) {
+            return Ok(request);
+        }
+        let allowed = self.groups().unwrap_or_default().join(" or ");
         match cert {
-            Some(id) if id.groups.iter().any(|g| allowed.contains(&g.as_str())) => Ok(request),
             Some(id) => Err(tonic::Status::permission_denied(format!(
-                "certificate of {:?} (groups {:?}) is not in {}",
-                id.user,
-                id.groups,
-                allowed.join(" or ")
+                "certificate of {:?} (groups {:?}) is not in {allowed}",
+                id.user, id.groups
             ))),
             None => Err(tonic::Status::unauthenticated("a client certificate is required")),
         }
@@ -186,16 +200,24 @@ impl AsyncWrite for TlsConn {
     }
 }
 
-/// TLS connections accepted on `listener`, for `serve_with_incoming`.
+/// TLS connections accepted on `listener`, for `serve_with_incoming`. On the peer port
+/// ([`Admission::Replicas`]) a connection whose certificate is not a replica's is closed
+/// at once, so that it holds no HTTP/2 connection open; elsewhere every request is checked
+/// and refused with a message instead.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
+    admission: Admission,
 ) -> io::Result<impl Stream<Item = io::Result<TlsConn>>> {
     let mut accepted = TlsIncoming::new(listener, config)?;
-    Ok(futures::stream::poll_fn(move |cx| {
-        accepted
-            .poll_accept(cx)
-            .map(|a| a.map(|a| Ok(TlsConn { stream: a.stream, info: ConnInfo { remote: a.addr, cert: a.cert } })))
+    Ok(futures::stream::poll_fn(move |cx| loop {
+        let Some(a) = std::task::ready!(accepted.poll_accept(cx)) else { return Poll::Ready(None) };
+        let info = ConnInfo { remote: a.addr, cert: a.cert };
+        if matches!(admission, Admission::Replicas) && !admission.admits(info.cert.as_ref()) {
+            tracing::warn!(peer = %info.remote, cert = ?info.cert, "peer certificate is not a replica's; connection closed");
+            continue;
+        }
+        return Poll::Ready(Some(Ok(TlsConn { stream: a.stream, info })));
     }))
 }
 
@@ -212,7 +234,8 @@ impl ClientTls {
 }
 
 /// A tonic connector that dials the URI's host and port and speaks TLS with `config`,
-/// checking the server's certificate against the host (an IP literal or a DNS name).
+/// checking the server's certificate against the host (an IP literal or a DNS name) and
+/// for [`REPLICAS_GROUP`].
 pub fn connector(
     config: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
@@ -239,7 +262,15 @@ pub fn connector(
                 tokio::time::timeout(PEER_HANDSHAKE_TIMEOUT, tls.connect(name, tcp)).await.map_err(|_| {
                     io::Error::new(io::ErrorKind::TimedOut, format!("TLS handshake with {uri} timed out"))
                 })??;
-            Ok(TokioIo::new(stream))
+            // The CA signed it for this address; it must also be a replica's.
+            let leaf = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
+            match leaf.map(|der| flotilla_pki::cert_identity(der.as_ref())) {
+                Some(Ok(id)) if id.groups.iter().any(|g| g == REPLICAS_GROUP) => Ok(TokioIo::new(stream)),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("{uri} presented a certificate outside {REPLICAS_GROUP}"),
+                )),
+            }
         }
     })
 }

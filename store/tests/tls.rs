@@ -134,12 +134,29 @@ async fn replicas_speak_mutual_tls_and_outsiders_can_neither_join_nor_disrupt() 
     };
     let replica_tls = peer_tls(&ca, &server_cert(&ca, "n9", &[REPLICAS_GROUP]));
     assert_eq!(code(vote(&replica_tls).await), None, "a replica's certificate is answered");
+    // A certificate of the right CA that is not a replica's: the connection is closed at once.
     let agent_tls = peer_tls(&ca, &server_cert(&ca, "agent", &["system:nodes"]));
-    assert_eq!(code(vote(&agent_tls).await), Some(tonic::Code::PermissionDenied), "not a replica's certificate");
+    let refused = code(vote(&agent_tls).await);
+    assert!(refused.is_some(), "not a replica's certificate: {refused:?}");
     let stranger_ca = Ca::generate("stranger-ca", DAY).expect("CA");
     let stranger_tls = peer_tls(&stranger_ca, &server_cert(&stranger_ca, "stranger", &[REPLICAS_GROUP]));
     let refused = code(vote(&stranger_tls).await);
-    assert!(matches!(refused, Some(c) if c != tonic::Code::PermissionDenied), "the handshake fails: {refused:?}");
+    assert!(refused.is_some(), "the handshake fails: {refused:?}");
+    // The dialing side checks too: a server whose certificate is not a replica's is refused,
+    // even on an address it is valid for.
+    let impostor = plan("impostor").await;
+    let impostor_url = impostor.node.peer_url.clone();
+    let impostor_map = BTreeMap::from([(impostor.id, impostor.node.clone())]);
+    let impostor_tls = peer_tls(&ca, &server_cert(&ca, "impostor", &["system:nodes"]));
+    let (impostor, _) = start(&dir, impostor, &impostor_map, StoreTls { peer: Some(impostor_tls), client: None }).await;
+    let transport = GrpcTransport::new(Some(replica_tls.client_config()));
+    let request = openraft::raft::VoteRequest::<NodeId>::new(openraft::Vote::new(1000, 999), None);
+    let blob = Blob { data: flotilla_store::raft::service::encode(&request).expect("encode"), from: 999 };
+    let dialed = transport.call(&impostor_url, Rpc::Raft(openraft::RPCTypes::Vote), blob, Duration::from_secs(3)).await;
+    let refused = code(dialed);
+    assert!(refused.is_some(), "a server outside system:flotilla-replicas is not a peer: {refused:?}");
+    impostor.stop().await;
+
     let (term, still) = settled(&all).await;
     assert_eq!(still, leader, "the answered vote did not unseat the leader (leader lease)");
 

@@ -15,7 +15,10 @@
 //!   may come and go ([`ApiPool::set_discovered`]). A failure is reported by [`ServerId`],
 //!   which names one server for the pool's lifetime, so a report that arrives after the
 //!   list changed never moves the pool off a server that did not fail.
-//! - Plain `http://` only for now (TLS and authentication come with issue 9).
+//! - Either every server is `https://` and the pool holds [`ApiTls`] (the cluster CA and
+//!   the node's client certificate: the API server authenticates the agent as
+//!   `system:node:<name>`), or every server is `http://` and there is no TLS. Discovered
+//!   servers get the scheme and credentials of the configured ones.
 
 pub mod discovery;
 pub mod watch;
@@ -58,6 +61,36 @@ impl Servers {
 pub struct ApiPool {
     servers: Mutex<Servers>,
     request_timeout: Duration,
+    tls: Option<ApiTls>,
+}
+
+/// How the agent speaks TLS to the API servers: the CA that signed their certificates and
+/// the agent's own client certificate and key (all PEM).
+#[derive(Clone)]
+pub struct ApiTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ApiTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTls").finish_non_exhaustive()
+    }
+}
+
+impl ApiTls {
+    /// The user and groups the client certificate authenticates as.
+    pub fn identity(&self) -> Result<flotilla_pki::CertIdentity, AgentError> {
+        let der = pem_certificates(&self.cert_pem, "client certificate")?;
+        let leaf = der.first().ok_or_else(|| AgentError::Config("the client certificate file is empty".into()))?;
+        flotilla_pki::cert_identity(leaf).map_err(|e| AgentError::Config(format!("client certificate: {e}")))
+    }
+}
+
+/// The DER certificates of PEM text.
+fn pem_certificates(pem: &str, what: &str) -> Result<Vec<Vec<u8>>, AgentError> {
+    flotilla_pki::certificates_der(pem).map_err(|e| AgentError::Config(format!("{what}: {e}")))
 }
 
 /// How long a connection attempt may take before the server counts as unreachable:
@@ -65,16 +98,17 @@ pub struct ApiPool {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl ApiPool {
-    /// Clients for `urls` (at least one), each request bounded by `request_timeout`.
-    pub fn new(urls: &[String], request_timeout: Duration) -> Result<Self, AgentError> {
+    /// Clients for `urls` (at least one; `https://` exactly when `tls` is given), each
+    /// request bounded by `request_timeout`.
+    pub fn new(urls: &[String], request_timeout: Duration, tls: Option<ApiTls>) -> Result<Self, AgentError> {
         if urls.is_empty() {
             return Err(AgentError::Config("at least one API server URL is needed".into()));
         }
         let mut servers = Servers { list: Vec::new(), configured: urls.len(), current: 0, next_id: 0 };
         for url in urls {
-            servers.add(url.clone(), client(url)?);
+            servers.add(url.clone(), client(url, tls.as_ref())?);
         }
-        Ok(Self { servers: Mutex::new(servers), request_timeout })
+        Ok(Self { servers: Mutex::new(servers), request_timeout, tls })
     }
 
     fn lock(&self) -> MutexGuard<'_, Servers> {
@@ -132,7 +166,7 @@ impl ApiPool {
         let new_clients: Vec<(String, kube::Client)> = urls
             .iter()
             .filter(|u| !known.contains(u))
-            .map(|u| client(u).map(|c| (u.clone(), c)))
+            .map(|u| client(u, self.tls.as_ref()).map(|c| (u.clone(), c)))
             .collect::<Result<_, _>>()?;
         let mut s = self.lock();
         let in_use = s.list[s.current % s.list.len()].id;
@@ -184,12 +218,31 @@ impl ApiPool {
     }
 }
 
-fn client(url: &str) -> Result<kube::Client, AgentError> {
-    let uri: http::Uri = url.parse().map_err(|e| AgentError::Config(format!("API server URL {url:?}: {e}")))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(AgentError::Config(format!("API server URL {url:?}: only http:// is supported for now")));
-    }
+fn client(url: &str, tls: Option<&ApiTls>) -> Result<kube::Client, AgentError> {
+    let bad = |why: String| AgentError::Config(format!("API server URL {url:?}: {why}"));
+    let uri: http::Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(bad("expected http:// or https://".into())),
+    };
     let mut config = kube::Config::new(uri);
+    match (https, tls) {
+        (true, Some(tls)) => {
+            use base64::Engine;
+            config.root_cert = Some(pem_certificates(&tls.ca_pem, "CA")?);
+            let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+            // kube keeps the key as a secret string, made only by deserializing.
+            config.auth_info = serde_json::from_value(serde_json::json!({
+                "client-certificate-data": b64(&tls.cert_pem),
+                "client-key-data": b64(&tls.key_pem),
+            }))
+            .map_err(|e| bad(format!("client credentials: {e}")))?;
+        }
+        (true, None) => return Err(bad("https:// needs the CA and a client certificate (--api-ca-file …)".into())),
+        (false, Some(_)) => return Err(bad("the agent has a client certificate: use https://".into())),
+        (false, None) => {}
+    }
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     // Failover is this pool's job: kube's own retries would keep hammering a dead server.
     config.default_retry = false;
@@ -231,10 +284,10 @@ mod tests {
 
     #[tokio::test]
     async fn urls_are_checked_and_failover_moves_round_the_servers_once_per_failure() {
-        assert!(ApiPool::new(&[], Duration::from_secs(1)).is_err());
-        assert!(ApiPool::new(&["https://a:6443".into()], Duration::from_secs(1)).is_err(), "no TLS yet");
+        assert!(ApiPool::new(&[], Duration::from_secs(1), None).is_err());
+        assert!(ApiPool::new(&["https://a:6443".into()], Duration::from_secs(1), None).is_err(), "no credentials");
         let urls = ["http://127.0.0.1:1".to_string(), "http://127.0.0.1:2".to_string()];
-        let pool = ApiPool::new(&urls, Duration::from_secs(1)).unwrap();
+        let pool = ApiPool::new(&urls, Duration::from_secs(1), None).unwrap();
         let (first, _) = pool.current();
         assert_eq!(pool.url(first), urls[0]);
         pool.failed(first, "refused");
@@ -251,7 +304,7 @@ mod tests {
     #[tokio::test]
     async fn discovered_servers_follow_the_list_and_configured_ones_stay() {
         let url = |p: u16| format!("http://127.0.0.1:{p}");
-        let pool = ApiPool::new(&[url(1)], Duration::from_secs(1)).unwrap();
+        let pool = ApiPool::new(&[url(1)], Duration::from_secs(1), None).unwrap();
         let (added, removed) = pool.set_discovered(&[url(2), url(3)]).unwrap();
         assert_eq!((added, removed), (vec![url(2), url(3)], vec![]));
         assert_eq!(pool.urls(), [url(1), url(2), url(3)]);

@@ -85,7 +85,7 @@ impl Runtime for Recorder {
 }
 
 fn context(cluster: &Cluster, rt: Arc<Recorder>, pods_dir: PathBuf, allow_privileged: bool) -> Context {
-    let pool = ApiPool::new(&cluster.urls(), Duration::from_secs(2)).expect("pool");
+    let pool = ApiPool::new(&cluster.urls(), Duration::from_secs(2), None).expect("pool");
     Context {
         runtime: rt,
         pool: Arc::new(pool),

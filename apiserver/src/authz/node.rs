@@ -223,6 +223,8 @@ pub async fn restrict(registry: &Registry, node: &str, attrs: &Attributes) -> Ap
                 refuse(reason)
             }
         }
+        // Upstream refuses every other pod subresource a node writes (binding, exec, ...).
+        ("", "pods", other) => refuse(format!("node \"{node}\" may not write pods/{other}")),
         _ => Ok(None),
     }
 }

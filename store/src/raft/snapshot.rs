@@ -98,18 +98,20 @@ pub fn set_current_sm_dir(data_dir: &Path, sm_dir: &Path) -> Result<(), StoreErr
     write_atomic(&data_dir.join(POINTER), name.as_bytes())
 }
 
-/// Write a file via a temporary and a rename, fsyncing both the file and its directory.
+/// Write a file via a temporary and a rename, fsyncing both the file and its directory. The
+/// file is readable by its owner only.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
     // A bare file name's parent is "", which is the current directory.
     let dir = match path.parent().ok_or_else(|| io("no parent dir"))? {
         p if p.as_os_str().is_empty() => Path::new("."),
         p => p,
     };
+    // A new file of a random name, mode 0600 (snapshots hold every Secret), never a symlink
+    // someone planted at a predictable name.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(data).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
@@ -140,6 +142,9 @@ mod tests {
         std::env::set_current_dir(cwd).expect("cd back");
         written.expect("a file in the current directory");
         assert_eq!(fs::read(dir.path().join("bare.snap")).expect("read"), b"data");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join("bare.snap")).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "owner only: {mode:o}");
     }
 
     #[test]

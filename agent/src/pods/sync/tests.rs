@@ -47,7 +47,7 @@ fn pod(policy: &str, init: &[&str], apps: &[&str]) -> Pod {
 }
 
 fn context(rt: Arc<FakeRuntime>) -> Context {
-    let pool = ApiPool::new(&["http://127.0.0.1:9".to_string()], Duration::from_secs(1)).unwrap();
+    let pool = ApiPool::new(&["http://127.0.0.1:9".to_string()], Duration::from_secs(1), None).unwrap();
     Context {
         runtime: rt,
         pool: Arc::new(pool),

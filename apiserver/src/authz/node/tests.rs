@@ -218,6 +218,11 @@ async fn the_restriction_refuses_writes_to_other_nodes_objects() {
     assert!(refused(restrict(res("delete", "", "nodes", "", "", "agent-2")).await).contains("not allowed to modify"));
     assert!(refused(restrict(res("create", "", "pods", "", "default", "")).await).contains("can only delete pods"));
     assert!(refused(restrict(res("patch", "", "pods", "", "default", "p1")).await).contains("can only delete pods"));
+    // Other pod subresources are never a node's to write, even for its own pods.
+    for sub in ["binding", "exec", "ephemeralcontainers"] {
+        let why = refused(restrict(res("create", "", "pods", sub, "default", "p1")).await);
+        assert!(why.contains(&format!("may not write pods/{sub}")), "{why}");
+    }
     let lease =
         refused(restrict(res("delete", "coordination.k8s.io", "leases", "", "kube-node-lease", "agent-2")).await);
     assert!(lease.ends_with(LEASE_NAME_REASON), "{lease}");
