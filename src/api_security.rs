@@ -41,6 +41,8 @@ pub struct ApiSecurityArgs {
 pub struct ApiSecurity {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub authn: Option<Arc<Authenticator>>,
+    /// Towards the agents' endpoints, presenting --tls-cert-file (which they require).
+    pub node_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ApiSecurityArgs {
@@ -57,7 +59,7 @@ impl ApiSecurityArgs {
             if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
                 bail!("{flag} needs an https:// --listen-api-url (plain HTTP is not authenticated)");
             }
-            return Ok(ApiSecurity { tls: None, authn: None });
+            return Ok(ApiSecurity { tls: None, authn: None, node_tls: None });
         }
         let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_private_key_file) else {
             bail!("an https:// --listen-api-url needs --tls-cert-file and --tls-private-key-file");
@@ -73,7 +75,8 @@ impl ApiSecurityArgs {
         if self.anonymous_auth {
             tracing::warn!("--anonymous-auth: requests without credentials are served as system:anonymous");
         }
-        Ok(ApiSecurity { tls: Some(Arc::new(tls)), authn: Some(Arc::new(authn)) })
+        let node_tls = flotilla_pki::client_config_any_server(&cert, &key).context("--tls-cert-file")?;
+        Ok(ApiSecurity { tls: Some(Arc::new(tls)), authn: Some(Arc::new(authn)), node_tls: Some(Arc::new(node_tls)) })
     }
 }
 

@@ -261,6 +261,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             audit: audit.clone(),
             tls: security.tls,
             authn: security.authn,
+            node_tls: security.node_tls,
             ..Default::default()
         };
         let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone(), encryption.clone());

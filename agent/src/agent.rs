@@ -93,11 +93,21 @@ impl Agent {
                 return (0, tokio::spawn(async {}));
             }
         };
+        let tls = match &self.config.api_tls {
+            None => None,
+            Some(api) => match server::tls::endpoint_config(api, &self.node.name, &self.node.address) {
+                Ok(config) => Some(config),
+                Err(e) => {
+                    tracing::error!(error = %e, "logs, exec and port-forward are unavailable on this node");
+                    return (0, tokio::spawn(async {}));
+                }
+            },
+        };
         let port = listener.local_addr().map_or(config.port, |a| a.port());
         let (pool, runtime, cancel) = (self.pool.clone(), self.runtime.clone(), cancel.clone());
         let task = tokio::spawn(async move {
             let Some(token) = server::token::obtain(&pool, &cancel).await else { return };
-            server::run(listener, server::router(runtime, token), cancel).await;
+            server::run(listener, server::router(runtime, token), tls, cancel).await;
         });
         (port, task)
     }

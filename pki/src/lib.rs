@@ -53,4 +53,4 @@ pub use error::{PkiError, Result};
 pub use identity::{cert_identity, CertIdentity};
 pub use issued::Issued;
 pub use profile::CLOCK_SKEW;
-pub use tls::{client_config, server_config, server_config_mutual, with_alpn, ALPN_H2};
+pub use tls::{client_config, client_config_any_server, server_config, server_config_mutual, with_alpn, ALPN_H2};

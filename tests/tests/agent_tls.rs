@@ -1,7 +1,8 @@
 //! An agent over TLS: one replica with an https:// API, a `flotilla agent` (process runtime)
 //! authenticated by its node certificate (`system:node:agent-1` in `system:nodes`), under
 //! node authorization. It registers its Node, renews its Lease and runs a pod that reads a
-//! Secret and a ConfigMap; a certificate of another node is refused at start.
+//! Secret and a ConfigMap; logs and exec reach it over mutual TLS, which its endpoint
+//! refuses to a node's certificate; a certificate of another node is refused at start.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -75,4 +76,22 @@ fn an_agent_with_a_node_certificate_runs_its_pods_over_tls() {
         let logs = String::from_utf8_lossy(&logs.stdout).into_owned();
         (phase == "Running" && logs.contains("from-the-secret") && logs.contains("hello-over-tls")).then_some(())
     });
+    // logs went API server -> agent endpoint over mutual TLS; exec does too.
+    assert_eq!(s.admin.ok(&["exec", "web", "--", "echo", "exec-over-tls"]).trim(), "exec-over-tls");
+
+    // The endpoint admits only replicas' and admins' certificates: not a node's, not none.
+    let port = jsonpath(&s.admin, "", &["node", "agent-1"], "{.status.daemonEndpoints.kubeletEndpoint.Port}");
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    let curl = |cert: Option<&str>| {
+        let file = |f: String| s.pki.join(f).display().to_string();
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sk", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(c) = cert {
+            cmd.args(["--cert", &file(format!("{c}.crt")), "--key", &file(format!("{c}.key"))]);
+        }
+        String::from_utf8_lossy(&cmd.arg(&url).output().expect("curl runs").stdout).into_owned()
+    };
+    assert_eq!(curl(Some("admin")), "200", "an admin's certificate is served");
+    assert_eq!(curl(Some("agent-2")), "000", "a node's certificate is refused");
+    assert_eq!(curl(None), "000", "no certificate is refused");
 }

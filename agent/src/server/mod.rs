@@ -9,6 +9,9 @@
 //! Invariants:
 //! - Every route but `/healthz` needs `Authorization: Bearer <token>`, the cluster's node
 //!   proxy token ([`token`]); the endpoint serves nothing before the agent has read it.
+//! - When the agent speaks TLS to the API servers, the endpoint is mutual TLS and admits
+//!   only replicas' and admins' certificates ([`tls`]); a node that read the token still
+//!   cannot call another node's endpoint.
 //! - Containers and sandboxes are found through the runtime's labels ([`lookup`]), so the
 //!   endpoint serves exactly what the runtime says runs on this node, adopted containers
 //!   included.
@@ -25,6 +28,7 @@ mod logs;
 mod lookup;
 pub mod portforward;
 mod query;
+pub mod tls;
 pub mod token;
 
 use std::net::IpAddr;
@@ -75,11 +79,23 @@ async fn metrics() -> axum::response::Response {
     ([(axum::http::header::CONTENT_TYPE, flotilla_metrics::CONTENT_TYPE)], flotilla_metrics::encode()).into_response()
 }
 
-/// Serve `router` on `listener` until `cancel` fires.
-pub async fn run(listener: TcpListener, router: Router, cancel: CancellationToken) {
+/// Serve `router` on `listener` until `cancel` fires; over mutual TLS with `tls`.
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cancel: CancellationToken,
+) {
     let address = listener.local_addr().ok();
-    tracing::info!(address = ?address, "agent endpoint serving");
-    let served = axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+    tracing::info!(address = ?address, tls = tls.is_some(), "agent endpoint serving");
+    let stop = async move { cancel.cancelled().await };
+    let served = match tls {
+        None => axum::serve(listener, router).with_graceful_shutdown(stop).await,
+        Some(config) => match tls::TlsListener::new(listener, config) {
+            Ok(listener) => axum::serve(listener, router).with_graceful_shutdown(stop).await,
+            Err(e) => Err(e),
+        },
+    };
     if let Err(e) = served {
         tracing::error!(address = ?address, error = %e, "agent endpoint failed");
     }

@@ -65,6 +65,9 @@ pub struct ApiConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// How requests are authenticated (none: they are not; only with plain HTTP).
     pub authn: Option<Arc<authn::Authenticator>>,
+    /// TLS towards the agents' endpoints, presenting this replica's certificate (none: plain
+    /// TCP; see [`node_proxy`]).
+    pub node_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ApiConfig {
@@ -78,6 +81,7 @@ impl Default for ApiConfig {
             audit: None,
             tls: None,
             authn: None,
+            node_tls: None,
         }
     }
 }
@@ -85,6 +89,13 @@ impl Default for ApiConfig {
 pub struct ApiState {
     pub registry: Registry,
     pub config: ApiConfig,
+}
+
+impl ApiState {
+    /// How to reach the agent listening at `addr`.
+    pub fn agent(&self, addr: std::net::SocketAddr) -> node_proxy::Target<'_> {
+        node_proxy::Target { addr, tls: self.config.node_tls.as_ref() }
+    }
 }
 
 /// Every route of the API server.

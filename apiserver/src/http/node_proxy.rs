@@ -1,11 +1,15 @@
 //! The API server's side of the agent endpoint: where a node's agent listens, the shared
-//! token, and a small HTTP/1.1 client over a plain TCP connection that streams a response
+//! token, and a small HTTP/1.1 client over a TCP or TLS connection that streams a response
 //! body through, or performs an upgrade handshake and splices the two connections.
 //!
 //! Invariants:
 //! - Every request to an agent carries `Authorization: Bearer <token>`, the token of the
 //!   Secret `kube-system/flotilla-node-proxy-token` (created here if missing, with
-//!   create-if-absent semantics shared with the agents; issue 9 replaces it with mTLS).
+//!   create-if-absent semantics shared with the agents).
+//! - A TLS API server calls agents over TLS, presenting its own certificate: TLS agents
+//!   admit only replicas' and admins' certificates, so nodes (which can read the token)
+//!   cannot call one another. The agents' self-signed certificates are not verified, as
+//!   kube-apiserver's default without `--kubelet-certificate-authority`.
 //! - Nothing is buffered beyond [`MAX_HEAD_BYTES`] of response head and
 //!   [`MAX_ERROR_BODY_BYTES`] of a non-success body; a success body is passed through chunk
 //!   by chunk, so `follow` streams, and the agent connection is dropped with the client's.
@@ -16,6 +20,7 @@
 //! request head, chunked decoding and a byte splice are all the agent protocol needs.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -100,18 +105,45 @@ impl Head {
     }
 }
 
-/// Open a connection to the agent at `addr`, send `GET path` with the token and `extra`
-/// headers, and read the response head.
-pub async fn request(
-    addr: SocketAddr,
-    path: &str,
-    token: &str,
-    extra: &[(String, String)],
-) -> ApiResult<(Head, BufReader<TcpStream>)> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+/// A connection to an agent: plain TCP, or TLS.
+pub trait AgentIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AgentIo for T {}
+pub type AgentConn = Box<dyn AgentIo>;
+
+/// Where an agent listens, and the TLS to speak to it (a TLS API server presents its own
+/// certificate, which the agent requires; see `flotilla_pki::client_config_any_server`).
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub addr: SocketAddr,
+    pub tls: Option<&'a Arc<rustls::ClientConfig>>,
+}
+
+async fn connect(target: Target<'_>) -> ApiResult<AgentConn> {
+    let addr = target.addr;
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| unavailable(format!("the node agent at {addr} did not accept a connection in time")))?
         .map_err(|e| unavailable(format!("cannot reach the node agent at {addr}: {e}")))?;
+    let Some(tls) = target.tls else { return Ok(Box::new(tcp)) };
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let stream =
+        tokio::time::timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp))
+            .await
+            .map_err(|_| unavailable(format!("the node agent at {addr} did not finish the TLS handshake in time")))?
+            .map_err(|e| unavailable(format!("TLS with the node agent at {addr}: {e}")))?;
+    Ok(Box::new(stream))
+}
+
+/// Open a connection to the agent at `target`, send `GET path` with the token and `extra`
+/// headers, and read the response head.
+pub async fn request(
+    target: Target<'_>,
+    path: &str,
+    token: &str,
+    extra: &[(String, String)],
+) -> ApiResult<(Head, BufReader<AgentConn>)> {
+    let addr = target.addr;
+    let stream = connect(target).await?;
     let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n");
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -138,8 +170,8 @@ async fn read_head<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Option<He
 }
 
 /// The agent's response to `GET path` as a response to the client: see [`relay`].
-pub async fn get(addr: SocketAddr, path: &str, token: &str) -> ApiResult<Response> {
-    let (head, reader) = request(addr, path, token, &[("Connection".into(), "close".into())]).await?;
+pub async fn get(target: Target<'_>, path: &str, token: &str) -> ApiResult<Response> {
+    let (head, reader) = request(target, path, token, &[("Connection".into(), "close".into())]).await?;
     relay(head, reader).await
 }
 

@@ -134,7 +134,7 @@ pub async fn log(
         let route = route(&s, &namespace, &name, query.get("container")).await?;
         let token = node_proxy::token(&s.registry).await?;
         let path = format!("/containerLogs/{namespace}/{name}/{}?{}", route.container, raw.unwrap_or_default());
-        node_proxy::get(route.agent, &path, &token).await
+        node_proxy::get(s.agent(route.agent), &path, &token).await
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -222,7 +222,7 @@ async fn upgrade(
         ));
     }
     let token = node_proxy::token(&s.registry).await?;
-    let (head, reader) = node_proxy::request(agent, path, &token, &upgrade_headers(&headers)).await?;
+    let (head, reader) = node_proxy::request(s.agent(agent), path, &token, &upgrade_headers(&headers)).await?;
     if head.status != 101 {
         return node_proxy::relay(head, reader).await;
     }
@@ -234,7 +234,7 @@ async fn upgrade(
 /// agent side is the `BufReader` itself, so bytes it already buffered are not lost.
 fn take_over(
     head: node_proxy::Head,
-    agent: tokio::io::BufReader<tokio::net::TcpStream>,
+    agent: tokio::io::BufReader<node_proxy::AgentConn>,
     client: hyper::upgrade::OnUpgrade,
 ) -> ApiResult<Response> {
     tokio::spawn(async move {

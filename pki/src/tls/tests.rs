@@ -155,6 +155,21 @@ fn client_certificate_from_another_ca_fails() {
 }
 
 #[test]
+fn any_server_client_accepts_a_foreign_server_and_still_presents_its_certificate() {
+    // The server (an agent's endpoint) has a certificate no CA the client knows signed; it
+    // requires client certificates from `pki`'s CA, and sees the client's identity.
+    let (pki, agent) = (Pki::new("ca"), Pki::new("agent-self-signed"));
+    let server =
+        server_config_mutual(&agent.server.cert_pem, &agent.server.key_pem, pki.ca.cert_pem()).expect("server config");
+    let client = client_config_any_server(&pki.alice.cert_pem, &pki.alice.key_pem).expect("client config");
+    let outcome = handshake(server.clone(), client, "127.0.0.1");
+    assert_eq!(outcome.server.expect("handshake").map(|id| id.user), Some("alice".to_string()));
+    // A client certificate of another CA is still refused by the server.
+    let stranger = client_config_any_server(&agent.alice.cert_pem, &agent.alice.key_pem).expect("client config");
+    assert!(handshake(server, stranger, "127.0.0.1").server.is_err());
+}
+
+#[test]
 fn client_trusting_another_ca_rejects_the_server() {
     let (pki, other) = (Pki::new("ca"), Pki::new("other-ca"));
     let outcome = handshake(pki.server_optional(), other.client(None), "127.0.0.1");
