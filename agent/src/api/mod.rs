@@ -241,7 +241,10 @@ fn client(url: &str, tls: Option<&ApiTls>) -> Result<kube::Client, AgentError> {
         }
         (true, None) => return Err(bad("https:// needs the CA and a client certificate (--api-ca-file …)".into())),
         (false, Some(_)) => return Err(bad("the agent has a client certificate: use https://".into())),
-        (false, None) => {}
+        // kube builds its TLS connector even for http://, and without trust anchors it loads
+        // the system's, failing where there are none (a bare container). An empty set keeps
+        // it from looking; plain HTTP never uses it.
+        (false, None) => config.root_cert = Some(Vec::new()),
     }
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     // Failover is this pool's job: kube's own retries would keep hammering a dead server.
@@ -280,6 +283,19 @@ mod tests {
         assert!(conflict.is_conflict() && conflict.is_already_exists());
         assert!(classify(status(404, "NotFound")).is_not_found());
         assert!(classify(status(410, "Expired")).is_gone());
+    }
+
+    #[tokio::test]
+    async fn plain_http_needs_no_system_trust_store() {
+        // As in a container without CA certificates (nextest runs each test in its own
+        // process, so the environment is this test's).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").expect("write");
+        std::env::set_var("SSL_CERT_FILE", &empty);
+        std::env::set_var("SSL_CERT_DIR", dir.path());
+        let made = client("http://127.0.0.1:1", None);
+        assert!(made.is_ok(), "{:?}", made.err());
     }
 
     #[tokio::test]
