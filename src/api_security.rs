@@ -61,12 +61,12 @@ impl ApiSecurityArgs {
             }
             return Ok(ApiSecurity { tls: None, authn: None, node_tls: None });
         }
-        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_private_key_file) else {
+        let (Some(cert_path), Some(key_path)) = (&self.tls_cert_file, &self.tls_private_key_file) else {
             bail!("an https:// --listen-api-url needs --tls-cert-file and --tls-private-key-file");
         };
         let read = |flag: &str, path: &PathBuf| flotilla_pki::read_pem(path).with_context(|| flag.to_string());
-        let cert = read("--tls-cert-file", cert)?;
-        let key = read("--tls-private-key-file", key)?;
+        let cert = read("--tls-cert-file", cert_path)?;
+        let key = read("--tls-private-key-file", key_path)?;
         let client_ca = self.client_ca_file.as_ref().map(|p| read("--client-ca-file", p)).transpose()?;
         let tls = flotilla_pki::server_config(&cert, &key, client_ca.as_deref())
             .context("--tls-cert-file, --tls-private-key-file and --client-ca-file")?;
@@ -76,6 +76,10 @@ impl ApiSecurityArgs {
             tracing::warn!("--anonymous-auth: requests without credentials are served as system:anonymous");
         }
         let node_tls = flotilla_pki::client_config_any_server(&cert, &key).context("--tls-cert-file")?;
+        // Renewed certificate files are presented from then on, without a restart.
+        let files =
+            flotilla_pki::CertFiles::load(cert_path, key_path).context("--tls-cert-file and --tls-private-key-file")?;
+        let (tls, node_tls) = (files.serve(tls), files.present(node_tls));
         Ok(ApiSecurity { tls: Some(Arc::new(tls)), authn: Some(Arc::new(authn)), node_tls: Some(Arc::new(node_tls)) })
     }
 }

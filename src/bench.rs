@@ -46,6 +46,8 @@ pub struct BenchArgs {
     /// etcd v3 endpoints, comma separated; connections are spread over them round-robin.
     #[arg(long, env = "FLOTILLA_BENCH_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     pub endpoints: Vec<String>,
+    #[command(flatten)]
+    pub tls: crate::etcd_tls::EtcdTlsArgs,
     /// Concurrent clients, each issuing its next request as soon as the last one returns.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -126,7 +128,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ref one => std::slice::from_ref(one),
     };
     let work = async {
-        let conns = connect(&args.endpoints, conns).await?;
+        let conns = connect(&args.endpoints, &args.tls, conns).await?;
         if !args.json {
             println!("op     clients conns   total errors elapsed_s     req/s   p50_ms   p99_ms   max_ms");
         }
@@ -156,11 +158,12 @@ fn validate(args: &BenchArgs) -> anyhow::Result<usize> {
 }
 
 /// Opens `n` connections, connection i to endpoint i mod len, and waits until each answers.
-async fn connect(endpoints: &[String], n: usize) -> anyhow::Result<Vec<Client>> {
+async fn connect(endpoints: &[String], tls: &crate::etcd_tls::EtcdTlsArgs, n: usize) -> anyhow::Result<Vec<Client>> {
+    let options = tls.apply(endpoints, ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT))?;
     let mut clients = Vec::with_capacity(n);
     for i in 0..n {
         let endpoint = &endpoints[i % endpoints.len()];
-        let options = ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
+        let options = options.clone();
         let client =
             Client::connect([endpoint], Some(options)).await.with_context(|| format!("connecting to {endpoint}"))?;
         // Dial now, so connection setup is not billed to the first timed requests.
@@ -443,7 +446,7 @@ mod tests {
         let args = args(&format!("--endpoints {url} --clients 4 --total 300 --key-space 50"));
         let deadline = Instant::now() + Duration::from_secs(20);
         let conns = loop {
-            match connect(&args.endpoints, 2).await {
+            match connect(&args.endpoints, &args.tls, 2).await {
                 Ok(conns) => break conns,
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -8,8 +8,11 @@
 //! - `https://` client URLs (all of them, or none) need `--cert-file` and `--key-file`;
 //!   `--client-cert-auth` with `--trusted-ca-file` then admits only admins
 //!   (`system:masters`) and replicas. `http://` client URLs take none of these flags.
+//! - Certificate files are followed: a renewed pair is presented to new connections within
+//!   seconds, without a restart ([`flotilla_pki::reload`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use flotilla_store::tls::{ClientTls, PeerTls, StoreTls};
@@ -68,7 +71,7 @@ impl StoreSecurityArgs {
         let [cert, key, ca] = files.map(|(flag, path)| read(flag, path.as_ref(), "https:// peer URLs"));
         let tls = PeerTls::from_pem(&cert?, &key?, &ca?)
             .context("--peer-cert-file, --peer-key-file and --peer-trusted-ca-file")?;
-        Ok(Some(tls))
+        Ok(Some(tls.following(&follow(&self.peer_cert_file, &self.peer_key_file)?)))
     }
 
     fn client(&self, https: bool) -> anyhow::Result<Option<ClientTls>> {
@@ -99,7 +102,7 @@ impl StoreSecurityArgs {
         };
         let tls =
             ClientTls::from_pem(&cert, &key, ca.as_deref()).context("--cert-file, --key-file and --trusted-ca-file")?;
-        Ok(Some(tls))
+        Ok(Some(tls.following(&follow(&self.cert_file, &self.key_file)?)))
     }
 }
 
@@ -114,6 +117,12 @@ impl StoreSecurityArgs {
         let identity = (read("--peer-cert-file", Some(cert), "")?, read("--peer-key-file", Some(key), "")?);
         Ok(Some(crate::etcd_tls::tls_options(&read("--peer-trusted-ca-file", Some(ca), "")?, Some(identity))))
     }
+}
+
+/// The certificate files, followed for renewals (both paths are known to be set here).
+fn follow(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> anyhow::Result<Arc<flotilla_pki::CertFiles>> {
+    let (Some(cert), Some(key)) = (cert, key) else { bail!("a certificate and its key are needed") };
+    flotilla_pki::CertFiles::load(cert, key).with_context(|| format!("{} and {}", cert.display(), key.display()))
 }
 
 fn refuse_without_https(files: &[(&str, &Option<PathBuf>)], urls: &str) -> anyhow::Result<()> {

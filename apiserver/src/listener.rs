@@ -68,7 +68,7 @@ pub struct TlsListener(TlsIncoming);
 
 impl TlsListener {
     pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
-        TlsIncoming::new(listener, config).map(Self)
+        TlsIncoming::new(listener, config, flotilla_pki::accept::everyone).map(Self)
     }
 }
 

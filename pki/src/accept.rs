@@ -12,7 +12,8 @@
 //!   [`MAX_HANDSHAKES_PER_CLIENT`] from one IP address (more are closed at once, so one
 //!   client cannot take every slot); only finished handshakes reach the server.
 //! - A connection whose verified certificate carries no usable identity (no subject CN) is
-//!   closed: it would otherwise be served as if it had presented nothing.
+//!   closed: it would otherwise be served as if it had presented nothing. So is one whose
+//!   identity the listener's [`Admit`] refuses (logged), before the server ever sees it.
 //! - Accept errors (e.g. out of file descriptors) never end the loop: it pauses and tries
 //!   again, as axum's own TCP listener does.
 //! - Dropping the [`TlsIncoming`] stops the loop.
@@ -51,6 +52,14 @@ pub struct Accepted {
     pub cert: Option<CertIdentity>,
 }
 
+/// Which verified client identities (`None`: no certificate) a listener serves.
+pub type Admit = fn(Option<&CertIdentity>) -> bool;
+
+/// Every client, with or without a certificate (authentication is the server's job).
+pub fn everyone(_: Option<&CertIdentity>) -> bool {
+    true
+}
+
 /// TLS connections accepted from a TCP listener (see the module doc).
 pub struct TlsIncoming {
     ready: mpsc::Receiver<Accepted>,
@@ -59,11 +68,12 @@ pub struct TlsIncoming {
 }
 
 impl TlsIncoming {
-    /// Start accepting on `listener` with `config`. Needs a tokio runtime.
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+    /// Start accepting on `listener` with `config`, serving the clients `admit` lets in.
+    /// Needs a tokio runtime.
+    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>, admit: Admit) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_QUEUE);
-        let accepting = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
+        let accepting = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), admit, tx));
         Ok(Self { ready, local, accepting })
     }
 
@@ -126,7 +136,7 @@ impl Drop for Slot {
     }
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sender<Accepted>) {
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, admit: Admit, ready: mpsc::Sender<Accepted>) {
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     let clients = PerClient::default();
     loop {
@@ -161,6 +171,9 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::
             let Ok(cert) = client_identity(&tls) else {
                 return tracing::warn!(client = %addr, "client certificate without a subject CN; connection closed");
             };
+            if !admit(cert.as_ref()) {
+                return tracing::warn!(client = %addr, ?cert, "client certificate not admitted here; connection closed");
+            }
             let _ = ready.send(Accepted { stream: tls, addr, cert }).await;
         });
     }

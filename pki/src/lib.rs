@@ -36,6 +36,7 @@ mod error;
 mod identity;
 mod issued;
 mod profile;
+pub mod reload;
 mod tbs;
 mod tls;
 
@@ -53,4 +54,5 @@ pub use error::{PkiError, Result};
 pub use identity::{cert_identity, CertIdentity};
 pub use issued::Issued;
 pub use profile::CLOCK_SKEW;
+pub use reload::CertFiles;
 pub use tls::{client_config, client_config_any_server, server_config, server_config_mutual, with_alpn, ALPN_H2};

@@ -60,8 +60,19 @@ impl PeerTls {
         })
     }
 
+    /// Present the pair in `files` from now on, following renewals ([`flotilla_pki::reload`]).
+    pub fn following(mut self, files: &Arc<flotilla_pki::CertFiles>) -> Self {
+        self.server = Arc::new(files.serve((*self.server).clone()));
+        self.client = Arc::new(files.present((*self.client).clone()));
+        self
+    }
+
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         self.client.clone()
+    }
+
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server.clone()
     }
 }
 
@@ -81,6 +92,16 @@ impl ClientTls {
             None => flotilla_pki::server_config(cert, key, None)?,
         };
         Ok(Self { server: Arc::new(flotilla_pki::with_alpn(server, ALPN_H2)), client_cert_auth: client_ca.is_some() })
+    }
+
+    /// Present the pair in `files` from now on, following renewals.
+    pub fn following(mut self, files: &Arc<flotilla_pki::CertFiles>) -> Self {
+        self.server = Arc::new(files.serve((*self.server).clone()));
+        self
+    }
+
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server.clone()
     }
 }
 
@@ -209,28 +230,16 @@ pub fn incoming(
     config: Arc<rustls::ServerConfig>,
     admission: Admission,
 ) -> io::Result<impl Stream<Item = io::Result<TlsConn>>> {
-    let mut accepted = TlsIncoming::new(listener, config)?;
-    Ok(futures::stream::poll_fn(move |cx| loop {
-        let Some(a) = std::task::ready!(accepted.poll_accept(cx)) else { return Poll::Ready(None) };
-        let info = ConnInfo { remote: a.addr, cert: a.cert };
-        if matches!(admission, Admission::Replicas) && !admission.admits(info.cert.as_ref()) {
-            tracing::warn!(peer = %info.remote, cert = ?info.cert, "peer certificate is not a replica's; connection closed");
-            continue;
-        }
-        return Poll::Ready(Some(Ok(TlsConn { stream: a.stream, info })));
+    let admit: flotilla_pki::accept::Admit = match admission {
+        Admission::Replicas => |cert| Admission::Replicas.admits(cert),
+        Admission::Open | Admission::Admins => flotilla_pki::accept::everyone,
+    };
+    let mut accepted = TlsIncoming::new(listener, config, admit)?;
+    Ok(futures::stream::poll_fn(move |cx| {
+        accepted
+            .poll_accept(cx)
+            .map(|a| a.map(|a| Ok(TlsConn { stream: a.stream, info: ConnInfo { remote: a.addr, cert: a.cert } })))
     }))
-}
-
-impl PeerTls {
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        self.server.clone()
-    }
-}
-
-impl ClientTls {
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        self.server.clone()
-    }
 }
 
 /// A tonic connector that dials the URI's host and port and speaks TLS with `config`,

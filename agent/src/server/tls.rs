@@ -40,12 +40,12 @@ pub fn admitted(cert: Option<&CertIdentity>) -> bool {
     cert.is_some_and(|id| id.groups.iter().any(|g| g == REPLICAS_GROUP || g == MASTERS_GROUP))
 }
 
-/// TLS connections of admitted clients, for axum.
+/// TLS connections of admitted clients ([`admitted`]), for axum.
 pub struct TlsListener(TlsIncoming);
 
 impl TlsListener {
     pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
-        TlsIncoming::new(listener, config).map(Self)
+        TlsIncoming::new(listener, config, admitted).map(Self)
     }
 }
 
@@ -54,13 +54,8 @@ impl axum::serve::Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let conn = self.0.accept().await;
-            if admitted(conn.cert.as_ref()) {
-                return (conn.stream, conn.addr);
-            }
-            tracing::warn!(client = %conn.addr, cert = ?conn.cert, "not an API server's certificate; connection closed");
-        }
+        let conn = self.0.accept().await;
+        (conn.stream, conn.addr)
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
