@@ -27,8 +27,7 @@ pub struct EtcdTlsArgs {
 impl EtcdTlsArgs {
     /// `options` with TLS added when `endpoints` are `https://`.
     pub fn apply(&self, endpoints: &[String], options: ConnectOptions) -> anyhow::Result<ConnectOptions> {
-        let https =
-            crate::store_security::all_https("--endpoints", &endpoints.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let https = crate::store_security::all_https("--endpoints", endpoints)?;
         let given = self.cacert.is_some() || self.cert.is_some();
         match (https, &self.cacert) {
             (false, _) if given => bail!("--cacert, --cert and --key need https:// endpoints"),

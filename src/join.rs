@@ -42,7 +42,7 @@ pub async fn register(
     let mut opts = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(10));
-    if crate::store_security::all_https("--join", &endpoints.iter().map(String::as_str).collect::<Vec<_>>())? {
+    if crate::store_security::all_https("--join", endpoints)? {
         let tls = tls
             .context("--join with https:// URLs needs --peer-cert-file, --peer-key-file and --peer-trusted-ca-file")?;
         opts = opts.with_tls(tls);

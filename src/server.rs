@@ -340,8 +340,7 @@ async fn bootstrap(args: &ServerArgs, cfg: &Config, me: &Node) -> anyhow::Result
             if listed.get(&args.name) != Some(&me.peer_url) {
                 bail!("--initial-cluster must list this member as {}={}", args.name, me.peer_url);
             }
-            let peers: Vec<&str> = listed.values().map(String::as_str).collect();
-            all_https("--initial-cluster", &peers)?;
+            all_https("--initial-cluster", &listed.values().collect::<Vec<_>>())?;
             Ok(Bootstrap::New(founding_members(listed, &cfg.cluster_token)))
         }
     }

@@ -138,8 +138,8 @@ fn read(flag: &str, path: Option<&PathBuf>, needed_for: &str) -> anyhow::Result<
 }
 
 /// Whether all of `urls` are `https://` (`true`) or all `http://` (`false`); a mix is an error.
-pub fn all_https(what: &str, urls: &[&str]) -> anyhow::Result<bool> {
-    let https = urls.iter().filter(|u| u.starts_with("https://")).count();
+pub fn all_https<S: AsRef<str>>(what: &str, urls: &[S]) -> anyhow::Result<bool> {
+    let https = urls.iter().filter(|u| u.as_ref().starts_with("https://")).count();
     match https {
         0 => Ok(false),
         n if n == urls.len() => Ok(true),

@@ -12,6 +12,13 @@ pub struct CertIdentity {
     pub groups: Vec<String>,
 }
 
+impl CertIdentity {
+    /// Whether the identity is in at least one of `groups`.
+    pub fn in_any(&self, groups: &[&str]) -> bool {
+        self.groups.iter().any(|g| groups.contains(&g.as_str()))
+    }
+}
+
 /// Parse the identity from a DER certificate (as rustls hands over the peer's end-entity cert).
 /// Error if there is no CN.
 ///

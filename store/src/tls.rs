@@ -152,7 +152,7 @@ impl Admission {
     pub fn admits(self, cert: Option<&CertIdentity>) -> bool {
         match (self.groups(), cert) {
             (None, _) => true,
-            (Some(allowed), Some(id)) => id.groups.iter().any(|g| allowed.contains(&g.as_str())),
+            (Some(allowed), Some(id)) => id.in_any(allowed),
             (Some(_), None) => false,
         }
     }
@@ -274,7 +274,7 @@ pub fn connector(
             // The CA signed it for this address; it must also be a replica's.
             let leaf = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
             match leaf.map(|der| flotilla_pki::cert_identity(der.as_ref())) {
-                Some(Ok(id)) if id.groups.iter().any(|g| g == REPLICAS_GROUP) => Ok(TokioIo::new(stream)),
+                Some(Ok(id)) if Admission::Replicas.admits(Some(&id)) => Ok(TokioIo::new(stream)),
                 _ => Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!("{uri} presented a certificate outside {REPLICAS_GROUP}"),

@@ -37,7 +37,7 @@ pub fn endpoint_config(api: &ApiTls, node: &str, address: &str) -> Result<Arc<ru
 
 /// Whether a verified client certificate may call the endpoint.
 pub fn admitted(cert: Option<&CertIdentity>) -> bool {
-    cert.is_some_and(|id| id.groups.iter().any(|g| g == REPLICAS_GROUP || g == MASTERS_GROUP))
+    cert.is_some_and(|id| id.in_any(&[REPLICAS_GROUP, MASTERS_GROUP]))
 }
 
 /// TLS connections of admitted clients ([`admitted`]), for axum.

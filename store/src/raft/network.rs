@@ -126,6 +126,21 @@ impl GrpcTransport {
         Self { channels: Mutex::default(), tls }
     }
 
+    /// A new lazily connected channel to `peer_url`, over TLS exactly when this transport has it.
+    fn channel(&self, peer_url: &str) -> Result<Channel, tonic::Status> {
+        let bad = |why: String| tonic::Status::invalid_argument(format!("peer URL {peer_url:?}: {why}"));
+        let https = peer_url.strip_prefix("https://");
+        match (&self.tls, https) {
+            (Some(tls), Some(rest)) => {
+                let endpoint = endpoint(&format!("http://{rest}")).map_err(|e| bad(e.to_string()))?;
+                Ok(endpoint.connect_with_connector_lazy(crate::tls::connector(tls.clone(), CONNECT_TIMEOUT)))
+            }
+            (Some(_), None) => Err(bad("this replica speaks to its peers over TLS only; use https://".into())),
+            (None, Some(_)) => Err(bad("https:// needs peer TLS (--peer-cert-file)".into())),
+            (None, None) => Ok(endpoint(peer_url).map_err(|e| bad(e.to_string()))?.connect_lazy()),
+        }
+    }
+
     /// A client for `peer_url`, on the channel cached for it (created lazily, unconnected).
     fn client(&self, peer_url: &str) -> Result<PeerClient<Channel>, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
@@ -302,22 +317,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
         let data = encode(&rpc).map_err(|e| encode_error(&e))?;
         self.send(RPCTypes::Vote, data, option.hard_ttl()).await
-    }
-}
-
-impl GrpcTransport {
-    fn channel(&self, peer_url: &str) -> Result<Channel, tonic::Status> {
-        let bad = |why: String| tonic::Status::invalid_argument(format!("peer URL {peer_url:?}: {why}"));
-        let https = peer_url.strip_prefix("https://");
-        match (&self.tls, https) {
-            (Some(tls), Some(rest)) => {
-                let endpoint = endpoint(&format!("http://{rest}")).map_err(|e| bad(e.to_string()))?;
-                Ok(endpoint.connect_with_connector_lazy(crate::tls::connector(tls.clone(), CONNECT_TIMEOUT)))
-            }
-            (Some(_), None) => Err(bad("this replica speaks to its peers over TLS only; use https://".into())),
-            (None, Some(_)) => Err(bad("https:// needs peer TLS (--peer-cert-file)".into())),
-            (None, None) => Ok(endpoint(peer_url).map_err(|e| bad(e.to_string()))?.connect_lazy()),
-        }
     }
 }
 
