@@ -171,7 +171,12 @@ async fn replicas_speak_mutual_tls_and_outsiders_can_neither_join_nor_disrupt() 
         let (replica, _) = start(&dir, p, &map, StoreTls { peer: Some(tls), client: None }).await;
         rogues.push(replica);
     }
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Until each has campaigned at least twice (every campaign raises its term).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rogues.iter().any(|r| r.node.raft().metrics().borrow().current_term < 3) {
+        assert!(Instant::now() < deadline, "the outsiders did not campaign within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for rogue in &rogues {
         let m = rogue.node.raft().metrics().borrow().clone();
         assert!(m.current_term > 1, "the outsider campaigned (term {})", m.current_term);

@@ -7,6 +7,15 @@ fn issue(ca: &Ca, name: &str) -> Issued {
     ca.issue_server(name, &[], &["127.0.0.1".to_string()], DAY).expect("issue")
 }
 
+/// Mark both files of `name` in `dir` as modified `secs` seconds from now, so a rewrite is
+/// seen as a change whatever the file system's timestamp granularity.
+fn touch(dir: &std::path::Path, name: &str, secs: u64) {
+    for ext in ["crt", "key"] {
+        let file = std::fs::File::options().write(true).open(dir.join(format!("{name}.{ext}"))).expect("open");
+        file.set_modified(SystemTime::now() + Duration::from_secs(secs)).expect("set mtime");
+    }
+}
+
 /// The DER of the leaf `files` presents now.
 fn presented(files: &CertFiles) -> Vec<u8> {
     files.current().cert[0].as_ref().to_vec()
@@ -26,9 +35,8 @@ fn a_renewed_pair_is_presented_once_the_check_interval_passed() {
     let files = CertFiles::load(&cert, &key).expect("load");
     assert_eq!(presented(&files), der(&old));
 
-    // Modification times may not move within the file system's granularity.
-    std::thread::sleep(Duration::from_millis(20));
     new.save(dir.path(), "server").expect("renew");
+    touch(dir.path(), "server", 1);
     assert_eq!(presented(&files), der(&old), "not looked at before the interval");
     files.expire_check();
     assert_eq!(presented(&files), der(&new), "the renewed pair");
@@ -44,17 +52,18 @@ fn a_pair_that_does_not_load_keeps_the_previous_one() {
     let files = CertFiles::load(&cert, &key).expect("load");
 
     // Half a renewal: the new certificate with the old key.
-    std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&cert, &second.cert_pem).expect("write");
+    touch(dir.path(), "server", 1);
     files.expire_check();
     assert_eq!(presented(&files), der(&first), "mismatched pair refused");
     std::fs::write(&cert, "garbage").expect("write");
+    touch(dir.path(), "server", 2);
     files.expire_check();
     assert_eq!(presented(&files), der(&first), "garbage refused");
 
     // The renewal completes.
-    std::thread::sleep(Duration::from_millis(20));
     second.save(dir.path(), "server").expect("save");
+    touch(dir.path(), "server", 3);
     files.expire_check();
     assert_eq!(presented(&files), der(&second));
 }
