@@ -26,7 +26,8 @@ for r in $(seq 1 "$rounds"); do
     scripts/etcd-cluster.sh stop "$out/etcd" >/dev/null
 
     rm -rf "$out/flotilla"
-    "$bin" up --dir "$out/flotilla" >"$out/up.log" 2>&1 &
+    # Plain HTTP like the etcd it is compared with (scripts/bench-tls.sh measures TLS).
+    "$bin" up --dir "$out/flotilla" --insecure-plaintext >"$out/up.log" 2>&1 &
     up=$!
     for _ in $(seq 1 120); do grep -q "replicas ready" "$out/up.log" && break; sleep 0.5; done
     ep=$(python3 -c "import json,sys; print(','.join(r['client_url'] for r in json.load(open(sys.argv[1]))['replicas']))" "$out/flotilla/cluster.json")

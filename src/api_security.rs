@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use flotilla_apiserver::http::authn::Authenticator;
+use flotilla_apiserver::http::node_certificate::Signer;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ApiSecurityArgs {
@@ -35,6 +36,32 @@ pub struct ApiSecurityArgs {
     /// health probes and /version).
     #[arg(long, env = "FLOTILLA_ANONYMOUS_AUTH", default_value_t = false)]
     pub anonymous_auth: bool,
+    /// Authenticate bootstrap tokens (Secrets `kube-system/bootstrap-token-<id>`, made by
+    /// `flotilla token create`), with which agents join and get node certificates.
+    #[arg(long, env = "FLOTILLA_ENABLE_BOOTSTRAP_TOKEN_AUTH", default_value_t = false)]
+    pub enable_bootstrap_token_auth: bool,
+    /// The cluster CA's certificate (PEM), with --cluster-signing-key-file: this replica then
+    /// signs the client certificates of agents that join with a bootstrap token
+    /// (`flotilla token create`) or renew their own.
+    #[arg(
+        long,
+        env = "FLOTILLA_CLUSTER_SIGNING_CERT_FILE",
+        value_name = "FILE",
+        requires = "cluster_signing_key_file"
+    )]
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    /// The cluster CA's private key (PEM, PKCS#8).
+    #[arg(
+        long,
+        env = "FLOTILLA_CLUSTER_SIGNING_KEY_FILE",
+        value_name = "FILE",
+        requires = "cluster_signing_cert_file"
+    )]
+    pub cluster_signing_key_file: Option<PathBuf>,
+    /// How long the node certificates this replica signs are valid (agents renew theirs when
+    /// two thirds of it have passed).
+    #[arg(long, env = "FLOTILLA_CLUSTER_SIGNING_DURATION", default_value = "8760h", value_parser = crate::bench_api::parse_duration)]
+    pub cluster_signing_duration: std::time::Duration,
 }
 
 /// What the Kubernetes API listener does with its connections.
@@ -43,6 +70,8 @@ pub struct ApiSecurity {
     pub authn: Option<Arc<Authenticator>>,
     /// Towards the agents' endpoints, presenting --tls-cert-file (which they require).
     pub node_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Signs agents' certificates (--cluster-signing-cert-file and -key-file).
+    pub signer: Option<Arc<Signer>>,
 }
 
 impl ApiSecurityArgs {
@@ -55,11 +84,13 @@ impl ApiSecurityArgs {
                 ("--client-ca-file", self.client_ca_file.is_some()),
                 ("--token-auth-file", self.token_auth_file.is_some()),
                 ("--anonymous-auth", self.anonymous_auth),
+                ("--cluster-signing-cert-file", self.cluster_signing_cert_file.is_some()),
+                ("--enable-bootstrap-token-auth", self.enable_bootstrap_token_auth),
             ];
             if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
                 bail!("{flag} needs an https:// --listen-api-url (plain HTTP is not authenticated)");
             }
-            return Ok(ApiSecurity { tls: None, authn: None, node_tls: None });
+            return Ok(ApiSecurity { tls: None, authn: None, node_tls: None, signer: None });
         }
         let (Some(cert_path), Some(key_path)) = (&self.tls_cert_file, &self.tls_private_key_file) else {
             bail!("an https:// --listen-api-url needs --tls-cert-file and --tls-private-key-file");
@@ -71,7 +102,8 @@ impl ApiSecurityArgs {
         let tls = flotilla_pki::server_config(&cert, &key, client_ca.as_deref())
             .context("--tls-cert-file, --tls-private-key-file and --client-ca-file")?;
         let authn = Authenticator::new(self.token_auth_file.as_deref(), self.anonymous_auth)
-            .map_err(|e| anyhow::anyhow!("--token-auth-file {e}"))?;
+            .map_err(|e| anyhow::anyhow!("--token-auth-file {e}"))?
+            .with_bootstrap_tokens(self.enable_bootstrap_token_auth);
         if self.anonymous_auth {
             tracing::warn!("--anonymous-auth: requests without credentials are served as system:anonymous");
         }
@@ -80,7 +112,26 @@ impl ApiSecurityArgs {
         let files =
             flotilla_pki::CertFiles::load(cert_path, key_path).context("--tls-cert-file and --tls-private-key-file")?;
         let (tls, node_tls) = (files.serve(tls), files.present(node_tls));
-        Ok(ApiSecurity { tls: Some(Arc::new(tls)), authn: Some(Arc::new(authn)), node_tls: Some(Arc::new(node_tls)) })
+        Ok(ApiSecurity {
+            tls: Some(Arc::new(tls)),
+            authn: Some(Arc::new(authn)),
+            node_tls: Some(Arc::new(node_tls)),
+            signer: self.signer()?.map(Arc::new),
+        })
+    }
+
+    /// The CA of --cluster-signing-cert-file and -key-file, if given.
+    fn signer(&self) -> anyhow::Result<Option<Signer>> {
+        let (Some(cert), Some(key)) = (&self.cluster_signing_cert_file, &self.cluster_signing_key_file) else {
+            return Ok(None);
+        };
+        let read = |flag: &str, path: &PathBuf| flotilla_pki::read_pem(path).with_context(|| flag.to_string());
+        let ca = flotilla_pki::Ca::from_pem(
+            &read("--cluster-signing-cert-file", cert)?,
+            &read("--cluster-signing-key-file", key)?,
+        )
+        .context("--cluster-signing-cert-file and --cluster-signing-key-file")?;
+        Ok(Some(Signer { ca, validity: self.cluster_signing_duration }))
     }
 }
 

@@ -44,8 +44,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     if args.rounds == 0 || args.writers == 0 {
         bail!("--rounds and --writers must be positive");
     }
-    let raw = std::fs::read(&args.cluster_file).with_context(|| format!("reading {}", args.cluster_file.display()))?;
-    let mut cluster: ClusterFile = serde_json::from_slice(&raw).context("parsing cluster.json")?;
+    let mut cluster = ClusterFile::read_plaintext(&args.cluster_file)?;
     if cluster.replicas.len() < 3 {
         bail!("failover needs at least 3 replicas");
     }

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::urls;
+use crate::dial::{ClientTls, Target};
 
 #[derive(Args, Debug)]
 pub struct LbArgs {
@@ -44,6 +44,11 @@ pub struct LbArgs {
     /// Milliseconds between health checks (`GET /readyz` on every replica).
     #[arg(long, default_value_t = 1000)]
     health_interval_ms: u64,
+    /// For https:// replicas: the CA that signed their certificates, which the health
+    /// checks verify (clients' connections pass through untouched and are verified by the
+    /// clients themselves).
+    #[arg(long, env = "FLOTILLA_LB_CACERT", value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
 }
 
 /// How long connecting to a replica may take before the next one is tried: a replica on
@@ -65,10 +70,18 @@ pub async fn run(args: LbArgs) -> anyhow::Result<()> {
     if servers.is_empty() {
         bail!("--server: at least one replica URL is needed");
     }
-    let addrs = servers.iter().map(|s| urls::socket_addr(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let https = crate::store_security::all_https("--server", &servers)?;
+    let tls = match (&args.cacert, https) {
+        (Some(ca), true) => Some(ClientTls::from_files(ca, None).context("--cacert")?),
+        (None, true) => bail!("https:// replicas need --cacert: the health checks verify their certificates"),
+        (Some(_), false) => bail!("--cacert needs https:// replicas"),
+        (None, false) => None,
+    };
+    let targets = servers.iter().map(|s| Target::new(s, tls.as_ref())).collect::<anyhow::Result<Vec<_>>>()?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, servers = ?addrs, "load balancer listening");
-    let lb = Lb::new(listener, addrs, Duration::from_millis(args.health_interval_ms.max(1)));
+    let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.addr).collect();
+    tracing::info!(listen = %listener.local_addr()?, servers = ?addrs, tls = https, "load balancer listening");
+    let lb = Lb::new(listener, targets, Duration::from_millis(args.health_interval_ms.max(1)));
     let cancel = CancellationToken::new();
     let task = tokio::spawn(lb.run(cancel.clone()));
     crate::server::wait_for_signal().await?;
@@ -96,10 +109,6 @@ impl Backends {
 
     pub fn addr(&self, i: usize) -> SocketAddr {
         self.addrs[i]
-    }
-
-    pub fn len(&self) -> usize {
-        self.addrs.len()
     }
 
     /// Every replica, in the order a new connection tries them: up before down, the
@@ -134,17 +143,20 @@ impl Backends {
 pub struct Lb {
     listener: TcpListener,
     backends: Arc<Mutex<Backends>>,
+    /// The replicas, in the order of `backends`, as the health checks reach them.
+    targets: Vec<Target>,
     check_interval: Duration,
 }
 
 impl Lb {
-    pub fn new(listener: TcpListener, addrs: Vec<SocketAddr>, check_interval: Duration) -> Self {
-        Self { listener, backends: Arc::new(Mutex::new(Backends::new(addrs))), check_interval }
+    pub fn new(listener: TcpListener, targets: Vec<Target>, check_interval: Duration) -> Self {
+        let backends = Arc::new(Mutex::new(Backends::new(targets.iter().map(|t| t.addr).collect())));
+        Self { listener, backends, targets, check_interval }
     }
 
     /// Accept and forward until `cancel` fires; open connections are then dropped.
     pub async fn run(self, cancel: CancellationToken) {
-        let checks = tokio::spawn(check_loop(self.backends.clone(), self.check_interval, cancel.clone()));
+        let checks = tokio::spawn(check_loop(self.backends.clone(), self.targets, self.check_interval, cancel.clone()));
         let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut conns = JoinSet::new();
         loop {
@@ -220,11 +232,12 @@ async fn connect(backends: &Mutex<Backends>) -> Option<TcpStream> {
 }
 
 /// Check every replica each `interval` until `cancel` fires.
-async fn check_loop(backends: Arc<Mutex<Backends>>, interval: Duration, cancel: CancellationToken) {
-    let addrs: Vec<SocketAddr> = {
-        let b = lock(&backends);
-        (0..b.len()).map(|i| b.addr(i)).collect()
-    };
+async fn check_loop(
+    backends: Arc<Mutex<Backends>>,
+    targets: Vec<Target>,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -232,13 +245,13 @@ async fn check_loop(backends: Arc<Mutex<Backends>>, interval: Duration, cancel: 
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let results = futures::future::join_all(addrs.iter().map(|&a| ready(a))).await;
+        let results = futures::future::join_all(targets.iter().map(ready)).await;
         let mut b = lock(&backends);
         for (i, result) in results.into_iter().enumerate() {
             if b.checked(i, result.is_ok()) {
                 match result {
-                    Ok(()) => tracing::info!(replica = %addrs[i], "replica ready"),
-                    Err(e) => tracing::warn!(replica = %addrs[i], error = %e, "replica not ready"),
+                    Ok(()) => tracing::info!(replica = %targets[i].addr, "replica ready"),
+                    Err(e) => tracing::warn!(replica = %targets[i].addr, error = %e, "replica not ready"),
                 }
             }
         }
@@ -246,8 +259,8 @@ async fn check_loop(backends: Arc<Mutex<Backends>>, interval: Duration, cancel: 
 }
 
 /// Ok when `GET /readyz` answers 200 within [`CHECK_TIMEOUT`].
-async fn ready(addr: SocketAddr) -> anyhow::Result<()> {
-    let code = tokio::time::timeout(CHECK_TIMEOUT, http_status(addr, "/readyz"))
+async fn ready(target: &Target) -> anyhow::Result<()> {
+    let code = tokio::time::timeout(CHECK_TIMEOUT, http_status(target, "/readyz"))
         .await
         .with_context(|| format!("no answer within {CHECK_TIMEOUT:?}"))??;
     if code != 200 {
@@ -256,11 +269,10 @@ async fn ready(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The status code of a plain-HTTP GET (enough for a health check; no client library).
-pub(crate) async fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
-    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .with_context(|| format!("connecting to {addr} timed out"))??;
+/// The status code of a GET, plain or TLS (enough for a health check; no client library).
+pub(crate) async fn http_status(target: &Target, path: &str) -> anyhow::Result<u16> {
+    let mut conn = target.dial().await?;
+    let addr = target.addr;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
     conn.write_all(req.as_bytes()).await?;
     let mut head = [0u8; 12];
@@ -348,7 +360,8 @@ mod tests {
     async fn start(addrs: Vec<SocketAddr>, cancel: &CancellationToken) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let at = listener.local_addr().unwrap();
-        tokio::spawn(Lb::new(listener, addrs, Duration::from_millis(50)).run(cancel.clone()));
+        let targets = addrs.iter().map(|a| Target::new(&format!("http://{a}"), None).unwrap()).collect();
+        tokio::spawn(Lb::new(listener, targets, Duration::from_millis(50)).run(cancel.clone()));
         at
     }
 

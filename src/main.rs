@@ -9,6 +9,7 @@ mod bench_scheduler;
 mod bench_services;
 mod bench_startup;
 mod config_file;
+mod dial;
 mod etcd_tls;
 mod failover;
 mod join;
@@ -19,6 +20,7 @@ mod server;
 mod snapshot;
 mod status;
 mod store_security;
+mod token;
 mod up;
 mod urls;
 
@@ -54,6 +56,8 @@ enum Command {
     Member(member::MemberArgs),
     /// Make the cluster's CA and certificates (server, admin, clients) and an admin kubeconfig.
     Pki(pki::PkiArgs),
+    /// Create bootstrap tokens, with which agents join and get their node certificates.
+    Token(token::TokenArgs),
     /// Save a snapshot of the store from a running replica, restore one into a new cluster.
     Snapshot(snapshot::SnapshotArgs),
     /// Members, leader, term, indexes, lag and DB size, nodes and pods by phase.
@@ -105,6 +109,7 @@ fn main() {
             Command::Member(args) => member::run(args).await,
             Command::Snapshot(args) => snapshot::run(args).await,
             Command::Pki(args) => pki::run(args).await,
+            Command::Token(args) => token::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::BenchFailover(args) => failover::run(args).await,

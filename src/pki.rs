@@ -21,6 +21,8 @@ use flotilla_pki::{Ca, Issued, MASTERS_GROUP as ADMIN_GROUP, REPLICAS_GROUP};
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long issued certificates are valid by default (1 year, as kubeadm's).
 const DEFAULT_VALIDITY: &str = "8760h";
+/// The same, as a duration.
+pub const VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The admin's user; its group is `system:masters`, which may do anything, as upstream.
 const ADMIN_USER: &str = "admin";
 
@@ -85,18 +87,7 @@ pub async fn run(args: PkiArgs) -> anyhow::Result<()> {
 }
 
 fn init(a: &InitArgs) -> anyhow::Result<()> {
-    if a.dir.join("ca.crt").exists() || a.dir.join("ca.key").exists() {
-        bail!(
-            "{} already holds a CA; refusing to replace it (use `flotilla pki issue` for more certificates)",
-            a.dir.display()
-        );
-    }
-    let ca = Ca::generate("flotilla-ca", CA_VALIDITY).context("generating the CA")?;
-    ca.save(&a.dir)?;
-    let server = ca.issue_server("flotilla-apiserver", &[REPLICAS_GROUP.to_string()], &a.hosts, a.validity)?;
-    server.save(&a.dir, "server")?;
-    let admin = ca.issue_client(ADMIN_USER, &[ADMIN_GROUP.to_string()], a.validity)?;
-    admin.save(&a.dir, "admin")?;
+    let (ca, admin) = init_dir(&a.dir, &a.hosts, a.validity)?;
     println!("wrote {}: ca.crt, ca.key, server.crt/.key ({}), admin.crt/.key", a.dir.display(), a.hosts.join(", "));
     if let Some(server_url) = &a.server {
         let path = a.dir.join("admin.kubeconfig");
@@ -104,6 +95,38 @@ fn init(a: &InitArgs) -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// A new CA in `dir` (refused when one is there), a replicas' server certificate for `hosts`
+/// (`server.crt`/`.key`) and an admin client certificate (`admin.crt`/`.key`), the last two
+/// valid for `validity`. Returns the CA and the admin's pair.
+pub fn init_dir(dir: &Path, hosts: &[String], validity: Duration) -> anyhow::Result<(Ca, Issued)> {
+    if dir.join("ca.crt").exists() || dir.join("ca.key").exists() {
+        bail!(
+            "{} already holds a CA; refusing to replace it (use `flotilla pki issue` for more certificates)",
+            dir.display()
+        );
+    }
+    let ca = new_ca(dir)?;
+    let admin = issue_replicas_and_admin(&ca, dir, hosts, validity)?;
+    Ok((ca, admin))
+}
+
+/// A new CA, saved in `dir` as ca.crt and ca.key.
+pub fn new_ca(dir: &Path) -> anyhow::Result<Ca> {
+    let ca = Ca::generate("flotilla-ca", CA_VALIDITY).context("generating the CA")?;
+    ca.save(dir)?;
+    Ok(ca)
+}
+
+/// The replicas' server certificate for `hosts` (`server.crt`/`.key`) and the admin's client
+/// certificate (`admin.crt`/`.key`) in `dir`, signed by `ca`; returns the admin's pair.
+pub fn issue_replicas_and_admin(ca: &Ca, dir: &Path, hosts: &[String], validity: Duration) -> anyhow::Result<Issued> {
+    let server = ca.issue_server("flotilla-apiserver", &[REPLICAS_GROUP.to_string()], hosts, validity)?;
+    server.save(dir, "server")?;
+    let admin = ca.issue_client(ADMIN_USER, &[ADMIN_GROUP.to_string()], validity)?;
+    admin.save(dir, "admin")?;
+    Ok(admin)
 }
 
 fn issue(a: &IssueArgs) -> anyhow::Result<()> {
@@ -136,16 +159,45 @@ pub fn kubeconfig(server: &str, ca_pem: &str, client: &Issued) -> String {
     )
 }
 
-/// Write `text` to `path` readable by its owner only (it holds a private key).
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Write `text` to `path` readable by its owner only (it holds a private key or a token).
+/// Whatever was at `path` is removed first and the file is created anew (never opened
+/// through a symlink, never keeping an older file's mode).
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("replacing {}", path.display()));
+        }
+        _ => {}
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_files_replace_symlinks_and_loose_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (target, link) = (dir.path().join("target"), dir.path().join("link"));
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_private(&link, "secret").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep", "the symlink's target is untouched");
+        assert_eq!(std::fs::read_to_string(&link).unwrap(), "secret");
+        let loose = dir.path().join("loose");
+        std::fs::write(&loose, "old").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&loose, "new").unwrap();
+        assert_eq!(std::fs::metadata(&loose).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 }

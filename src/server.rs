@@ -262,6 +262,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             tls: security.tls,
             authn: security.authn,
             node_tls: security.node_tls,
+            signer: security.signer,
             ..Default::default()
         };
         let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone(), encryption.clone());

@@ -5,21 +5,22 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use anyhow::{bail, Context};
 
-/// The socket address of an `http://host:port` URL.
-pub fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
-    match url.split_once("://") {
-        Some(("http", _)) => listen_addr(url),
-        Some(("https", _)) => bail!("{url}: https is not supported here yet; use http://"),
-        _ => bail!("{url}: expected a URL like http://127.0.0.1:2379"),
-    }
-}
-
 /// The address of an `http://` or `https://` listen URL, and whether it is `https`.
 pub fn socket_addr_tls(url: &str) -> anyhow::Result<(SocketAddr, bool)> {
     match url.split_once("://") {
         Some(("http", _)) => Ok((listen_addr(url)?, false)),
         Some(("https", _)) => Ok((listen_addr(url)?, true)),
         _ => bail!("{url}: expected a URL like https://127.0.0.1:6443"),
+    }
+}
+
+/// The host of a `scheme://host:port` URL (an IPv6 address without its brackets).
+pub fn host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    match hostport.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => hostport.rsplit_once(':').map_or(hostport, |(host, _)| host),
     }
 }
 
@@ -64,11 +65,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn host_is_the_part_before_the_port() {
+        assert_eq!(host("https://127.0.0.1:6443"), "127.0.0.1");
+        assert_eq!(host("https://api.example:6443/"), "api.example");
+        assert_eq!(host("https://[::1]:6443"), "::1");
+        assert_eq!(host("http://localhost"), "localhost");
+    }
+
+    #[test]
     fn parses_and_refuses() {
-        assert_eq!(socket_addr("http://127.0.0.1:2379").unwrap().port(), 2379);
-        assert!(socket_addr("127.0.0.1:2379").is_err());
-        assert!(socket_addr("https://127.0.0.1:2379").is_err());
-        assert!(socket_addr("http://127.0.0.1").is_err());
+        assert_eq!(socket_addr_tls("http://127.0.0.1:2379").unwrap(), (([127, 0, 0, 1], 2379).into(), false));
+        assert!(socket_addr_tls("https://127.0.0.1:2379").unwrap().1);
+        assert!(socket_addr_tls("127.0.0.1:2379").is_err());
+        assert!(socket_addr_tls("http://127.0.0.1").is_err());
         let c = cluster("a=http://127.0.0.1:1,b=http://127.0.0.1:2").unwrap();
         assert_eq!(c["b"], "http://127.0.0.1:2");
         assert!(cluster("a=http://127.0.0.1:1,a=http://127.0.0.1:2").is_err());

@@ -58,6 +58,10 @@ impl Agent {
         let runtime_version = runtime_version(self.runtime.as_ref()).await;
         tracing::info!(node = name, runtime = runtime_version, servers = ?self.config.servers, "agent starting");
         let discovery_task = api::discovery::start(self.pool.clone(), cancel.clone()).await;
+        let renew_task = match (self.config.node_certificate.clone(), self.config.api_tls.clone()) {
+            (Some(files), Some(current)) => tokio::spawn(files.renew(self.pool.clone(), current, cancel.clone())),
+            _ => tokio::spawn(async {}),
+        };
         let ctx = Arc::new(pod_context(&self.pool, &self.config, &self.node, self.runtime.clone()));
         let (daemon_port, server_task) = self.start_server(&cancel).await;
         let services_config = self.config.services.clone();
@@ -75,7 +79,7 @@ impl Agent {
             None => tokio::spawn(async {}),
         };
         PodManager::new(ctx).run(rx, cancel.clone()).await;
-        let _ = tokio::join!(node_task, watch_task, server_task, services_task, discovery_task);
+        let _ = tokio::join!(node_task, watch_task, server_task, services_task, discovery_task, renew_task);
         tracing::info!(node = name, "agent stopped");
     }
 }

@@ -18,6 +18,9 @@ pub struct AgentConfig {
     pub servers: Vec<String>,
     /// TLS and the node's client certificate, for `https://` servers.
     pub api_tls: Option<crate::api::ApiTls>,
+    /// The node certificate in `api_tls` is the agent's own, kept here and renewed before
+    /// it expires (it joined with a bootstrap token); none: it is managed by someone else.
+    pub node_certificate: Option<crate::api::certificate::NodeCertificate>,
     /// Bound on one API request (a watch's opening included).
     pub request_timeout: Duration,
     /// How often the node Lease is renewed and node status recomputed (upstream's
@@ -96,6 +99,7 @@ impl Default for AgentConfig {
         Self {
             servers: vec!["http://127.0.0.1:6443".into()],
             api_tls: None,
+            node_certificate: None,
             request_timeout: Duration::from_secs(10),
             renew_interval: Duration::from_secs(10),
             lease_duration: Duration::from_secs(40),

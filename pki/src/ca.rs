@@ -108,10 +108,7 @@ impl Ca {
         hosts: &[String],
         validity: Duration,
     ) -> Result<Issued> {
-        profile::check_name("common name", common_name)?;
-        for group in groups {
-            profile::check_name("group", group)?;
-        }
+        check_subject("common name", common_name, groups)?;
         let params = profile::server(common_name, hosts, self.window(validity)?)?;
         self.issue(params, &tbs::subject_name(common_name, groups))
     }
@@ -120,10 +117,7 @@ impl Ca {
     /// the Kubernetes convention), extendedKeyUsage clientAuth, signed by this CA, new P-256
     /// key.
     pub fn issue_client(&self, user: &str, groups: &[String], validity: Duration) -> Result<Issued> {
-        profile::check_name("user", user)?;
-        for group in groups {
-            profile::check_name("group", group)?;
-        }
+        check_subject("user", user, groups)?;
         let params = profile::client(user, self.window(validity)?);
         self.issue(params, &tbs::subject_name(user, groups))
     }
@@ -132,11 +126,35 @@ impl Ca {
         Window::starting_now(validity)?.capped_at(self.not_after)
     }
 
+    /// A client certificate for `user` in `groups`, as [`Ca::issue_client`], for the key of a
+    /// certificate signing request (PEM), whose signature proves its holder has that key.
+    /// Only the key is taken from the request: its subject and extensions are ignored, so the
+    /// caller alone decides who the certificate names. Returns the certificate (PEM).
+    pub fn sign_client_request(
+        &self,
+        request_pem: &str,
+        user: &str,
+        groups: &[String],
+        validity: Duration,
+    ) -> Result<String> {
+        check_subject("user", user, groups)?;
+        let request = rcgen::CertificateSigningRequestParams::from_pem(request_pem)
+            .map_err(|e| PkiError::Pem { what: "certificate signing request", reason: e.to_string() })?;
+        let params = profile::client(user, self.window(validity)?);
+        self.sign(params, &request.public_key, &tbs::subject_name(user, groups))
+    }
+
     fn issue(&self, params: rcgen::CertificateParams, subject: &[u8]) -> Result<Issued> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let draft = params.signed_by(&key, &self.issuer)?;
+        let cert_pem = self.sign(params, &key, subject)?;
+        Ok(Issued { cert_pem, key_pem: key.serialize_pem() })
+    }
+
+    /// `params` for `key`, named `subject`, signed by this CA; PEM.
+    fn sign(&self, params: rcgen::CertificateParams, key: &impl PublicKeyData, subject: &[u8]) -> Result<String> {
+        let draft = params.signed_by(key, &self.issuer)?;
         let der = tbs::rename_and_sign(draft.der(), &self.subject_der, subject, self.issuer.key())?;
-        Ok(Issued { cert_pem: encoding::encode_certificate(&der), key_pem: key.serialize_pem() })
+        Ok(encoding::encode_certificate(&der))
     }
 }
 
@@ -145,6 +163,12 @@ impl fmt::Debug for Ca {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ca").field("subject", &self.subject).field("not_after", &self.not_after).finish_non_exhaustive()
     }
+}
+
+/// The subject's name (`what`: "user", "common name") and every group are valid names.
+fn check_subject(what: &'static str, name: &str, groups: &[String]) -> Result<()> {
+    profile::check_name(what, name)?;
+    groups.iter().try_for_each(|group| profile::check_name("group", group))
 }
 
 /// basicConstraints CA:true, and keyCertSign if a keyUsage extension is present.

@@ -36,6 +36,25 @@ impl Issued {
     }
 }
 
+/// When the first certificate of `cert_pem` starts and stops being valid.
+pub fn validity(cert_pem: &str) -> Result<(SystemTime, SystemTime)> {
+    let der = encoding::certificates(cert_pem, "certificate")?.remove(0);
+    let cert = encoding::parse_certificate(&der, "certificate")?;
+    let v = cert.validity();
+    Ok((v.not_before.to_datetime().into(), v.not_after.to_datetime().into()))
+}
+
+/// A new P-256 key and a certificate signing request for it (PEM, subject CN = `common_name`):
+/// what a client sends to have its own key certified, keeping the key to itself. Returns
+/// `(request_pem, key_pem)`.
+pub fn signing_request(common_name: &str) -> Result<(String, String)> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+    let request = params.serialize_request(&key)?.pem()?;
+    Ok((request, key.serialize_pem()))
+}
+
 /// `name` becomes a file name in `dir`: it must not reach elsewhere or hide.
 fn check_file_name(name: &str) -> Result<()> {
     let reason = if name.is_empty() {

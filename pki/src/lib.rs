@@ -52,7 +52,9 @@ pub use ca::Ca;
 pub use encoding::{certificates_der, read_pem};
 pub use error::{PkiError, Result};
 pub use identity::{cert_identity, CertIdentity};
-pub use issued::Issued;
+pub use issued::{signing_request, validity, Issued};
 pub use profile::CLOCK_SKEW;
 pub use reload::CertFiles;
-pub use tls::{client_config, client_config_any_server, server_config, server_config_mutual, with_alpn, ALPN_H2};
+pub use tls::{
+    check_client_pair, client_config, client_config_any_server, server_config, server_config_mutual, with_alpn, ALPN_H2,
+};

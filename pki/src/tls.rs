@@ -84,6 +84,20 @@ pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Clien
     Ok(config)
 }
 
+/// `Ok` when `cert_pem`/`key_pem` would be accepted as a client certificate by a server
+/// trusting `ca_pem` now: the key matches, the certificate chains to the CA, is valid today
+/// and is for client authentication.
+pub fn check_client_pair(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
+    let provider = provider();
+    let certs = encoding::certificates(cert_pem, "client certificate")?;
+    let key = provider.key_provider.load_private_key(encoding::private_key(key_pem, "client private key")?)?;
+    rustls::sign::CertifiedKey::new(certs.clone(), key).keys_match()?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem, "client CA")?, provider).build()?;
+    let (leaf, chain) = certs.split_first().expect("certificates() returns at least one");
+    verifier.verify_client_cert(leaf, chain, UnixTime::now())?;
+    Ok(())
+}
+
 /// rustls client config presenting `cert_pem`/`key_pem` to a server whose certificate it
 /// does NOT verify against any CA (only that the server holds the key of the certificate it
 /// shows). For the API servers calling agents, whose endpoint certificates are self-signed:

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use flotilla_agent::api::certificate::NodeCertificate;
 use flotilla_agent::api::ApiTls;
 use flotilla_agent::config::{parse_labels, parse_taints, ServerConfig, ServicesConfig};
 use flotilla_agent::node::host::{self, Host, SimulatedHost};
@@ -31,16 +32,28 @@ pub struct AgentArgs {
         default_value = "http://127.0.0.1:6443"
     )]
     servers: Vec<String>,
-    /// The CA that signed the API servers' certificates (PEM); with --api-cert-file and
-    /// --api-key-file, the agent speaks TLS to https:// --server URLs.
-    #[arg(long, env = "FLOTILLA_API_CA_FILE", value_name = "FILE", requires_all = ["api_cert_file", "api_key_file"])]
+    /// The CA that signed the API servers' certificates (PEM); the agent speaks TLS to
+    /// https:// --server URLs with --api-cert-file and --api-key-file, or with its own
+    /// certificate, got with --token and kept in DATA_DIR/pki.
+    #[arg(long, env = "FLOTILLA_API_CA_FILE", value_name = "FILE")]
     api_ca_file: Option<PathBuf>,
+    /// A bootstrap token (`flotilla token create`): the agent makes a key, has the cluster
+    /// CA certify it as system:node:<node name>, keeps it in DATA_DIR/pki and renews it
+    /// before it expires. Needed only until it has a certificate.
+    #[arg(
+        long,
+        env = "FLOTILLA_TOKEN",
+        hide_env_values = true,
+        conflicts_with_all = ["api_cert_file", "api_key_file"],
+        requires = "api_ca_file"
+    )]
+    token: Option<String>,
     /// The node's client certificate (PEM), for user system:node:<node name> in group
     /// system:nodes (`flotilla pki issue --user system:node:NAME --group system:nodes`).
-    #[arg(long, env = "FLOTILLA_API_CERT_FILE", value_name = "FILE", requires = "api_ca_file")]
+    #[arg(long, env = "FLOTILLA_API_CERT_FILE", value_name = "FILE", requires_all = ["api_ca_file", "api_key_file"])]
     api_cert_file: Option<PathBuf>,
     /// The private key of --api-cert-file (PEM).
-    #[arg(long, env = "FLOTILLA_API_KEY_FILE", value_name = "FILE", requires = "api_ca_file")]
+    #[arg(long, env = "FLOTILLA_API_KEY_FILE", value_name = "FILE", requires_all = ["api_ca_file", "api_cert_file"])]
     api_key_file: Option<PathBuf>,
     /// The Node's name [default: this machine's host name].
     #[arg(long, env = "FLOTILLA_NODE_NAME")]
@@ -115,7 +128,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         servers: args.servers.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         pod_resync: Duration::from_secs(args.pod_resync_seconds),
         allow_privileged: args.allow_privileged,
-        api_tls: api_tls(&args)?,
+        api_tls: given_tls(&args)?,
         ..AgentConfig::default()
     };
     let labels = parse_labels(&args.labels)?;
@@ -124,6 +137,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let task = match args.simulate {
         Some(_) if !matches!(args.runtime.runtime, RuntimeKind::Fake) => {
             anyhow::bail!("--simulate runs hollow nodes: it needs --runtime fake")
+        }
+        Some(_) if args.api_ca_file.is_some() && config.api_tls.is_none() => {
+            anyhow::bail!("--simulate needs --api-cert-file and --api-key-file: simulated nodes share one certificate")
         }
         Some(count) => {
             let host = SimulatedHost {
@@ -140,6 +156,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         None => {
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
             let name = args.node_name.or_else(host::hostname).context("no --node-name and no host name")?;
+            if let (Some(ca), None) = (&args.api_ca_file, &config.api_tls) {
+                let ca = flotilla_pki::read_pem(ca).context("--api-ca-file")?;
+                let own = NodeCertificate::new(&args.data_dir, &name, &ca);
+                config.api_tls = Some(own_certificate(&own, &config.servers, args.token.as_deref()).await?);
+                config.node_certificate = Some(own);
+            }
             if let Some(tls) = &config.api_tls {
                 check_identity(tls, &name)?;
             }
@@ -173,9 +195,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The agent's TLS towards the API servers, from --api-ca-file, --api-cert-file and
-/// --api-key-file (clap makes them all-or-nothing).
-fn api_tls(args: &AgentArgs) -> anyhow::Result<Option<ApiTls>> {
+/// The node's own certificate: the one kept from an earlier run while it is valid, else a
+/// new one got with the bootstrap token.
+async fn own_certificate(own: &NodeCertificate, servers: &[String], token: Option<&str>) -> anyhow::Result<ApiTls> {
+    if let Some(kept) = own.load() {
+        return Ok(kept);
+    }
+    let Some(token) = token else {
+        anyhow::bail!(
+            "--api-ca-file without --api-cert-file: the agent has no valid certificate of its own kept in its data \
+             dir; pass a bootstrap token (--token, from `flotilla token create`) to get one"
+        );
+    };
+    Ok(own.bootstrap(servers, token).await?)
+}
+
+/// The agent's TLS towards the API servers from --api-ca-file, --api-cert-file and
+/// --api-key-file (clap makes the last two need the first); none when they are not given.
+fn given_tls(args: &AgentArgs) -> anyhow::Result<Option<ApiTls>> {
     let (Some(ca), Some(cert), Some(key)) = (&args.api_ca_file, &args.api_cert_file, &args.api_key_file) else {
         return Ok(None);
     };

@@ -6,7 +6,6 @@
 //! A connection that fails is dropped and dialled again on the next request; the failed
 //! request is counted as an error by the caller.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -18,25 +17,29 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use crate::dial::{ClientTls, Target};
+
 /// Longest a non-watch request may take before it counts as failed; far above any latency
 /// worth reporting, short enough that a stuck server does not hang the run.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bound on connection set-up, for the same reason.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of an error body goes into an error message.
 const ERROR_BODY_CHARS: usize = 300;
 
-/// One HTTP/1.1 connection to one replica's Kubernetes API.
+/// One HTTP/1.1 connection to one replica's Kubernetes API, plain or TLS.
 pub struct Conn {
-    addr: SocketAddr,
+    target: Target,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Conn {
     /// A connection to `base` (`http://host:port`), dialled now so set-up is not timed.
     pub async fn connect(base: &str) -> anyhow::Result<Self> {
-        let addr = crate::urls::socket_addr(base)?;
-        let mut conn = Conn { addr, sender: None };
+        Self::connect_with(base, None).await
+    }
+
+    /// A connection to `base`, `http://` or, with `tls`, `https://`.
+    pub async fn connect_with(base: &str, tls: Option<&ClientTls>) -> anyhow::Result<Self> {
+        let mut conn = Conn { target: Target::new(base, tls)?, sender: None };
         conn.sender().await?;
         Ok(conn)
     }
@@ -46,10 +49,7 @@ impl Conn {
             self.sender = None;
         }
         if self.sender.is_none() {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(self.addr))
-                .await
-                .with_context(|| format!("connecting to {} timed out", self.addr))??;
-            stream.set_nodelay(true)?;
+            let stream = self.target.dial().await?;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             // The connection future does the socket I/O; it ends when the sender is dropped.
             tokio::spawn(async move {
@@ -67,7 +67,7 @@ impl Conn {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Response<Incoming>> {
-        let host = self.addr.to_string();
+        let host = self.target.addr.to_string();
         let mut req =
             Request::builder().method(method).uri(path).header("host", host).header("accept", "application/json");
         let body = match body {

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use serde::Serialize;
 
@@ -121,8 +121,7 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
     if args.clients == 0 || args.list_size == 0 || args.watchers == 0 || args.write_rate == 0 || args.pods == 0 {
         bail!("--clients, --list-size, --watchers, --write-rate and --pods must be positive");
     }
-    let raw = std::fs::read(&args.cluster_file).with_context(|| format!("reading {}", args.cluster_file.display()))?;
-    let cluster: ClusterFile = serde_json::from_slice(&raw).context("parsing cluster.json")?;
+    let cluster = ClusterFile::read_plaintext(&args.cluster_file)?;
     let replicas = match &args.replica {
         Some(name) => cluster.replicas.iter().filter(|r| &r.name == name).cloned().collect(),
         None => cluster.replicas.clone(),

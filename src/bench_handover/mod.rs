@@ -80,8 +80,7 @@ pub async fn run(args: BenchHandoverArgs) -> anyhow::Result<()> {
     if args.rounds == 0 {
         bail!("--rounds must be positive");
     }
-    let raw = std::fs::read(&args.cluster_file).with_context(|| format!("reading {}", args.cluster_file.display()))?;
-    let mut cluster: ClusterFile = serde_json::from_slice(&raw).context("parsing cluster.json")?;
+    let mut cluster = ClusterFile::read_plaintext(&args.cluster_file)?;
     if cluster.replicas.len() < 3 || cluster.replicas.iter().any(|r| r.api_url.is_empty()) {
         bail!("handover needs at least 3 replicas, each with an api_url");
     }

@@ -80,8 +80,7 @@ pub async fn run(args: BenchSchedulerArgs) -> anyhow::Result<()> {
     if args.nodes == 0 || args.pods == 0 || args.clients == 0 {
         bail!("--nodes, --pods and --clients must be positive");
     }
-    let raw = std::fs::read(&args.cluster_file).with_context(|| format!("reading {}", args.cluster_file.display()))?;
-    let cluster: ClusterFile = serde_json::from_slice(&raw).context("parsing cluster.json")?;
+    let cluster = ClusterFile::read_plaintext(&args.cluster_file)?;
     if cluster.replicas.is_empty() || cluster.replicas.iter().any(|r| r.api_url.is_empty()) {
         bail!("every replica in {} needs an api_url", args.cluster_file.display());
     }

@@ -69,8 +69,7 @@ pub async fn run(args: BenchServicesArgs) -> anyhow::Result<()> {
     if args.services == 0 || args.endpoints == 0 || args.services * args.endpoints > 60_000 {
         bail!("--services and --endpoints must be positive, with at most 60000 addresses in all");
     }
-    let raw = std::fs::read(&args.cluster_file).with_context(|| format!("reading {}", args.cluster_file.display()))?;
-    let cluster: ClusterFile = serde_json::from_slice(&raw).context("parsing cluster.json")?;
+    let cluster = ClusterFile::read_plaintext(&args.cluster_file)?;
     let tables = agent_tables(&cluster)?;
     let url = cluster.replicas.first().context("cluster.json lists no replicas")?.api_url.clone();
     let ns = format!("bench-svc-{}", std::process::id());

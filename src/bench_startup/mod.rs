@@ -75,8 +75,7 @@ pub async fn run(args: BenchPodStartupArgs) -> anyhow::Result<()> {
     if args.pods == 0 || args.rate <= 0.0 {
         bail!("--pods and --rate must be positive");
     }
-    let raw = std::fs::read(&args.cluster_file).with_context(|| format!("reading {}", args.cluster_file.display()))?;
-    let cluster: ClusterFile = serde_json::from_slice(&raw).context("parsing cluster.json")?;
+    let cluster = ClusterFile::read_plaintext(&args.cluster_file)?;
     if cluster.agents.is_empty() {
         bail!("the cluster has no agents: start it with `flotilla up --agents N`");
     }

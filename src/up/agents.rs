@@ -13,8 +13,9 @@ use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{ReplicaInfo, PROBE_INTERVAL, READY_TIMEOUT};
+use super::{ReplicaInfo, TlsInfo, PROBE_INTERVAL, READY_TIMEOUT};
 use crate::bench_api::client::Conn;
+use crate::dial::ClientTls;
 
 /// One node agent `up` started: `name` is its Node's name.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -95,15 +96,22 @@ async fn docker_answers() -> bool {
     matches!(tokio::time::timeout(std::time::Duration::from_secs(1), ping).await, Ok(Ok(true)))
 }
 
-/// `n` agents `agent-1`… talking to every replica's API, each with its own data dir and
-/// endpoint port.
+/// The Node name of the `i`th agent (from 1).
+pub fn node_name(i: usize) -> String {
+    format!("agent-{i}")
+}
+
+/// One agent per name in `nodes` (see [`node_name`]) talking to every replica's API, each
+/// with its own data dir and endpoint port, and with `tls` its node certificate.
 pub fn plan(
     dir: &Path,
     replicas: &[ReplicaInfo],
-    n: usize,
+    nodes: &[String],
     runtime: RuntimeChoice,
     containerd_socket: &Path,
+    tls: Option<&TlsInfo>,
 ) -> anyhow::Result<Vec<AgentInfo>> {
+    let n = nodes.len();
     let exe = std::env::current_exe()?.to_string_lossy().into_owned();
     let servers: Vec<&str> = replicas.iter().map(|r| r.api_url.as_str()).collect();
     // Hold every listener until all ports are chosen so no two agents get the same one.
@@ -112,11 +120,12 @@ pub fn plan(
         (0..2 * n).map(|_| std::net::TcpListener::bind("0.0.0.0:0")).collect::<Result<_, _>>()?;
     let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
     drop(listeners);
-    Ok((1..=n)
+    Ok(nodes
+        .iter()
         .zip(ports.chunks(2))
-        .map(|(i, ports)| {
+        .map(|(name, ports)| {
             let (port, dns_port) = (ports[0], ports[1]);
-            let name = format!("agent-{i}");
+            let name = name.clone();
             let argv = vec![
                 exe.clone(),
                 "agent".into(),
@@ -138,6 +147,7 @@ pub fn plan(
                 dns_port.to_string(),
             ];
             let mut argv = argv;
+            argv.extend(tls.map(TlsInfo::agent_flags).unwrap_or_default());
             if runtime == RuntimeChoice::Containerd {
                 argv.extend(["--containerd-address".into(), containerd_socket.to_string_lossy().into_owned()]);
             }
@@ -146,11 +156,29 @@ pub fn plan(
         .collect())
 }
 
+/// How long the agents' join token is good for: they need it only to get their first
+/// certificates, which they then renew themselves.
+const JOIN_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Create the bootstrap token's Secret, through `api` as the admin; one left from an earlier
+/// run of `up` is fine.
+pub async fn create_join_token(api: &str, tls: &ClientTls, token: &str) -> anyhow::Result<()> {
+    let mut conn = Conn::connect_with(api, Some(tls)).await?;
+    let secret = crate::token::secret_object(token, "flotilla up's agents", JOIN_TOKEN_TTL);
+    let body = serde_json::to_value(&secret)?;
+    let path = "/api/v1/namespaces/kube-system/secrets";
+    match conn.call(Method::POST, path, Some(&body), StatusCode::CREATED).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("HTTP 409") => Ok(()),
+        Err(e) => Err(e.context("creating the agents' join token")),
+    }
+}
+
 /// Wait until every agent's Node reports Ready (it registers once it reached an API
 /// replica, Ready from its first status).
-pub async fn wait_nodes_ready(api: &str, agents: &[AgentInfo]) -> anyhow::Result<()> {
+pub async fn wait_nodes_ready(api: &str, tls: Option<&ClientTls>, agents: &[AgentInfo]) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
-    let mut conn = Conn::connect(api).await?;
+    let mut conn = Conn::connect_with(api, tls).await?;
     for a in agents {
         let path = format!("/api/v1/nodes/{}", a.name);
         loop {
@@ -185,7 +213,8 @@ mod tests {
     #[test]
     fn agents_get_distinct_ports_and_name_their_runtime() {
         let dir = tempfile::tempdir().unwrap();
-        let agents = plan(dir.path(), &[], 3, RuntimeChoice::Process, Path::new("/x.sock")).unwrap();
+        let nodes: Vec<String> = (1..=3).map(node_name).collect();
+        let agents = plan(dir.path(), &[], &nodes, RuntimeChoice::Process, Path::new("/x.sock"), None).unwrap();
         let port = |a: &AgentInfo| a.argv[a.argv.iter().position(|x| x == "--port").unwrap() + 1].clone();
         let mut ports: Vec<String> = agents.iter().map(port).collect();
         ports.dedup();

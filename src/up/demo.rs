@@ -102,8 +102,13 @@ impl Outcome {
 }
 
 /// Apply the demo through the API at `api` (any replica, or the balancer) and wait for it.
-pub async fn apply(api: &str, kind: Kind, services: bool) -> anyhow::Result<Outcome> {
-    let mut conn = Conn::connect(api).await?;
+pub async fn apply(
+    api: &str,
+    tls: Option<&crate::dial::ClientTls>,
+    kind: Kind,
+    services: bool,
+) -> anyhow::Result<Outcome> {
+    let mut conn = Conn::connect_with(api, tls).await?;
     create(&mut conn, "/apis/apps/v1/namespaces/default/deployments", &deployment(kind)).await?;
     let node_port = match kind {
         Kind::Web => {
@@ -179,10 +184,10 @@ fn pods_state(list: &Value) -> (usize, Option<String>) {
 
 /// Whether `GET /` on 127.0.0.1:`port` answers 200 within [`NODE_PORT_TIMEOUT`].
 async fn answers(port: u16) -> bool {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(target) = crate::dial::Target::new(&format!("http://127.0.0.1:{port}"), None) else { return false };
     let deadline = Instant::now() + NODE_PORT_TIMEOUT;
     while Instant::now() < deadline {
-        if crate::lb::http_status(addr, "/").await.is_ok_and(|code| code == 200) {
+        if crate::lb::http_status(&target, "/").await.is_ok_and(|code| code == 200) {
             return true;
         }
         tokio::time::sleep(POLL).await;

@@ -28,10 +28,12 @@ mod containerd;
 mod demo;
 mod next_steps;
 mod progress;
+mod tls;
 
 use access::LbInfo;
 pub use agents::AgentInfo;
 use progress::Progress;
+pub use tls::TlsInfo;
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
@@ -61,6 +63,11 @@ pub struct UpArgs {
     /// a NodePort Service `demo`), which is otherwise applied when there are agents.
     #[arg(long)]
     no_demo: bool,
+    /// Plain HTTP everywhere, without certificates or authentication (for local experiments;
+    /// said loudly). By default every port is TLS with certificates from a CA made for this
+    /// cluster in DIR/pki.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,6 +91,26 @@ pub struct ClusterFile {
     /// The load balancer in front of the replicas' APIs (absent in files of older `up`s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lb: Option<LbInfo>,
+    /// The CA and the admin's certificate; absent for `--insecure-plaintext` clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
+}
+
+impl ClusterFile {
+    /// The cluster.json at `path`, of a cluster the benchmarks can drive: their clients
+    /// speak plain HTTP and gRPC (`scripts/bench-tls.sh` measures TLS with `flotilla bench`).
+    pub fn read_plaintext(path: &Path) -> anyhow::Result<Self> {
+        let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: Self = serde_json::from_slice(&raw).with_context(|| format!("parsing {}", path.display()))?;
+        if file.tls.is_some() {
+            bail!(
+                "{} is a TLS cluster; this benchmark's clients speak plain HTTP: start the cluster with \
+                 `flotilla up --insecure-plaintext`",
+                path.display()
+            );
+        }
+        Ok(file)
+    }
 }
 
 /// How long the cluster may take to elect a leader and answer on every replica.
@@ -99,6 +126,9 @@ struct Cluster {
     replicas: Vec<ReplicaInfo>,
     agents: Vec<AgentInfo>,
     lb: LbInfo,
+    tls: Option<TlsInfo>,
+    /// Planned now, not resumed from cluster.json.
+    fresh: bool,
 }
 
 impl Cluster {
@@ -114,6 +144,9 @@ impl Cluster {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.replicas == 0 || args.replicas > 7 || args.replicas % 2 == 0 {
         bail!("--replicas must be 1, 3, 5 or 7 (got {})", args.replicas);
+    }
+    if args.insecure_plaintext {
+        eprintln!("{}", tls::PLAINTEXT_WARNING);
     }
     let mut cluster = plan(&args).await?;
     let demo = match cluster.agents.first() {
@@ -139,6 +172,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         leader: &started.leader,
         cluster_file: &file,
         kubeconfig: &kubeconfig,
+        tls: cluster.tls.as_ref(),
         demo: started.demo.as_ref(),
         took: progress::seconds(progress.total()),
     });
@@ -160,20 +194,27 @@ async fn plan(args: &UpArgs) -> anyhow::Result<Cluster> {
     match std::fs::read(dir.join("cluster.json")) {
         Ok(raw) => {
             let previous: ClusterFile = serde_json::from_slice(&raw).context("reading the existing cluster.json")?;
-            println!("flotilla: resuming the cluster in {}", dir.display());
+            let how = if previous.tls.is_some() { "TLS" } else { "plain HTTP, as it was made" };
+            println!("flotilla: resuming the cluster in {} ({how})", dir.display());
             let lb = match previous.lb {
                 Some(lb) => lb,
-                None => access::plan_lb(&previous.replicas)?,
+                None => access::plan_lb(&previous.replicas, previous.tls.as_ref())?,
             };
-            Ok(Cluster { dir, replicas: previous.replicas, agents: previous.agents, lb })
+            let (replicas, agents, tls) = (previous.replicas, previous.agents, previous.tls);
+            Ok(Cluster { dir, replicas, agents, lb, tls, fresh: false })
         }
         Err(_) => {
-            let replicas = fresh_plan(&dir, args.replicas, args.node_monitor_grace_period)?;
+            let nodes: Vec<String> = (1..=args.agents).map(agents::node_name).collect();
+            let tls = match args.insecure_plaintext {
+                true => None,
+                false => Some(TlsInfo::create(&dir.join("pki")).context("making the cluster's certificates")?),
+            };
+            let replicas = fresh_plan(&dir, args.replicas, args.node_monitor_grace_period, tls.as_ref())?;
             let socket = &args.containerd_address;
             let runtime = agents::resolve(args.agent_runtime, args.agents, socket).await?;
-            let agents = agents::plan(&dir, &replicas, args.agents, runtime, socket)?;
-            let lb = access::plan_lb(&replicas)?;
-            Ok(Cluster { dir, replicas, agents, lb })
+            let agents = agents::plan(&dir, &replicas, &nodes, runtime, socket, tls.as_ref())?;
+            let lb = access::plan_lb(&replicas, tls.as_ref())?;
+            Ok(Cluster { dir, replicas, agents, lb, tls, fresh: true })
         }
     }
 }
@@ -196,7 +237,7 @@ async fn start(
     let replicas = plural(c.replicas.len(), "replica");
     progress.step(&format!("starting {replicas} ({}) and a load balancer", names.join(", ")));
     for r in c.replicas.iter_mut() {
-        let child = spawn_logged(&r.argv, &c.dir.join(format!("{}.log", r.name)), &r.name).await?;
+        let child = spawn_logged(&r.argv, &[], &c.dir.join(format!("{}.log", r.name)), &r.name).await?;
         r.pid = child.id().context("replica exited at once")?;
         children.push(child);
     }
@@ -204,34 +245,46 @@ async fn start(
     progress.done("");
 
     progress.step("electing a leader");
-    let leader = wait_ready(&c.replicas, &c.lb, children).await?;
+    let client = c.tls.as_ref().map(TlsInfo::client).transpose()?;
+    let leader = wait_ready(&c.replicas, &c.lb, c.tls.as_ref(), children).await?;
     progress.done(&format!("{leader} leads"));
 
     if !c.agents.is_empty() {
+        // Resumed agents have their certificates; a token deleted since stays deleted.
+        if let (Some(tls), Some(client), true) = (&c.tls, &client, c.fresh) {
+            agents::create_join_token(&c.lb.url, client, &tls.join_token).await?;
+        }
+        let env = c.tls.as_ref().map(TlsInfo::agent_env).unwrap_or_default();
         let runtime = agents::runtime_of(&c.agents[0]).to_string();
         progress.step(&format!("starting {} ({runtime} runtime)", plural(c.agents.len(), "agent")));
         for a in c.agents.iter_mut() {
-            let child = spawn_logged(&a.argv, &c.dir.join(format!("{}.log", a.name)), &a.name).await?;
+            let child = spawn_logged(&a.argv, &env, &c.dir.join(format!("{}.log", a.name)), &a.name).await?;
             a.pid = child.id().context("agent exited at once")?;
             children.push(child);
         }
         progress.done("");
         progress.step(&format!("waiting for {} to be Ready", plural(c.agents.len(), "node")));
-        agents::wait_nodes_ready(&c.lb.url, &c.agents).await?;
+        agents::wait_nodes_ready(&c.lb.url, client.as_ref(), &c.agents).await?;
         progress.done("");
     }
 
-    let file = ClusterFile { replicas: c.replicas.clone(), agents: c.agents.clone(), lb: Some(c.lb.clone()) };
+    let file = ClusterFile {
+        replicas: c.replicas.clone(),
+        agents: c.agents.clone(),
+        lb: Some(c.lb.clone()),
+        tls: c.tls.clone(),
+    };
     let tmp = c.dir.join("cluster.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)?;
+    // Readable by its owner only: with TLS it holds the agents' join token.
+    crate::pki::write_private(&tmp, &serde_json::to_string_pretty(&file)?)?;
     std::fs::rename(&tmp, c.file())?;
-    access::write_kubeconfig(&c.kubeconfig(), &c.lb, &c.replicas)?;
+    access::write_kubeconfig(&c.kubeconfig(), &c.lb, &c.replicas, c.tls.as_ref())?;
 
     let outcome = match demo {
         Some(kind) => {
             progress.step(&format!("applying the demo: {}", kind.describe()));
             // The cluster works without its demo: a failure is reported, not fatal.
-            match demo::apply(&c.lb.url, kind, services_possible()).await {
+            match demo::apply(&c.lb.url, client.as_ref(), kind, services_possible()).await {
                 Ok(outcome) => {
                     progress.done(&outcome.summary());
                     Some(outcome)
@@ -276,7 +329,7 @@ fn stop_restarted(cluster_file: &Path, children: &[Child]) {
     }
 }
 
-fn fresh_plan(dir: &Path, n: usize, node_grace: u64) -> anyhow::Result<Vec<ReplicaInfo>> {
+fn fresh_plan(dir: &Path, n: usize, node_grace: u64, tls: Option<&TlsInfo>) -> anyhow::Result<Vec<ReplicaInfo>> {
     // Hold every listener until all ports are chosen so no two replicas get the same one.
     let listeners: Vec<std::net::TcpListener> =
         (0..3 * n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
@@ -284,14 +337,15 @@ fn fresh_plan(dir: &Path, n: usize, node_grace: u64) -> anyhow::Result<Vec<Repli
     drop(listeners);
     let exe = std::env::current_exe()?.to_string_lossy().into_owned();
     let names: Vec<String> = (1..=n).map(|i| format!("r{i}")).collect();
-    let peer_urls: Vec<String> = (0..n).map(|i| format!("http://127.0.0.1:{}", ports[2 * i + 1])).collect();
+    let scheme = tls::scheme(tls);
+    let peer_urls: Vec<String> = (0..n).map(|i| format!("{scheme}://127.0.0.1:{}", ports[2 * i + 1])).collect();
     let initial: Vec<String> = names.iter().zip(&peer_urls).map(|(n, u)| format!("{n}={u}")).collect();
     Ok((0..n)
         .map(|i| {
-            let client_url = format!("http://127.0.0.1:{}", ports[2 * i]);
-            let api_url = format!("http://127.0.0.1:{}", ports[2 * n + i]);
+            let client_url = format!("{scheme}://127.0.0.1:{}", ports[2 * i]);
+            let api_url = format!("{scheme}://127.0.0.1:{}", ports[2 * n + i]);
             let data_dir = dir.join(&names[i]);
-            let argv = vec![
+            let mut argv = vec![
                 exe.clone(),
                 "server".into(),
                 "--name".into(),
@@ -315,17 +369,19 @@ fn fresh_plan(dir: &Path, n: usize, node_grace: u64) -> anyhow::Result<Vec<Repli
                 "--node-monitor-grace-period".into(),
                 node_grace.to_string(),
             ];
+            argv.extend(tls.map(TlsInfo::replica_flags).unwrap_or_default());
             let peer_url = peer_urls[i].clone();
             ReplicaInfo { name: names[i].clone(), pid: 0, argv, client_url, peer_url, api_url, data_dir }
         })
         .collect())
 }
 
-/// Start `argv` with stdout and stderr appended to `log`.
-async fn spawn_logged(argv: &[String], log: &Path, name: &str) -> anyhow::Result<Child> {
+/// Start `argv` with `env` added to its environment, stdout and stderr appended to `log`.
+async fn spawn_logged(argv: &[String], env: &[(String, String)], log: &Path, name: &str) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     Command::new(&argv[0])
         .args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -341,20 +397,20 @@ const LB_ATTEMPTS: usize = 5;
 /// it once it accepts connections.
 async fn start_lb(c: &mut Cluster) -> anyhow::Result<Child> {
     for attempt in 1..=LB_ATTEMPTS {
-        let mut child = spawn_logged(&c.lb.argv, &c.dir.join("lb.log"), "the load balancer").await?;
-        let addr = c.lb.url.trim_start_matches("http://").to_string();
+        let mut child = spawn_logged(&c.lb.argv, &[], &c.dir.join("lb.log"), "the load balancer").await?;
+        let (addr, _) = crate::urls::socket_addr_tls(&c.lb.url)?;
         loop {
             if let Some(status) = child.try_wait()? {
                 if attempt == LB_ATTEMPTS {
                     bail!("the load balancer exited ({status}); see its log in {}", c.dir.display());
                 }
                 tracing::debug!(%status, %addr, "the load balancer could not start; trying another port");
-                c.lb = access::plan_lb(&c.replicas)?;
+                c.lb = access::plan_lb(&c.replicas, c.tls.as_ref())?;
                 break;
             }
             // Something accepts on the port; still running a moment later, the balancer has
             // bound it (it binds first thing), not lost it to whoever answered.
-            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 if child.try_wait()?.is_none() {
                     c.lb.pid = child.id().context("load balancer exited at once")?;
@@ -371,7 +427,14 @@ async fn start_lb(c: &mut Cluster) -> anyhow::Result<Child> {
 /// Wait until every replica answers Status, all name the same leader, the membership
 /// lists every replica's client URL, and every API answers, directly and through the
 /// balancer; returns the leader's name.
-async fn wait_ready(plan: &[ReplicaInfo], lb: &LbInfo, children: &mut [Child]) -> anyhow::Result<String> {
+async fn wait_ready(
+    plan: &[ReplicaInfo],
+    lb: &LbInfo,
+    tls: Option<&TlsInfo>,
+    children: &mut [Child],
+) -> anyhow::Result<String> {
+    let etcd_tls = tls.map(TlsInfo::etcd_options).transpose()?;
+    let api_tls = tls.map(TlsInfo::client).transpose()?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         // `children` holds the replicas, in order, then the balancer.
@@ -381,8 +444,8 @@ async fn wait_ready(plan: &[ReplicaInfo], lb: &LbInfo, children: &mut [Child]) -
                 bail!("{name} exited ({status}); see its log in {}", logs_dir(plan));
             }
         }
-        if let Some(leader) = agreed_leader(plan).await {
-            if apis_ready(plan, lb).await {
+        if let Some(leader) = agreed_leader(plan, etcd_tls.as_ref()).await {
+            if apis_ready(plan, lb, api_tls.as_ref()).await {
                 return Ok(leader);
             }
         }
@@ -398,13 +461,16 @@ fn logs_dir(plan: &[ReplicaInfo]) -> String {
     plan.first().and_then(|r| r.data_dir.parent()).map_or_else(String::new, |d| d.display().to_string())
 }
 
-async fn agreed_leader(plan: &[ReplicaInfo]) -> Option<String> {
+async fn agreed_leader(plan: &[ReplicaInfo], tls: Option<&etcd_client::TlsOptions>) -> Option<String> {
     let mut leader = None;
     let mut id_to_name = std::collections::HashMap::new();
     for r in plan {
-        let opts = etcd_client::ConnectOptions::new()
+        let mut opts = etcd_client::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(1))
             .with_timeout(Duration::from_secs(2));
+        if let Some(tls) = tls {
+            opts = opts.with_tls(tls.clone());
+        }
         let mut c = etcd_client::Client::connect([r.client_url.as_str()], Some(opts)).await.ok()?;
         let s = c.status().await.ok()?;
         let this = s.header()?.member_id();
@@ -425,11 +491,11 @@ async fn agreed_leader(plan: &[ReplicaInfo]) -> Option<String> {
 
 /// Every replica's Kubernetes API answers, and the system namespaces exist (the last one
 /// the API server creates is `kube-node-lease`); so does the balancer.
-async fn apis_ready(plan: &[ReplicaInfo], lb: &LbInfo) -> bool {
+async fn apis_ready(plan: &[ReplicaInfo], lb: &LbInfo, tls: Option<&crate::dial::ClientTls>) -> bool {
     let urls = plan.iter().map(|r| r.api_url.as_str()).filter(|u| !u.is_empty()).chain([lb.url.as_str()]);
     for url in urls {
-        let Ok(addr) = crate::urls::socket_addr(url) else { return false };
-        let probe = crate::lb::http_status(addr, "/api/v1/namespaces/kube-node-lease");
+        let Ok(target) = crate::dial::Target::new(url, tls) else { return false };
+        let probe = crate::lb::http_status(&target, "/api/v1/namespaces/kube-node-lease");
         let ok =
             tokio::time::timeout(Duration::from_secs(2), probe).await.is_ok_and(|s| s.is_ok_and(|code| code == 200));
         if !ok {

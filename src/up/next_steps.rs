@@ -6,7 +6,7 @@ use std::path::Path;
 use super::access::{replica_context, LbInfo};
 use super::agents::{runtime_of, AgentInfo};
 use super::demo::{self, Kind, Outcome};
-use super::ReplicaInfo;
+use super::{ReplicaInfo, TlsInfo};
 
 /// Everything the printout needs.
 pub struct Ready<'a> {
@@ -16,6 +16,8 @@ pub struct Ready<'a> {
     pub leader: &'a str,
     pub cluster_file: &'a Path,
     pub kubeconfig: &'a Path,
+    /// The CA and the admin's certificate (absent with `--insecure-plaintext`).
+    pub tls: Option<&'a TlsInfo>,
     pub demo: Option<&'a Outcome>,
     /// How long `up` took.
     pub took: String,
@@ -49,7 +51,8 @@ pub fn print(r: &Ready) {
     let contexts: Vec<String> = r.replicas.iter().map(replica_context).collect();
     println!("kubectl: the default context goes through the load balancer {} (flotilla lb), which", r.lb.url);
     println!("moves to another replica when one dies; contexts {} use one replica each.", contexts.join(", "));
-    line(&format!("export KUBECONFIG={}", r.kubeconfig.display()), "");
+    let who = if r.tls.is_some() { "as the admin (a client certificate)" } else { "" };
+    line(&format!("export KUBECONFIG={}", r.kubeconfig.display()), who);
     workloads(r);
     if let Some(first) = r.replicas.first() {
         line(&format!("kubectl --context {} get nodes", replica_context(first)), "one replica, no balancer");
@@ -59,6 +62,16 @@ pub fn print(r: &Ready) {
     let dashboard = r.replicas.iter().find(|x| x.name != r.leader).or(r.replicas.first());
     if let Some(d) = dashboard {
         println!("Dashboard: {}/ui   (every replica serves it at its API address + /ui)", d.api_url);
+        if r.tls.is_some() {
+            println!("           (over TLS it asks the browser for a client certificate: see docs/SECURITY.md)");
+        }
+    }
+    if let Some(tls) = r.tls {
+        println!("TLS:       every port wants a certificate from this cluster's CA; these variables give");
+        println!("           flotilla and etcdctl the admin's:");
+        let (ca, cert, key) = (tls.ca_file.display(), tls.cert_file.display(), tls.key_file.display());
+        line(&format!("export FLOTILLA_CACERT={ca} FLOTILLA_CERT={cert} FLOTILLA_KEY={key}"), "");
+        line("export ETCDCTL_CACERT=$FLOTILLA_CACERT ETCDCTL_CERT=$FLOTILLA_CERT ETCDCTL_KEY=$FLOTILLA_KEY", "");
     }
     println!("Status:    {flotilla} status --endpoints {endpoints}");
     println!();

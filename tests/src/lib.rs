@@ -49,6 +49,14 @@ pub struct LbProc {
     pub url: String,
 }
 
+/// `cluster.json`'s `"tls"`: the cluster's CA and the admin's certificate.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TlsFiles {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
 #[derive(Debug, Deserialize)]
 struct ClusterFile {
     replicas: Vec<Replica>,
@@ -56,6 +64,8 @@ struct ClusterFile {
     agents: Vec<AgentProc>,
     #[serde(default)]
     lb: Option<LbProc>,
+    #[serde(default)]
+    tls: Option<TlsFiles>,
 }
 
 /// The `flotilla` binary under test.
@@ -99,6 +109,8 @@ pub struct UpCluster {
     pub replicas: Vec<Replica>,
     pub agents: Vec<AgentProc>,
     pub lb: Option<LbProc>,
+    /// Absent for `--insecure-plaintext` clusters.
+    pub tls: Option<TlsFiles>,
     up: Child,
     /// Replicas restarted by the test, which `up` does not own.
     restarted: Vec<Child>,
@@ -113,12 +125,15 @@ impl UpCluster {
     }
 
     /// `flotilla up` with extra flags, e.g. `["--agents", "2", "--agent-runtime", "docker"]`,
-    /// and `--no-demo`: a test's pods are the only ones.
+    /// and `--no-demo`: a test's pods are the only ones. Plain HTTP (`--insecure-plaintext`):
+    /// these tests drive the cluster with etcdctl and plain HTTP clients; `up_tls.rs` and
+    /// `up_demo.rs` cover up's TLS default.
     pub fn start_with(replicas: usize, flags: &[&str]) -> anyhow::Result<Self> {
-        Self::start_exactly(replicas, &[flags, &["--no-demo"]].concat())
+        Self::start_exactly(replicas, &[flags, &["--no-demo", "--insecure-plaintext"]].concat())
     }
 
-    /// `flotilla up` with these flags and no others (with agents, up applies its demo).
+    /// `flotilla up` with these flags and no others (with agents, up applies its demo; the
+    /// cluster is TLS unless `--insecure-plaintext` is among them).
     pub fn start_exactly(replicas: usize, flags: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut up = Command::new(flotilla_bin())
@@ -156,7 +171,8 @@ impl UpCluster {
         }
         let raw = std::fs::read(dir.path().join("cluster.json")).context("cluster.json")?;
         let file: ClusterFile = serde_json::from_slice(&raw)?;
-        Ok(Self { dir, replicas: file.replicas, agents: file.agents, lb: file.lb, up, restarted: Vec::new() })
+        let (replicas, agents, lb, tls) = (file.replicas, file.agents, file.lb, file.tls);
+        Ok(Self { dir, replicas, agents, lb, tls, up, restarted: Vec::new() })
     }
 
     /// Index in `replicas` of the Raft leader, as `etcdctl endpoint status` reports it once

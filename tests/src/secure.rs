@@ -34,6 +34,16 @@ pub struct SecureSolo {
 impl SecureSolo {
     /// Make the CA, start the replica with `extra` flags, return once the admin is answered.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_inner(extra, None)
+    }
+
+    /// Same, the replica also signing node certificates, valid for `duration` (e.g. `40s`),
+    /// with the CA (`--cluster-signing-cert-file` and `--cluster-signing-key-file`).
+    pub fn start_signing(duration: &str) -> Self {
+        Self::start_inner(&[], Some(duration))
+    }
+
+    fn start_inner(extra: &[&str], signing: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = dir.path().join("pki");
         let mut solo = Solo::new(dir.path());
@@ -45,6 +55,12 @@ impl SecureSolo {
             format!("--tls-private-key-file={}", pki.join("server.key").display()),
             format!("--client-ca-file={}", pki.join("ca.crt").display()),
         ];
+        if let Some(duration) = signing {
+            flags.push(format!("--cluster-signing-cert-file={}", pki.join("ca.crt").display()));
+            flags.push(format!("--cluster-signing-key-file={}", pki.join("ca.key").display()));
+            flags.push(format!("--cluster-signing-duration={duration}"));
+            flags.push("--enable-bootstrap-token-auth".into());
+        }
         flags.extend(extra.iter().map(|f| f.to_string()));
         solo.start_checked_by(&flags.iter().map(String::as_str).collect::<Vec<_>>(), &admin);
         Self { solo, admin, pki, dir }

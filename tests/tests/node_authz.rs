@@ -74,6 +74,14 @@ fn a_node_reads_what_its_pods_use_and_writes_only_its_own_node() {
         "{refused}"
     );
     assert_eq!(s.admin.ok(&["get", "node", "agent-2", "-o", "jsonpath={.metadata.labels.x}"]), "");
+    // Not a role of its own choosing (NodeRestriction's labels); an admin may set one.
+    let refused = node.fails(&["label", "node", "agent-1", "node-role.kubernetes.io/master="]);
+    let want = r#"nodes "agent-1" is forbidden: is not allowed to modify labels: node-role.kubernetes.io/master"#;
+    assert!(refused.contains(want), "{refused}");
+    s.admin.ok(&["label", "node", "agent-1", "node-restriction.kubernetes.io/pci=true"]);
+    let refused = node.fails(&["label", "node", "agent-1", "node-restriction.kubernetes.io/pci-"]);
+    assert!(refused.contains("not allowed to modify labels: node-restriction.kubernetes.io/pci"), "{refused}");
+    node.ok(&["label", "node", "agent-1", "x=z", "--overwrite"]);
     let (answer, code) = can_i(&node, &["patch", "node/agent-2"]);
     assert!(answer.starts_with("no - ") && answer.contains("not allowed to modify node"), "{answer}");
     assert_eq!(code, Some(1));

@@ -20,6 +20,7 @@
 //!   `system:node:<name>`), or every server is `http://` and there is no TLS. Discovered
 //!   servers get the scheme and credentials of the configured ones.
 
+pub mod certificate;
 pub mod discovery;
 pub mod watch;
 
@@ -61,7 +62,8 @@ impl Servers {
 pub struct ApiPool {
     servers: Mutex<Servers>,
     request_timeout: Duration,
-    tls: Option<ApiTls>,
+    /// Replaced when the node's certificate is renewed ([`ApiPool::replace_tls`]).
+    tls: Mutex<Option<ApiTls>>,
 }
 
 /// How the agent speaks TLS to the API servers: the CA that signed their certificates and
@@ -108,7 +110,20 @@ impl ApiPool {
         for url in urls {
             servers.add(url.clone(), client(url, tls.as_ref())?);
         }
-        Ok(Self { servers: Mutex::new(servers), request_timeout, tls })
+        Ok(Self { servers: Mutex::new(servers), request_timeout, tls: Mutex::new(tls) })
+    }
+
+    /// Use `tls` (a renewed node certificate) from now on: every server gets a new client,
+    /// keeping its id; requests already under way finish on the old one.
+    pub fn replace_tls(&self, tls: ApiTls) -> Result<(), AgentError> {
+        let urls = self.urls();
+        let clients: Vec<kube::Client> = urls.iter().map(|u| client(u, Some(&tls))).collect::<Result<_, _>>()?;
+        *self.tls.lock().unwrap_or_else(|p| p.into_inner()) = Some(tls);
+        let mut s = self.lock();
+        for (server, client) in s.list.iter_mut().zip(clients) {
+            server.client = client;
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Servers> {
@@ -166,7 +181,7 @@ impl ApiPool {
         let new_clients: Vec<(String, kube::Client)> = urls
             .iter()
             .filter(|u| !known.contains(u))
-            .map(|u| client(u, self.tls.as_ref()).map(|c| (u.clone(), c)))
+            .map(|u| client(u, self.tls.lock().unwrap_or_else(|p| p.into_inner()).as_ref()).map(|c| (u.clone(), c)))
             .collect::<Result<_, _>>()?;
         let mut s = self.lock();
         let in_use = s.list[s.current % s.list.len()].id;
@@ -226,30 +241,50 @@ fn client(url: &str, tls: Option<&ApiTls>) -> Result<kube::Client, AgentError> {
         Some("http") => false,
         _ => return Err(bad("expected http:// or https://".into())),
     };
-    let mut config = kube::Config::new(uri);
     match (https, tls) {
-        (true, Some(tls)) => {
-            use base64::Engine;
-            config.root_cert = Some(pem_certificates(&tls.ca_pem, "CA")?);
-            let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
-            // kube keeps the key as a secret string, made only by deserializing.
-            config.auth_info = serde_json::from_value(serde_json::json!({
-                "client-certificate-data": b64(&tls.cert_pem),
-                "client-key-data": b64(&tls.key_pem),
-            }))
-            .map_err(|e| bad(format!("client credentials: {e}")))?;
+        (true, Some(tls)) => client_with(url, &tls.ca_pem, certificate::Credentials::Certificate(tls)),
+        (true, None) => Err(bad("https:// needs the CA and a client certificate (--api-ca-file …)".into())),
+        (false, Some(_)) => Err(bad("the agent has a client certificate: use https://".into())),
+        (false, None) => {
+            let mut config = kube::Config::new(uri);
+            // kube builds its TLS connector even for http://, and without trust anchors it
+            // loads the system's, failing where there are none (a bare container). An empty
+            // set keeps it from looking; plain HTTP never uses it.
+            config.root_cert = Some(Vec::new());
+            build(url, config)
         }
-        (true, None) => return Err(bad("https:// needs the CA and a client certificate (--api-ca-file …)".into())),
-        (false, Some(_)) => return Err(bad("the agent has a client certificate: use https://".into())),
-        // kube builds its TLS connector even for http://, and without trust anchors it loads
-        // the system's, failing where there are none (a bare container). An empty set keeps
-        // it from looking; plain HTTP never uses it.
-        (false, None) => config.root_cert = Some(Vec::new()),
     }
+}
+
+/// The client of `config`, with the pool's timeouts and without kube's own retries.
+fn build(url: &str, mut config: kube::Config) -> Result<kube::Client, AgentError> {
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     // Failover is this pool's job: kube's own retries would keep hammering a dead server.
     config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| AgentError::Config(format!("API client for {url}: {e}")))
+}
+
+/// A client for `https://` `url` trusting `ca_pem` and presenting `credentials`.
+fn client_with(url: &str, ca_pem: &str, credentials: certificate::Credentials<'_>) -> Result<kube::Client, AgentError> {
+    use base64::Engine;
+    let bad = |why: String| AgentError::Config(format!("API server URL {url:?}: {why}"));
+    let uri: http::Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(bad("TLS credentials need an https:// URL".into()));
+    }
+    let mut config = kube::Config::new(uri);
+    config.root_cert = Some(pem_certificates(ca_pem, "CA")?);
+    let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    // kube keeps keys and tokens as secret strings, made only by deserializing.
+    let auth = match credentials {
+        certificate::Credentials::Certificate(tls) => serde_json::json!({
+            "client-certificate-data": b64(&tls.cert_pem),
+            "client-key-data": b64(&tls.key_pem),
+        }),
+        certificate::Credentials::Token(token) => serde_json::json!({"token": token}),
+    };
+    config.auth_info = serde_json::from_value(auth).map_err(|e| bad(format!("client credentials: {e}")))?;
+    build(url, config)
 }
 
 /// Sort a kube-rs error into what the caller does about it.

@@ -159,8 +159,16 @@ pub fn cluster_roles() -> Vec<Value> {
             vec![json!({"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"],
                         "verbs": ["get"]})],
         ),
+        // Joining with a bootstrap token, and renewing (the handler narrows who gets what).
+        cluster_role(
+            NODE_CERTIFICATES,
+            vec![json!({"nonResourceURLs": [crate::http::node_certificate::PATH], "verbs": ["post"]})],
+        ),
     ]
 }
+
+/// The role that may ask for node certificates.
+pub const NODE_CERTIFICATES: &str = "system:flotilla:node-certificates";
 
 pub fn cluster_role_bindings() -> Vec<Value> {
     vec![
@@ -172,5 +180,6 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:public-info-viewer",
             &["system:authenticated", "system:unauthenticated"],
         ),
+        binding_to_groups(NODE_CERTIFICATES, NODE_CERTIFICATES, &["system:bootstrappers", "system:nodes"]),
     ]
 }

@@ -348,5 +348,8 @@ impl PodRefs {
     }
 }
 
+mod labels;
+pub use labels::check as check_labels;
+
 #[cfg(test)]
 mod tests;

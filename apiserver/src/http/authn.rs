@@ -3,7 +3,9 @@
 //! Each request is authenticated once, in this order:
 //! 1. a verified client certificate (the TLS listener checked it against `--client-ca-file`):
 //!    user = subject CN, groups = subject O values;
-//! 2. `Authorization: Bearer <token>` found in the `--token-auth-file`;
+//! 2. `Authorization: Bearer <token>` found in the `--token-auth-file`, or else (with
+//!    `--enable-bootstrap-token-auth`) a bootstrap token whose Secret is in `kube-system`
+//!    ([`bootstrap`]);
 //! 3. otherwise anonymous: `system:anonymous` in `system:unauthenticated` when
 //!    `--anonymous-auth` is on, else 401 — except on the health probes and `/version`,
 //!    which stay open to anonymous clients so that load balancers can check a replica
@@ -31,6 +33,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::listener::Peer;
+
+pub mod bootstrap;
 
 /// The group every authenticated user is in.
 pub const AUTHENTICATED: &str = "system:authenticated";
@@ -75,6 +79,9 @@ impl UserInfo {
 pub struct Authenticator {
     tokens: HashMap<String, UserInfo>,
     anonymous: bool,
+    /// Bootstrap tokens authenticate (upstream's `--enable-bootstrap-token-auth`, off by
+    /// default there too).
+    bootstrap_tokens: bool,
 }
 
 /// Never prints the tokens.
@@ -94,7 +101,13 @@ impl Authenticator {
             }
             None => HashMap::new(),
         };
-        Ok(Self { tokens, anonymous })
+        Ok(Self { tokens, anonymous, bootstrap_tokens: false })
+    }
+
+    /// Also authenticate bootstrap tokens ([`bootstrap`]).
+    pub fn with_bootstrap_tokens(mut self, on: bool) -> Self {
+        self.bootstrap_tokens = on;
+        self
     }
 
     /// The user of a request with these credentials on `path`; `Err` with the reason for a 401.
@@ -118,7 +131,11 @@ impl Authenticator {
 }
 
 /// The middleware: attach the [`UserInfo`] or answer 401.
-pub async fn authenticate(State(authn): State<Arc<Authenticator>>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State((authn, api)): State<(Arc<Authenticator>, Arc<super::ApiState>)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let cert = req.extensions().get::<ConnectInfo<Peer>>().and_then(|c| c.0.cert.clone());
     // Any Authorization header must hold a good credential: one that is not a bearer token
     // (another scheme, unreadable bytes) is refused rather than served as anonymous.
@@ -129,11 +146,20 @@ pub async fn authenticate(State(authn): State<Arc<Authenticator>>, mut req: Requ
             _ => Some(""),
         },
     };
-    match authn.authenticate(cert.as_ref(), bearer, req.uri().path()) {
+    // A token the file does not know may be a bootstrap token, which lives in the store.
+    let bootstrap = bearer
+        .filter(|t| authn.bootstrap_tokens && cert.is_none() && !authn.tokens.contains_key(*t))
+        .and_then(bootstrap::parse);
+    let result = match bootstrap {
+        Some((id, secret)) => bootstrap::authenticate(&api.registry, id, secret).await,
+        None => authn.authenticate(cert.as_ref(), bearer, req.uri().path()),
+    };
+    match result {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await
         }
+        Err(bootstrap::BUSY) => ApiError::TooManyRequests(bootstrap::BUSY.into()).into_response(),
         Err(why) => {
             tracing::debug!(path = req.uri().path(), why, "request not authenticated");
             ApiError::Unauthorized.into_response()

@@ -92,6 +92,7 @@ async fn decide(s: &ApiState, user: &UserInfo, method: &Method, uri: &Uri) -> Re
     if let Some(named) = authz.restrict(&attrs).await? {
         checks.named_create = Some(named);
     }
+    checks.node = crate::authz::node::node_name(user).map(String::from);
     Ok(checks)
 }
 

@@ -11,6 +11,7 @@ mod health;
 pub mod limits;
 pub mod metrics;
 mod negotiate;
+pub mod node_certificate;
 pub mod node_proxy;
 mod pods;
 mod query;
@@ -68,6 +69,9 @@ pub struct ApiConfig {
     /// TLS towards the agents' endpoints, presenting this replica's certificate (none: plain
     /// TCP; see [`node_proxy`]).
     pub node_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The cluster CA that signs agents' certificates (none: this replica does not; see
+    /// [`node_certificate`]).
+    pub signer: Option<Arc<node_certificate::Signer>>,
 }
 
 impl Default for ApiConfig {
@@ -82,6 +86,7 @@ impl Default for ApiConfig {
             tls: None,
             authn: None,
             node_tls: None,
+            signer: None,
         }
     }
 }
@@ -120,6 +125,7 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
         .route("/api/v1/namespaces/{namespace}/pods/{name}/attach", any(pods::attach))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/portforward", any(pods::portforward))
         .route("/apis/authentication.k8s.io/{version}/selfsubjectreviews", post(authn::self_subject_review))
+        .route(node_certificate::PATH, post(node_certificate::issue))
         .route("/apis/authorization.k8s.io/{version}/selfsubjectaccessreviews", post(authz::self_subject_access_review))
         .route("/api/v1/{*rest}", any(resource::core))
         .route("/apis/{group}/{version}/{*rest}", any(resource::grouped))
@@ -141,7 +147,7 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
             .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
             .layer(limits)
             .layer(audit)
-            .layer(axum::middleware::from_fn_with_state(a, authn::authenticate)),
+            .layer(axum::middleware::from_fn_with_state((a, state.clone()), authn::authenticate)),
         None => routes.layer(limits).layer(audit),
     };
     routes

@@ -106,6 +106,7 @@ impl Query {
             dry_run: self.dry_run()?,
             field_manager: self.get("fieldManager").map(String::from),
             create_denied: None,
+            node: None,
         })
     }
 

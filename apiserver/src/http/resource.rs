@@ -28,6 +28,9 @@ pub struct WriteChecks {
     pub create_denied: Option<String>,
     /// For a create allowed only for one name (a node's own Node or Lease).
     pub named_create: Option<NamedCreate>,
+    /// The caller is this node: its writes to its Node keep to NodeRestriction's labels
+    /// ([`crate::authz::node::check_labels`]).
+    pub node: Option<String>,
 }
 
 /// Everything a resource request carries.
@@ -142,6 +145,9 @@ async fn collection(s: &ApiState, req: Request) -> ApiResult<Response> {
             if let Some(named) = &req.checks.named_create {
                 named.check(res, &obj)?;
             }
+            if let (Some(node), "nodes") = (&req.checks.node, res.plural) {
+                crate::authz::node::check_labels(node, None, &obj)?;
+            }
             let created = s.registry.create(res, ns(&req), obj, &req.query.write_options()?).await?;
             Ok(with_warnings(respond_json(StatusCode::CREATED, created), &warnings))
         }
@@ -152,6 +158,16 @@ async fn collection(s: &ApiState, req: Request) -> ApiResult<Response> {
         }
         _ => Err(method_not_allowed(&req)),
     }
+}
+
+/// The query's write options with what authorization found out about this write.
+fn write_options(req: &Request) -> ApiResult<WriteOptions> {
+    let checks = &req.checks;
+    Ok(WriteOptions {
+        create_denied: checks.create_denied.clone(),
+        node: checks.node.clone(),
+        ..req.query.write_options()?
+    })
 }
 
 async fn item(s: &ApiState, req: Request, part: Part) -> ApiResult<Response> {
@@ -173,14 +189,14 @@ async fn item(s: &ApiState, req: Request, part: Part) -> ApiResult<Response> {
         Method::PUT => {
             let (obj, warnings) =
                 negotiate::decode_object(res, &req.headers, &req.body, req.query.field_validation()?)?;
-            let opts = WriteOptions { create_denied: req.checks.create_denied.clone(), ..req.query.write_options()? };
+            let opts = write_options(&req)?;
             let (obj, created) = s.registry.update(res, ns(&req), name(&req), obj, part, &opts).await?;
             let code = if created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(with_warnings(respond_json(code, obj), &warnings))
         }
         Method::PATCH => {
             let patch_type = patch_type(&req)?;
-            let opts = WriteOptions { create_denied: req.checks.create_denied.clone(), ..req.query.write_options()? };
+            let opts = write_options(&req)?;
             let (obj, created) =
                 s.registry.patch(res, ns(&req), name(&req), patch_type, &req.body, part, &opts).await?;
             Ok(respond_json(if created { StatusCode::CREATED } else { StatusCode::OK }, obj))

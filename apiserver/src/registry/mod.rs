@@ -49,6 +49,8 @@ pub struct WriteOptions {
     /// Why this caller may not create: a PUT or apply PATCH that would create the object is
     /// then refused with this 403 message (upstream authorizes that create separately).
     pub create_denied: Option<String>,
+    /// The writer is this node: a write to a Node keeps to NodeRestriction's label rule.
+    pub node: Option<String>,
 }
 
 /// What a list asks for.

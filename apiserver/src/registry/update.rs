@@ -102,6 +102,9 @@ impl Registry {
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             let current = self.storage.get(&key).await?.ok_or_else(|| ApiError::not_found(res, name))?;
             let (mut new, pinned) = self.next_version(res, ns, name, &current, &change, part)?;
+            if let (Some(node), "nodes") = (&opts.node, res.plural) {
+                crate::authz::node::check_labels(node, Some(&current.object), &new)?;
+            }
             let had = held_claims(res, &current.object);
             let claims = self.claims(res, &mut new)?;
             if opts.dry_run {

@@ -55,7 +55,8 @@ impl LocalCluster {
         let up = Command::new(bin)
             .args(["up", "--dir"])
             .arg(dir)
-            .args(["--replicas", &nodes.to_string(), "--no-demo"])
+            // The checkers' clients speak plain gRPC; local runs are on loopback.
+            .args(["--replicas", &nodes.to_string(), "--no-demo", "--insecure-plaintext"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -236,3 +236,34 @@ fn debug_does_not_show_the_key() {
     assert!(shown.contains("CN=flotilla-ca"), "{shown}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
 }
+
+#[test]
+fn a_signing_request_gets_the_callers_subject_on_the_requesters_key() {
+    let ca = Ca::generate("flotilla-ca", DAY).expect("generate");
+    // The request asks for system:masters; the CA names whom the caller says.
+    let (request, key_pem) = crate::signing_request("system:masters").expect("request");
+    let groups = strings(&["system:nodes"]);
+    let cert_pem = ca.sign_client_request(&request, "system:node:n1", &groups, DAY).expect("sign");
+    let id: CertIdentity = cert_identity(&der(&cert_pem)).expect("identity");
+    assert_eq!(id.user, "system:node:n1");
+    assert_eq!(id.groups, groups);
+    // The certificate carries the requester's key: it pairs with the key the requester kept.
+    crate::check_client_pair(ca.cert_pem(), &cert_pem, &key_pem).expect("certificate and key pair up");
+    let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key").serialize_pem();
+    assert!(crate::check_client_pair(ca.cert_pem(), &cert_pem, &other).is_err(), "another key pairs up");
+    let stranger = Ca::generate("another-ca", DAY).expect("generate");
+    assert!(crate::check_client_pair(stranger.cert_pem(), &cert_pem, &key_pem).is_err(), "another CA's");
+}
+
+#[test]
+fn a_tampered_or_malformed_signing_request_is_refused() {
+    let ca = Ca::generate("flotilla-ca", DAY).expect("generate");
+    let (request, _) = crate::signing_request("n1").expect("request");
+    let mut body = pem::parse(&request).expect("PEM").into_contents();
+    let at = body.len() - 10;
+    body[at] ^= 0xff; // inside the signature
+    let tampered = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", body));
+    assert!(matches!(ca.sign_client_request(&tampered, "u", &[], DAY), Err(PkiError::Pem { .. })));
+    assert!(matches!(ca.sign_client_request("not pem", "u", &[], DAY), Err(PkiError::Pem { .. })));
+    assert!(ca.sign_client_request(&request, "", &[], DAY).is_err(), "an empty user");
+}

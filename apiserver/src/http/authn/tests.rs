@@ -17,7 +17,7 @@ const TOKENS: &str = "# bootstrap tokens\n\
                       root-token,root,uid-0,system:masters\n";
 
 fn authenticator(anonymous: bool) -> Authenticator {
-    Authenticator { tokens: parse_token_file(TOKENS).expect("valid file"), anonymous }
+    Authenticator { tokens: parse_token_file(TOKENS).expect("valid file"), anonymous, bootstrap_tokens: false }
 }
 
 fn names(user: &UserInfo) -> (&str, &str, Vec<&str>) {
