@@ -84,6 +84,8 @@ async fn a_restarted_agent_updates_its_existing_node_and_keeps_other_labels() {
     .await;
     let mut node = node_config("worker-2");
     node.labels = parse_labels("zone=b").unwrap();
+    // Taints apply at registration only, as the kubelet's --register-with-taints.
+    node.taints = parse_taints("late=x:NoSchedule").unwrap();
     cluster.start_agent(config, node, runtime());
     let n = wait_for("labels updated", || async {
         let n = nodes.get("worker-2").await.ok()?;
@@ -92,4 +94,6 @@ async fn a_restarted_agent_updates_its_existing_node_and_keeps_other_labels() {
     .await;
     let labels = n.metadata.labels.unwrap();
     assert_eq!((labels["zone"].as_str(), labels["owner"].as_str()), ("b", "ops"));
+    let taints = n.spec.and_then(|s| s.taints).unwrap_or_default();
+    assert!(taints.iter().all(|t| t.key != "late"), "a restart added a taint: {taints:?}");
 }

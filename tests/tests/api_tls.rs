@@ -238,6 +238,19 @@ fn rbac_decides_what_each_user_may_do_and_who_may_impersonate() {
     assert_eq!(stdout(&out).trim(), "no", "{}", stderr(&out));
     let whoami = admin.ok(&["--as=jane", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
     assert_eq!(whoami, "jane");
+    // The audit log names both: the admin who asked, bob as whom the write was made.
+    admin.ok(&["--as=bob", "-n", "secure", "create", "configmap", "via-admin"]);
+    let log = std::fs::read_to_string(&s.audit).expect("audit log");
+    let events: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let event = events
+        .iter()
+        .find(|e| e["objectRef"]["resource"] == "configmaps" && e["impersonatedUser"].is_object())
+        .expect("the impersonated create is audited");
+    assert_eq!(
+        (event["user"]["username"].as_str(), event["impersonatedUser"]["username"].as_str()),
+        (Some("admin"), Some("bob")),
+        "{event}"
+    );
     let out = jane(&["--as=admin", "get", "pods", "-n", "secure"]);
     assert!(
         stderr(&out).contains(r#"users "admin" is forbidden: User "jane" cannot impersonate resource "users""#),

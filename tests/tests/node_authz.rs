@@ -82,6 +82,9 @@ fn a_node_reads_what_its_pods_use_and_writes_only_its_own_node() {
     let refused = node.fails(&["label", "node", "agent-1", "node-restriction.kubernetes.io/pci-"]);
     assert!(refused.contains("not allowed to modify labels: node-restriction.kubernetes.io/pci"), "{refused}");
     node.ok(&["label", "node", "agent-1", "x=z", "--overwrite"]);
+    // Nor its taints, once its Node exists.
+    let refused = node.fails(&["taint", "node", "agent-1", "mine=yes:NoSchedule"]);
+    assert!(refused.contains(r#"node "agent-1" is not allowed to modify taints"#), "{refused}");
     let (answer, code) = can_i(&node, &["patch", "node/agent-2"]);
     assert!(answer.starts_with("no - ") && answer.contains("not allowed to modify node"), "{answer}");
     assert_eq!(code, Some(1));

@@ -1,9 +1,12 @@
 //! The node: registration, the heartbeat Lease, and node status.
 //!
 //! Invariants:
-//! - The Node is registered before anything else is reported for it: created, or, when
-//!   it exists (an agent restart), its labels and taints are brought up to date (configured
-//!   keys win, others are kept) with a compare-and-swap update.
+//! - The Node is registered before anything else is reported for it: created with its
+//!   configured labels and taints, or, when it exists (an agent restart), its labels are
+//!   brought up to date (configured keys win, others are kept) with a compare-and-swap
+//!   update. Its taints are left as they are, as the kubelet's `--register-with-taints`
+//!   applies only at registration: after that they are the control plane's and the
+//!   admins' (and NodeRestriction refuses a node's change to them).
 //! - Every [`AgentConfig::renew_interval`] (10 s) the Lease is renewed and the status
 //!   recomputed. The status is written when it differs from the last one written in
 //!   anything but heartbeat times, or when the last write is older than
@@ -80,7 +83,7 @@ impl NodeAgent {
         kube::Api::all(client)
     }
 
-    /// Create the Node, or bring an existing one's labels and taints up to date.
+    /// Create the Node, or bring an existing one's labels up to date.
     pub async fn register(&mut self) -> Result<(), AgentError> {
         let desired = status::node(&self.config, &self.facts());
         let pp = &PostParams::default();
@@ -90,7 +93,7 @@ impl NodeAgent {
         };
         let node = match created {
             Ok(node) => node,
-            Err(e) if e.is_already_exists() => self.update_existing(&desired).await?,
+            Err(e) if e.is_already_exists() => self.update_existing().await?,
             Err(e) => return Err(e),
         };
         tracing::info!(node = self.config.name, "node registered");
@@ -98,18 +101,11 @@ impl NodeAgent {
         Ok(())
     }
 
-    async fn update_existing(&self, desired: &Node) -> Result<Node, AgentError> {
+    async fn update_existing(&self) -> Result<Node, AgentError> {
         let name = &self.config.name;
         loop {
             let mut node = self.pool.call(move |c| async move { Self::api(c).get(name).await }).await?;
             node.metadata.labels.get_or_insert_with(Default::default).extend(status::labels(&self.config));
-            let spec = node.spec.get_or_insert_with(Default::default);
-            let mut taints = spec.taints.take().unwrap_or_default();
-            for t in desired.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten() {
-                taints.retain(|old| !(old.key == t.key && old.effect == t.effect));
-                taints.push(t.clone());
-            }
-            spec.taints = (!taints.is_empty()).then_some(taints);
             let (pp, node) = (&PostParams::default(), &node);
             match self.pool.call(move |c| async move { Self::api(c).replace(name, pp, node).await }).await {
                 Err(e) if e.is_conflict() => continue,

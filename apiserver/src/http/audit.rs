@@ -8,8 +8,10 @@
 //! - One event per request, at stage `ResponseComplete`, written after the handler answered
 //!   and before the response leaves, appended with one `write` to a file opened in append
 //!   mode, so lines from concurrent requests never interleave.
-//! - Until authentication exists (issue 9) every user is `system:anonymous`, as upstream
-//!   logs an unauthenticated request; the source address is the TCP peer.
+//! - `user` is the authenticated user (`system:anonymous` on a plain-HTTP replica, as
+//!   upstream logs an unauthenticated request); a request made as another user
+//!   (`kubectl --as`) names that one as `impersonatedUser`, as upstream. The source
+//!   address is the TCP peer.
 //! - A failure to write is logged and does not fail the request (as upstream's default
 //!   `blocking` mode would): the audit log is for reading later, not a gate.
 
@@ -120,6 +122,9 @@ pub async fn record(State(log): State<Option<Arc<AuditLog>>>, req: Request, next
     }
     if let Some((r, _)) = object {
         event["objectRef"] = r;
+    }
+    if let Some(super::authz::Impersonated(as_user)) = resp.extensions().get() {
+        event["impersonatedUser"] = as_user.to_json();
     }
     log.write(&event);
     resp

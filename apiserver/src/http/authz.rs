@@ -34,24 +34,34 @@ pub async fn authorize(State(s): State<Arc<ApiState>>, mut req: Request, next: N
     let Some(mut user) = req.extensions().get::<UserInfo>().cloned() else {
         return ApiError::Forbidden("no authenticated user".into()).into_response();
     };
-    match impersonate(&s, &user, req.headers()).await {
+    let impersonated = match impersonate(&s, &user, req.headers()).await {
         Ok(Some(as_user)) => {
             tracing::debug!(user = user.name, as_user = as_user.name, "impersonating");
             req.extensions_mut().insert(as_user.clone());
-            user = as_user;
+            user = as_user.clone();
+            Some(Impersonated(as_user))
         }
-        Ok(None) => {}
+        Ok(None) => None,
         Err(e) => return e.into_response(),
-    }
+    };
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    match decide(&s, &user, &method, &uri).await {
+    let mut resp = match decide(&s, &user, &method, &uri).await {
         Ok(checks) => {
             req.extensions_mut().insert(checks);
             next.run(req).await
         }
         Err(e) => e.into_response(),
+    };
+    // For the audit log, which wraps this layer and sees only the authenticated user.
+    if let Some(impersonated) = impersonated {
+        resp.extensions_mut().insert(impersonated);
     }
+    resp
 }
+
+/// On a response: the request was made as this user (`Impersonate-User`).
+#[derive(Debug, Clone)]
+pub struct Impersonated(pub UserInfo);
 
 /// Whether `user` may make `req`: `Err` with the answer when not; `Ok` with what the
 /// handler must still check.

@@ -17,6 +17,10 @@
 //! - a run number is claimed atomically (hard link of a file naming the owner pid) before any
 //!   name is created, so parallel runs never share one; a claim whose owner pid is dead is
 //!   stale and [`cleanup_stale`] removes everything carrying its number;
+//! - cleanups run one at a time across processes (an `flock` on
+//!   `/run/flotilla-jepsen/.cleanup.lock`): two harnesses starting together both find the
+//!   same stale run, and the slower one would otherwise delete the names of whoever claimed
+//!   the number after the faster one freed it;
 //! - [`Net::teardown`] kills every process left in the namespaces, then deletes them (which
 //!   deletes their veths) and the claim; it is idempotent and also runs on drop.
 //!   A reused pid can make a stale claim look alive; it is then left alone (never a live one
@@ -121,6 +125,7 @@ impl Drop for Net {
 /// Remove the namespaces, links and claims of runs whose owner process is gone (a run killed
 /// before its teardown). Returns the run numbers removed.
 pub fn cleanup_stale() -> anyhow::Result<Vec<u8>> {
+    let _lock = cleanup_lock()?;
     let mut stale: Vec<u8> = Vec::new();
     for run in RUNS {
         let has_names = !run_namespaces(run)?.is_empty() || link_exists(&format!("fj{run}host"));
@@ -137,6 +142,19 @@ pub fn cleanup_stale() -> anyhow::Result<Vec<u8>> {
     }
     remove_stale_tmp_claims();
     Ok(stale)
+}
+
+/// The cross-process cleanup lock, held until the returned file is dropped.
+fn cleanup_lock() -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(CLAIM_DIR).with_context(|| format!("creating {CLAIM_DIR}"))?;
+    let path = PathBuf::from(CLAIM_DIR).join(".cleanup.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    // SAFETY: flock on a descriptor we own; released when the file is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("locking {}", path.display()));
+    }
+    Ok(file)
 }
 
 /// Private claim files (`.claim-<pid>-...`) of processes killed mid-claim.

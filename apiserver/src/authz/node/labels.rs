@@ -5,8 +5,10 @@
 //! region, instance type, and anything under `kubelet.kubernetes.io/` or
 //! `node.kubernetes.io/`). So a node cannot make itself `node-role.kubernetes.io/master` to
 //! attract the workloads meant for control-plane machines. Other labels are the node's to
-//! set. Upstream also forbids a node to change its taints after registering; flotilla's
-//! agent reapplies its configured taints when it restarts, so that rule is not enforced.
+//! set.
+//!
+//! And a node may not change its taints once its Node exists: they are the node lifecycle
+//! controller's and the admins' (the agent, like the kubelet, sets them at registration).
 
 use serde_json::{Map, Value};
 
@@ -52,8 +54,16 @@ fn labels(node: &Value) -> Map<String, Value> {
 }
 
 /// `Ok` unless node `node`, writing its Node as `new` over `old` (none: a create), adds,
-/// changes or removes a label it may not write; 403 with upstream's message otherwise.
+/// changes or removes a label it may not write, or changes its taints; 403 with upstream's
+/// message otherwise.
 pub fn check(node: &str, old: Option<&Value>, new: &Value) -> Result<(), ApiError> {
+    if let Some(old) = old {
+        let taints = |n: &Value| n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+        if taints(old) != taints(new) {
+            let why = format!("node {node:?} is not allowed to modify taints");
+            return Err(ApiError::Forbidden(super::restriction_message("", "nodes", node, &why)));
+        }
+    }
     let (before, after) = (old.map(labels).unwrap_or_default(), labels(new));
     let mut touched: Vec<&String> = after.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
     touched.extend(before.keys().filter(|k| !after.contains_key(*k)));
@@ -108,6 +118,21 @@ mod tests {
         let mut new = old.clone();
         new["metadata"]["labels"]["example.com/rack"] = json!("r2");
         assert!(check("n1", Some(&old), &new).is_ok(), "a node's update that keeps them as they are");
+    }
+
+    #[test]
+    fn taints_are_set_at_registration_and_kept_after() {
+        let taint = json!([{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]);
+        let mut registered = node(json!({}));
+        registered["spec"]["taints"] = taint.clone();
+        assert!(check("n1", None, &registered).is_ok(), "a new Node may carry taints");
+        let mut relabelled = registered.clone();
+        relabelled["metadata"]["labels"]["example.com/rack"] = json!("r1");
+        assert!(check("n1", Some(&registered), &relabelled).is_ok(), "taints left as they are");
+        let untainted = node(json!({}));
+        let err = check("n1", Some(&registered), &untainted).unwrap_err().to_string();
+        assert!(err.contains("is not allowed to modify taints"), "{err}");
+        assert!(check("n1", Some(&untainted), &registered).is_err(), "nor add one");
     }
 
     #[test]
