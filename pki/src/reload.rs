@@ -23,7 +23,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig, SignatureScheme};
 
 use crate::encoding;
-use crate::error::{PkiError, Result};
+use crate::error::Result;
 
 /// How often the files are looked at, at most.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -119,11 +119,7 @@ fn stamp(cert: &Path, key: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
 
 /// The pair in the files, checked to belong together.
 fn read_pair(cert: &Path, key: &Path) -> Result<CertifiedKey> {
-    let chain = encoding::certificates(&encoding::read_pem(cert)?, "certificate")?;
-    let key = encoding::private_key(&encoding::read_pem(key)?, "private key")?;
-    let provider = rustls::crypto::ring::default_provider();
-    CertifiedKey::from_der(chain, key, &provider)
-        .map_err(|e| PkiError::Certificate { what: "certificate and key", reason: e.to_string() })
+    crate::tls::certified_key(&encoding::read_pem(cert)?, &encoding::read_pem(key)?)
 }
 
 #[cfg(test)]

@@ -88,14 +88,19 @@ pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Clien
 /// trusting `ca_pem` now: the key matches, the certificate chains to the CA, is valid today
 /// and is for client authentication.
 pub fn check_client_pair(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
-    let provider = provider();
-    let certs = encoding::certificates(cert_pem, "client certificate")?;
-    let key = provider.key_provider.load_private_key(encoding::private_key(key_pem, "client private key")?)?;
-    rustls::sign::CertifiedKey::new(certs.clone(), key).keys_match()?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem, "client CA")?, provider).build()?;
-    let (leaf, chain) = certs.split_first().expect("certificates() returns at least one");
+    let pair = certified_key(cert_pem, key_pem)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem, "client CA")?, provider()).build()?;
+    let (leaf, chain) = pair.cert.split_first().expect("certificates() returns at least one");
     verifier.verify_client_cert(leaf, chain, UnixTime::now())?;
     Ok(())
+}
+
+/// A certificate chain and its key as one rustls pair, checked to belong together.
+pub(crate) fn certified_key(cert_pem: &str, key_pem: &str) -> Result<rustls::sign::CertifiedKey> {
+    let chain = encoding::certificates(cert_pem, "certificate")?;
+    let key = encoding::private_key(key_pem, "private key")?;
+    rustls::sign::CertifiedKey::from_der(chain, key, &provider())
+        .map_err(|e| PkiError::Certificate { what: "certificate and key", reason: e.to_string() })
 }
 
 /// rustls client config presenting `cert_pem`/`key_pem` to a server whose certificate it

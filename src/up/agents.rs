@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::ValueEnum;
 use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -160,18 +160,14 @@ pub fn plan(
 /// certificates, which they then renew themselves.
 const JOIN_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Create the bootstrap token's Secret, through `api` as the admin; one left from an earlier
-/// run of `up` is fine.
+/// Create the bootstrap token's Secret of a new cluster, through `api` as the admin.
 pub async fn create_join_token(api: &str, tls: &ClientTls, token: &str) -> anyhow::Result<()> {
     let mut conn = Conn::connect_with(api, Some(tls)).await?;
     let secret = crate::token::secret_object(token, "flotilla up's agents", JOIN_TOKEN_TTL);
     let body = serde_json::to_value(&secret)?;
     let path = "/api/v1/namespaces/kube-system/secrets";
-    match conn.call(Method::POST, path, Some(&body), StatusCode::CREATED).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.to_string().contains("HTTP 409") => Ok(()),
-        Err(e) => Err(e.context("creating the agents' join token")),
-    }
+    conn.call(Method::POST, path, Some(&body), StatusCode::CREATED).await.context("creating the agents' join token")?;
+    Ok(())
 }
 
 /// Wait until every agent's Node reports Ready (it registers once it reached an API

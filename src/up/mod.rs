@@ -246,7 +246,7 @@ async fn start(
 
     progress.step("electing a leader");
     let client = c.tls.as_ref().map(TlsInfo::client).transpose()?;
-    let leader = wait_ready(&c.replicas, &c.lb, c.tls.as_ref(), children).await?;
+    let leader = wait_ready(&c.replicas, &c.lb, c.tls.as_ref(), client.as_ref(), children).await?;
     progress.done(&format!("{leader} leads"));
 
     if !c.agents.is_empty() {
@@ -426,15 +426,15 @@ async fn start_lb(c: &mut Cluster) -> anyhow::Result<Child> {
 
 /// Wait until every replica answers Status, all name the same leader, the membership
 /// lists every replica's client URL, and every API answers, directly and through the
-/// balancer; returns the leader's name.
+/// balancer (with `tls`, as the admin: `api_tls` for the APIs); returns the leader's name.
 async fn wait_ready(
     plan: &[ReplicaInfo],
     lb: &LbInfo,
     tls: Option<&TlsInfo>,
+    api_tls: Option<&crate::dial::ClientTls>,
     children: &mut [Child],
 ) -> anyhow::Result<String> {
     let etcd_tls = tls.map(TlsInfo::etcd_options).transpose()?;
-    let api_tls = tls.map(TlsInfo::client).transpose()?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         // `children` holds the replicas, in order, then the balancer.
@@ -445,7 +445,7 @@ async fn wait_ready(
             }
         }
         if let Some(leader) = agreed_leader(plan, etcd_tls.as_ref()).await {
-            if apis_ready(plan, lb, api_tls.as_ref()).await {
+            if apis_ready(plan, lb, api_tls).await {
                 return Ok(leader);
             }
         }

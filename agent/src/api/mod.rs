@@ -49,6 +49,10 @@ struct Servers {
     /// Position in `list` of the server in use.
     current: usize,
     next_id: u64,
+    /// What every client is built with; replaced when the node's certificate is renewed
+    /// ([`ApiPool::replace_tls`]), under the same lock as the clients, so a server
+    /// discovered meanwhile never gets the old certificate.
+    tls: Option<ApiTls>,
 }
 
 impl Servers {
@@ -62,8 +66,6 @@ impl Servers {
 pub struct ApiPool {
     servers: Mutex<Servers>,
     request_timeout: Duration,
-    /// Replaced when the node's certificate is renewed ([`ApiPool::replace_tls`]).
-    tls: Mutex<Option<ApiTls>>,
 }
 
 /// How the agent speaks TLS to the API servers: the CA that signed their certificates and
@@ -106,23 +108,23 @@ impl ApiPool {
         if urls.is_empty() {
             return Err(AgentError::Config("at least one API server URL is needed".into()));
         }
-        let mut servers = Servers { list: Vec::new(), configured: urls.len(), current: 0, next_id: 0 };
+        let mut servers = Servers { list: Vec::new(), configured: urls.len(), current: 0, next_id: 0, tls: None };
         for url in urls {
             servers.add(url.clone(), client(url, tls.as_ref())?);
         }
-        Ok(Self { servers: Mutex::new(servers), request_timeout, tls: Mutex::new(tls) })
+        servers.tls = tls;
+        Ok(Self { servers: Mutex::new(servers), request_timeout })
     }
 
     /// Use `tls` (a renewed node certificate) from now on: every server gets a new client,
     /// keeping its id; requests already under way finish on the old one.
     pub fn replace_tls(&self, tls: ApiTls) -> Result<(), AgentError> {
-        let urls = self.urls();
-        let clients: Vec<kube::Client> = urls.iter().map(|u| client(u, Some(&tls))).collect::<Result<_, _>>()?;
-        *self.tls.lock().unwrap_or_else(|p| p.into_inner()) = Some(tls);
         let mut s = self.lock();
+        let clients: Vec<kube::Client> = s.list.iter().map(|x| client(&x.url, Some(&tls))).collect::<Result<_, _>>()?;
         for (server, client) in s.list.iter_mut().zip(clients) {
             server.client = client;
         }
+        s.tls = Some(tls);
         Ok(())
     }
 
@@ -177,13 +179,12 @@ impl ApiPool {
     /// servers kept keep their clients and ids, and the one in use stays in use unless it
     /// was removed. Returns the URLs added and removed.
     pub fn set_discovered(&self, urls: &[String]) -> Result<(Vec<String>, Vec<String>), AgentError> {
-        let known = self.urls();
+        let mut s = self.lock();
         let new_clients: Vec<(String, kube::Client)> = urls
             .iter()
-            .filter(|u| !known.contains(u))
-            .map(|u| client(u, self.tls.lock().unwrap_or_else(|p| p.into_inner()).as_ref()).map(|c| (u.clone(), c)))
+            .filter(|u| !s.list.iter().any(|x| x.url == **u))
+            .map(|u| client(u, s.tls.as_ref()).map(|c| (u.clone(), c)))
             .collect::<Result<_, _>>()?;
-        let mut s = self.lock();
         let in_use = s.list[s.current % s.list.len()].id;
         let configured = s.configured;
         let discovered: Vec<Server> = s.list.drain(configured..).collect();
