@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use flotilla_apiserver::http::authn::Authenticator;
 use flotilla_apiserver::http::node_certificate::Signer;
+use flotilla_apiserver::serviceaccount::ServiceAccounts;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ApiSecurityArgs {
@@ -62,6 +63,31 @@ pub struct ApiSecurityArgs {
     /// two thirds of it have passed).
     #[arg(long, env = "FLOTILLA_CLUSTER_SIGNING_DURATION", default_value = "8760h", value_parser = crate::bench_api::parse_duration)]
     pub cluster_signing_duration: std::time::Duration,
+    /// Sign ServiceAccount tokens with this private key (PEM, PKCS#8, ECDSA P-256): pods then
+    /// get a token mounted at /var/run/secrets/kubernetes.io/serviceaccount, and `kubectl
+    /// create token` works. Every replica needs the same key.
+    #[arg(long, env = "FLOTILLA_SERVICE_ACCOUNT_SIGNING_KEY_FILE", value_name = "FILE")]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// Accept ServiceAccount tokens signed by the keys in this file (PEM private or public
+    /// keys); may be given more than once, to keep an old key's tokens working during a
+    /// rotation. The signing key is always accepted.
+    #[arg(long, env = "FLOTILLA_SERVICE_ACCOUNT_KEY_FILE", value_name = "FILE", value_delimiter = ',')]
+    pub service_account_key_file: Vec<PathBuf>,
+    /// The issuer (`iss`) of the ServiceAccount tokens this server signs and accepts.
+    #[arg(long, env = "FLOTILLA_SERVICE_ACCOUNT_ISSUER", default_value = flotilla_apiserver::serviceaccount::DEFAULT_ISSUER)]
+    pub service_account_issuer: String,
+    /// The audiences this server identifies as (a token must name one); default: the issuer.
+    #[arg(long, env = "FLOTILLA_API_AUDIENCES", value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// The longest lifetime of a ServiceAccount token this server signs (longer requests are
+    /// cut to it); default: no bound.
+    #[arg(long, env = "FLOTILLA_SERVICE_ACCOUNT_MAX_TOKEN_EXPIRATION", value_parser = crate::bench_api::parse_duration)]
+    pub service_account_max_token_expiration: Option<std::time::Duration>,
+    /// The CA certificate (PEM) published in every namespace as ConfigMap kube-root-ca.crt
+    /// and mounted in pods as ca.crt, with which they verify the API; default:
+    /// --client-ca-file.
+    #[arg(long, env = "FLOTILLA_ROOT_CA_FILE", value_name = "FILE")]
+    pub root_ca_file: Option<PathBuf>,
 }
 
 /// What the Kubernetes API listener does with its connections.
@@ -72,6 +98,10 @@ pub struct ApiSecurity {
     pub node_tls: Option<Arc<rustls::ClientConfig>>,
     /// Signs agents' certificates (--cluster-signing-cert-file and -key-file).
     pub signer: Option<Arc<Signer>>,
+    /// How ServiceAccount tokens are issued and checked (none: they are not).
+    pub service_accounts: Option<Arc<ServiceAccounts>>,
+    /// The CA that pods verify the API with (--root-ca-file, else --client-ca-file).
+    pub root_ca: Option<String>,
 }
 
 impl ApiSecurityArgs {
@@ -86,11 +116,21 @@ impl ApiSecurityArgs {
                 ("--anonymous-auth", self.anonymous_auth),
                 ("--cluster-signing-cert-file", self.cluster_signing_cert_file.is_some()),
                 ("--enable-bootstrap-token-auth", self.enable_bootstrap_token_auth),
+                ("--service-account-signing-key-file", self.service_account_signing_key_file.is_some()),
+                ("--service-account-key-file", !self.service_account_key_file.is_empty()),
+                ("--root-ca-file", self.root_ca_file.is_some()),
             ];
             if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
                 bail!("{flag} needs an https:// --listen-api-url (plain HTTP is not authenticated)");
             }
-            return Ok(ApiSecurity { tls: None, authn: None, node_tls: None, signer: None });
+            return Ok(ApiSecurity {
+                tls: None,
+                authn: None,
+                node_tls: None,
+                signer: None,
+                service_accounts: None,
+                root_ca: None,
+            });
         }
         let (Some(cert_path), Some(key_path)) = (&self.tls_cert_file, &self.tls_private_key_file) else {
             bail!("an https:// --listen-api-url needs --tls-cert-file and --tls-private-key-file");
@@ -117,7 +157,57 @@ impl ApiSecurityArgs {
             authn: Some(Arc::new(authn)),
             node_tls: Some(Arc::new(node_tls)),
             signer: self.signer()?.map(Arc::new),
+            service_accounts: self.service_accounts()?.map(Arc::new),
+            root_ca: match &self.root_ca_file {
+                Some(path) => Some(read("--root-ca-file", path)?),
+                None => client_ca,
+            },
         })
+    }
+
+    /// The `--service-account-*` flags' keys and settings, if a key is given.
+    fn service_accounts(&self) -> anyhow::Result<Option<ServiceAccounts>> {
+        use flotilla_pki::jwt::{JwtSigner, VerifyingKey};
+        let signer = match &self.service_account_signing_key_file {
+            Some(path) => Some(
+                JwtSigner::from_pem(&flotilla_pki::read_pem(path)?)
+                    .with_context(|| format!("--service-account-signing-key-file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let mut keys: Vec<VerifyingKey> = signer.iter().map(|s| s.verifying_key().clone()).collect();
+        for path in &self.service_account_key_file {
+            let found = VerifyingKey::from_pem(&flotilla_pki::read_pem(path)?)
+                .with_context(|| format!("--service-account-key-file {}", path.display()))?;
+            keys.extend(found);
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        if self.service_account_issuer.is_empty() {
+            bail!("--service-account-issuer must not be empty");
+        }
+        let audiences = match self.api_audiences.iter().filter(|a| !a.is_empty()).cloned().collect::<Vec<_>>() {
+            none if none.is_empty() => vec![self.service_account_issuer.clone()],
+            given => given,
+        };
+        let max_expiration = self.service_account_max_token_expiration;
+        if max_expiration.is_some_and(|m| m < flotilla_apiserver::serviceaccount::MIN_EXPIRATION) {
+            bail!("--service-account-max-token-expiration must be at least 10m");
+        }
+        tracing::info!(
+            issuer = %self.service_account_issuer,
+            keys = keys.len(),
+            signing = signer.is_some(),
+            "service account tokens are checked"
+        );
+        Ok(Some(ServiceAccounts {
+            issuer: self.service_account_issuer.clone(),
+            audiences,
+            signer,
+            keys,
+            max_expiration,
+        }))
     }
 
     /// The CA of --cluster-signing-cert-file and -key-file, if given.

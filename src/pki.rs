@@ -1,8 +1,9 @@
 //! `flotilla pki`: the cluster's certificates, made on the machine that runs the command.
 //!
-//! - `init` makes a CA, a server certificate for the replicas' addresses, and an admin
-//!   client certificate (user `admin`, group `system:masters`), plus, with `--server`, an
-//!   admin kubeconfig that embeds all it needs.
+//! - `init` makes a CA, a server certificate for the replicas' addresses, an admin client
+//!   certificate (user `admin`, group `system:masters`) and the key replicas sign
+//!   ServiceAccount tokens with (`sa.key`), plus, with `--server`, an admin kubeconfig that
+//!   embeds all it needs.
 //! - `issue` makes a server certificate (`--host`) or a client certificate (`--user`,
 //!   `--group`) signed by an existing CA.
 //!
@@ -88,7 +89,8 @@ pub async fn run(args: PkiArgs) -> anyhow::Result<()> {
 
 fn init(a: &InitArgs) -> anyhow::Result<()> {
     let (ca, admin) = init_dir(&a.dir, &a.hosts, a.validity)?;
-    println!("wrote {}: ca.crt, ca.key, server.crt/.key ({}), admin.crt/.key", a.dir.display(), a.hosts.join(", "));
+    let dir = a.dir.display();
+    println!("wrote {dir}: ca.crt, ca.key, server.crt/.key ({}), admin.crt/.key, sa.key", a.hosts.join(", "));
     if let Some(server_url) = &a.server {
         let path = a.dir.join("admin.kubeconfig");
         write_private(&path, &kubeconfig(server_url, ca.cert_pem(), &admin))?;
@@ -109,7 +111,20 @@ pub fn init_dir(dir: &Path, hosts: &[String], validity: Duration) -> anyhow::Res
     }
     let ca = new_ca(dir)?;
     let admin = issue_replicas_and_admin(&ca, dir, hosts, validity)?;
+    service_account_key(dir)?;
     Ok((ca, admin))
+}
+
+/// The file name of the key replicas sign ServiceAccount tokens with.
+pub const SERVICE_ACCOUNT_KEY: &str = "sa.key";
+
+/// `dir/sa.key`, made (ECDSA P-256, mode 0600) unless it is there; its path.
+pub fn service_account_key(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join(SERVICE_ACCOUNT_KEY);
+    if !path.exists() {
+        write_private(&path, &flotilla_pki::jwt::new_signing_key_pem()?)?;
+    }
+    Ok(path)
 }
 
 /// A new CA, saved in `dir` as ca.crt and ca.key.

@@ -247,6 +247,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(schedule.run(replica.node.clone(), background.clone()));
     }
     let api_cancel = tokio_util::sync::CancellationToken::new();
+    // Pods get ServiceAccount tokens when this replica signs them; the leader's controllers
+    // then keep each namespace's `default` ServiceAccount and CA ConfigMap.
+    let (issues_tokens, root_ca) = match &api {
+        Some((_, _, _, security)) => {
+            (security.service_accounts.as_ref().is_some_and(|a| a.signer.is_some()), security.root_ca.clone())
+        }
+        None => (false, None),
+    };
     let api_task = api.map(|(listener, addr, advertise, security)| {
         let config = flotilla_apiserver::ApiConfig {
             server_address: addr.to_string(),
@@ -263,9 +271,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             authn: security.authn,
             node_tls: security.node_tls,
             signer: security.signer,
+            service_accounts: security.service_accounts,
             ..Default::default()
         };
-        let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone(), encryption.clone());
+        let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone(), encryption.clone())
+            .with_service_account_tokens(issues_tokens);
         tokio::spawn(flotilla_apiserver::serve(listener, registry, config, api_cancel.clone()))
     });
     let node_lifecycle = node_lifecycle_config(&args)?;
@@ -288,6 +298,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .with_encryption(Some(enc.clone()))
             .with("secrets-reencrypt", flotilla_controllers::reencrypt::component(replica.node.clone(), enc.clone())),
         None => leadership,
+    };
+    let leadership = match (issues_tokens, root_ca) {
+        (true, Some(ca)) => leadership
+            .with_service_account_tokens(true)
+            .with("serviceaccount", flotilla_controllers::serviceaccount::component(ca)),
+        (true, None) => anyhow::bail!("--service-account-signing-key-file needs --root-ca-file or --client-ca-file"),
+        (false, _) => leadership,
     };
     let leadership = match args.compaction_interval {
         Duration::ZERO => leadership,

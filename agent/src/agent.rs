@@ -148,5 +148,6 @@ pub(crate) fn pod_context(
                 .as_ref()
                 .map(|s| crate::pods::dns::ClusterDns { nameserver: s.cluster_dns, domain: s.cluster_domain.clone() }),
         ),
+        tokens: Default::default(),
     }
 }

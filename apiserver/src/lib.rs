@@ -30,6 +30,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod resources;
 pub mod selector;
+pub mod serviceaccount;
 pub mod storage;
 pub mod table;
 pub mod testing;

@@ -79,6 +79,8 @@ pub struct Leadership {
     identity: String,
     ranges: ServiceRanges,
     encryption: Option<Arc<Encryption>>,
+    /// Pods the components create get ServiceAccount tokens (the API's setting must match).
+    service_account_tokens: bool,
     components: Vec<(String, Component)>,
 }
 
@@ -91,12 +93,19 @@ struct Running {
 
 impl Leadership {
     pub fn new(node: Arc<StoreNode>, identity: impl Into<String>, ranges: ServiceRanges) -> Self {
-        Self { node, identity: identity.into(), ranges, encryption: None, components: Vec::new() }
+        let identity = identity.into();
+        Self { node, identity, ranges, encryption: None, service_account_tokens: false, components: Vec::new() }
     }
 
     /// The keys that seal Secrets at rest, for the components' storage (the API's must match).
     pub fn with_encryption(mut self, encryption: Option<Arc<Encryption>>) -> Self {
         self.encryption = encryption;
+        self
+    }
+
+    /// Whether pods the components create get ServiceAccount tokens (the API's must match).
+    pub fn with_service_account_tokens(mut self, on: bool) -> Self {
+        self.service_account_tokens = on;
         self
     }
 
@@ -145,7 +154,8 @@ impl Leadership {
 
     fn start(&self, term: u64) -> Running {
         let storage = Storage::fenced(self.node.clone()).with_encryption(self.encryption.clone());
-        let registry = Registry::with_ranges(storage, self.ranges.clone());
+        let registry = Registry::with_ranges(storage, self.ranges.clone())
+            .with_service_account_tokens(self.service_account_tokens);
         let cancel = CancellationToken::new();
         let ctx = LeaderContext::new(Client::new(registry), term, self.identity.clone(), cancel);
         let mut tasks = JoinSet::new();

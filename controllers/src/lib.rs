@@ -26,5 +26,6 @@ pub mod pod;
 pub mod reencrypt;
 pub mod replicaset;
 pub mod runtime;
+pub mod serviceaccount;
 pub mod statefulset;
 pub mod volume;

@@ -35,6 +35,7 @@ mod encoding;
 mod error;
 mod identity;
 mod issued;
+pub mod jwt;
 mod profile;
 pub mod reload;
 mod tbs;

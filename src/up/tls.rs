@@ -7,6 +7,9 @@
 //! gets its node certificate from the replicas, which hold the CA key
 //! (`--cluster-signing-key-file`), and renews it itself.
 //!
+//! The replicas also sign ServiceAccount tokens with `DIR/pki/sa.key`, so pods find a token
+//! at /var/run/secrets/kubernetes.io/serviceaccount and `kubectl create token` works.
+//!
 //! Every listener then requires a certificate from this CA: the etcd API admits only the
 //! admin and the replicas (`--client-cert-auth`), Raft only the replicas, the Kubernetes API
 //! authenticates by certificate and refuses anonymous requests, and the agents' endpoints
@@ -52,6 +55,7 @@ impl TlsInfo {
             crate::pki::new_ca(dir)?
         };
         crate::pki::issue_replicas_and_admin(&ca, dir, &hosts, VALIDITY)?;
+        crate::pki::service_account_key(dir)?;
         Ok(Self {
             ca_file: dir.join("ca.crt"),
             cert_file: dir.join("admin.crt"),
@@ -92,6 +96,11 @@ impl TlsInfo {
         ];
         let mut flags: Vec<String> = pairs.iter().flat_map(|(f, v)| [f.to_string(), v.to_string()]).collect();
         flags.extend(["--client-cert-auth".into(), "--enable-bootstrap-token-auth".into()]);
+        // A cluster made before `up` made this key resumes without ServiceAccount tokens.
+        let sa_key = self.dir().join(crate::pki::SERVICE_ACCOUNT_KEY);
+        if sa_key.exists() {
+            flags.extend(["--service-account-signing-key-file".into(), path(&sa_key)]);
+        }
         flags
     }
 
@@ -141,7 +150,7 @@ mod tests {
         let tls = TlsInfo::create(dir.path()).unwrap();
         let flags = tls.replica_flags();
         let flagged = ["--cert-file", "--peer-cert-file", "--tls-cert-file", "--client-ca-file", "--client-cert-auth"];
-        for flag in flagged.into_iter().chain(["--cluster-signing-key-file"]) {
+        for flag in flagged.into_iter().chain(["--cluster-signing-key-file", "--service-account-signing-key-file"]) {
             assert!(flags.iter().any(|f| f == flag), "{flag} missing from {flags:?}");
         }
         for file in flags.iter().filter(|f| f.starts_with('/')) {
@@ -155,9 +164,13 @@ mod tests {
         };
         assert!(id("admin.crt").in_any(&[flotilla_pki::MASTERS_GROUP]));
         assert!(id("server.crt").in_any(&[flotilla_pki::REPLICAS_GROUP]));
-        // A second run over the same directory keeps the CA.
-        let ca_before = std::fs::read(&tls.ca_file).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let sa_key = dir.path().join(crate::pki::SERVICE_ACCOUNT_KEY);
+        assert_eq!(std::fs::metadata(&sa_key).unwrap().permissions().mode() & 0o777, 0o600);
+        // A second run over the same directory keeps the CA and the token key.
+        let (ca_before, sa_before) = (std::fs::read(&tls.ca_file).unwrap(), std::fs::read(&sa_key).unwrap());
         TlsInfo::create(dir.path()).unwrap();
         assert_eq!(std::fs::read(&tls.ca_file).unwrap(), ca_before);
+        assert_eq!(std::fs::read(&sa_key).unwrap(), sa_before);
     }
 }

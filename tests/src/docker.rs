@@ -11,6 +11,13 @@ use crate::{ensure_test_image, AgentProc, UpCluster};
 /// test must not leave containers behind).
 pub struct Cleanup(String);
 
+impl Cleanup {
+    /// The cleanup of namespace `ns`'s containers.
+    pub fn namespace(ns: &str) -> Self {
+        Self(ns.to_string())
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if std::thread::panicking() {

@@ -152,7 +152,11 @@ async fn fetch(ctx: &Context, pod: &Pod, refs: &Refs) -> Result<Objects, AgentEr
         return Ok(Objects::default());
     }
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    Objects::fetch(&ctx.pool, namespace, &ctx.node_name, refs).await
+    let mut objects = Objects::fetch(&ctx.pool, namespace, &ctx.node_name, refs).await?;
+    if !refs.tokens.is_empty() {
+        objects.tokens = ctx.tokens.tokens(&ctx.pool, pod, &refs.tokens).await?;
+    }
+    Ok(objects)
 }
 
 /// Bring `pod`'s configMap, secret, downwardAPI and projected volumes up to date with

@@ -23,6 +23,7 @@ pub mod probe;
 pub mod spec;
 pub mod status;
 pub mod sync;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 
@@ -57,6 +58,8 @@ pub struct Context {
     pub allow_privileged: bool,
     /// Pods' resolver configuration (cluster DNS, the host's resolv.conf).
     pub dns: dns::NodeDns,
+    /// Pods' ServiceAccount tokens, reused until due for renewal.
+    pub tokens: tokens::TokenCache,
 }
 
 struct Handle {

@@ -97,6 +97,7 @@ fn context(cluster: &Cluster, rt: Arc<Recorder>, pods_dir: PathBuf, allow_privil
         volumes: VolumeManager::new(Some(pods_dir)).with_refresh_interval(Duration::ZERO),
         allow_privileged,
         dns: Default::default(),
+        tokens: Default::default(),
     }
 }
 

@@ -14,7 +14,9 @@
 //!    - Leases in `kube-node-lease` named `N`;
 //!    - `get` of a Secret, ConfigMap or PersistentVolumeClaim that a pod bound to `N`
 //!      references, and of the PersistentVolume such a claim is bound to;
-//!    - the node-proxy token Secret.
+//!    - the node-proxy token Secret;
+//!    - `create` of `serviceaccounts/token`, which the TokenRequest handler narrows to
+//!      tokens bound to a pod bound to `N` (`serviceaccount::request`).
 //! 2. [`restrict`] runs after an authorizer allowed a write (NodeRestriction). It refuses
 //!    writes to Nodes, Leases and pods that are not `N`'s own.
 //! 3. A create names its object in the body, which neither step reads. Such a create is let
@@ -108,6 +110,7 @@ pub async fn authorize(registry: &Registry, node: &str, attrs: &Attributes) -> A
             read_related(registry, node, attrs).await
         }
         ("coordination.k8s.io", "leases") => Ok(lease(node, verb, namespace, name)),
+        ("", "serviceaccounts") if subresource == "token" && verb == "create" => Ok(Decision::Allow),
         _ if NODE_RULES.iter().any(|r| r.allows(attrs)) => Ok(Decision::Allow),
         _ => Ok(Decision::NoOpinion(String::new())),
     }

@@ -5,7 +5,8 @@
 //!    user = subject CN, groups = subject O values;
 //! 2. `Authorization: Bearer <token>` found in the `--token-auth-file`, or else (with
 //!    `--enable-bootstrap-token-auth`) a bootstrap token whose Secret is in `kube-system`
-//!    ([`bootstrap`]);
+//!    ([`bootstrap`]), or else (with `--service-account-key-file`) a ServiceAccount token
+//!    ([`crate::serviceaccount`]);
 //! 3. otherwise anonymous: `system:anonymous` in `system:unauthenticated` when
 //!    `--anonymous-auth` is on, else 401 — except on the health probes and `/version`,
 //!    which stay open to anonymous clients so that load balancers can check a replica
@@ -53,7 +54,7 @@ pub struct UserInfo {
 }
 
 impl UserInfo {
-    fn authenticated(name: String, uid: String, mut groups: Vec<String>) -> Self {
+    pub(crate) fn authenticated(name: String, uid: String, mut groups: Vec<String>) -> Self {
         if !groups.iter().any(|g| g == AUTHENTICATED) {
             groups.push(AUTHENTICATED.to_string());
         }
@@ -71,6 +72,24 @@ impl UserInfo {
 
     pub fn anonymous() -> Self {
         Self { name: ANONYMOUS_USER.into(), uid: String::new(), groups: vec![UNAUTHENTICATED.into()] }
+    }
+}
+
+/// Token lookups in the store (bootstrap and ServiceAccount tokens) under way at once. Each
+/// reads the store before the caller is known, ahead of the per-client limits, so a flood of
+/// made-up tokens waits here instead of loading the store.
+const MAX_LOOKUPS: usize = 16;
+/// How long a lookup may wait for its turn before the request is refused.
+const LOOKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_LOOKUPS);
+/// Why a request waited too long for a lookup: answered 429, so the client tries again.
+pub const BUSY: &str = "too many token checks at once";
+
+/// A turn to read the store for a token, or [`BUSY`].
+pub(crate) async fn lookup_turn() -> Result<tokio::sync::SemaphorePermit<'static>, &'static str> {
+    match tokio::time::timeout(LOOKUP_WAIT, LOOKUPS.acquire()).await {
+        Ok(Ok(turn)) => Ok(turn),
+        _ => Err(BUSY),
     }
 }
 
@@ -146,25 +165,38 @@ pub async fn authenticate(
             _ => Some(""),
         },
     };
-    // A token the file does not know may be a bootstrap token, which lives in the store.
-    let bootstrap = bearer
-        .filter(|t| authn.bootstrap_tokens && cert.is_none() && !authn.tokens.contains_key(*t))
-        .and_then(bootstrap::parse);
-    let result = match bootstrap {
-        Some((id, secret)) => bootstrap::authenticate(&api.registry, id, secret).await,
-        None => authn.authenticate(cert.as_ref(), bearer, req.uri().path()),
+    let result = match bearer.filter(|t| cert.is_none() && !authn.tokens.contains_key(*t)) {
+        Some(token) => stored_token(&authn, &api, token).await,
+        None => None,
     };
+    let result = result.unwrap_or_else(|| authn.authenticate(cert.as_ref(), bearer, req.uri().path()));
     match result {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await
         }
-        Err(bootstrap::BUSY) => ApiError::TooManyRequests(bootstrap::BUSY.into()).into_response(),
+        Err(BUSY) => ApiError::TooManyRequests(BUSY.into()).into_response(),
         Err(why) => {
             tracing::debug!(path = req.uri().path(), why, "request not authenticated");
             ApiError::Unauthorized.into_response()
         }
     }
+}
+
+/// A token the file does not know may be a bootstrap token or a ServiceAccount token, which
+/// are checked against the store; `None` for a token of neither shape (or one whose kind is
+/// not enabled), which then fails as unknown.
+async fn stored_token(
+    authn: &Authenticator,
+    api: &super::ApiState,
+    token: &str,
+) -> Option<Result<UserInfo, &'static str>> {
+    if let Some((id, secret)) = bootstrap::parse(token).filter(|_| authn.bootstrap_tokens) {
+        return Some(bootstrap::authenticate(&api.registry, id, secret).await);
+    }
+    let accounts = api.config.service_accounts.as_ref().filter(|_| flotilla_pki::jwt::looks_like_jwt(token))?;
+    let now = jiff::Timestamp::now().as_second();
+    Some(crate::serviceaccount::authenticate::authenticate(accounts, &api.registry, token, now).await)
 }
 
 /// `POST /apis/authentication.k8s.io/{v1,v1beta1}/selfsubjectreviews` (`kubectl auth

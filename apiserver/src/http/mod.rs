@@ -72,6 +72,9 @@ pub struct ApiConfig {
     /// The cluster CA that signs agents' certificates (none: this replica does not; see
     /// [`node_certificate`]).
     pub signer: Option<Arc<node_certificate::Signer>>,
+    /// How ServiceAccount tokens are issued and checked (none: they are not; see
+    /// [`crate::serviceaccount`]).
+    pub service_accounts: Option<Arc<crate::serviceaccount::ServiceAccounts>>,
 }
 
 impl Default for ApiConfig {
@@ -87,6 +90,7 @@ impl Default for ApiConfig {
             authn: None,
             node_tls: None,
             signer: None,
+            service_accounts: None,
         }
     }
 }

@@ -105,6 +105,7 @@ async fn dispatch(s: &ApiState, req: Request) -> ApiResult<Response> {
         (true, Some("binding")) => binding(s, req).await,
         (true, Some("eviction")) => eviction(s, req).await,
         (true, Some("finalize")) => finalize(s, req).await,
+        (true, Some("token")) => token(s, req).await,
         (true, Some(other)) => super::pods::connect(s, &req.target, other, &req.method).await,
     }
 }
@@ -308,6 +309,21 @@ async fn finalize(s: &ApiState, req: Request) -> ApiResult<Response> {
     let (body, _) = negotiate::decode_object(req.target.res, &req.headers, &req.body, FieldValidation::Ignore)?;
     let ns = s.registry.finalize_namespace(name(&req), &body, &req.query.write_options()?).await?;
     Ok(respond_json(StatusCode::OK, ns))
+}
+
+/// `serviceaccounts/<name>/token`: a TokenRequest ([`crate::serviceaccount::request`]).
+async fn token(s: &ApiState, req: Request) -> ApiResult<Response> {
+    if req.method != Method::POST {
+        return Err(method_not_allowed(&req));
+    }
+    let cannot = |why: String| {
+        ApiError::BadRequest(format!("TokenRequest in version \"v1\" cannot be handled as a TokenRequest: {why}"))
+    };
+    let body = negotiate::decode_body(&req.headers, &req.body, cannot)?;
+    let accounts = s.config.service_accounts.as_deref();
+    let (ns, node) = (ns(&req).unwrap_or("default"), req.checks.node.as_deref());
+    let answer = crate::serviceaccount::request::create(&s.registry, accounts, ns, name(&req), node, body).await?;
+    Ok(respond_json(StatusCode::CREATED, answer))
 }
 
 async fn eviction(s: &ApiState, req: Request) -> ApiResult<Response> {

@@ -26,6 +26,7 @@
 //! - the returned object always has `apiVersion` and `kind` from the envelope, and never a
 //!   `status` (the server owns status; it is read and discarded).
 
+mod authentication;
 mod authorization;
 mod container;
 mod core_v1;
@@ -55,7 +56,8 @@ pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 /// Every apiVersion/kind this decoder has a schema for: what kubectl 1.32's `create`
 /// generators send as protobuf, restricted to kinds this server serves, plus the
-/// SelfSubjectAccessReview of `kubectl auth can-i`.
+/// SelfSubjectAccessReview of `kubectl auth can-i` and the TokenRequest of `kubectl create
+/// token`.
 static KINDS: &[(&str, &str, &Message)] = &[
     ("v1", "Namespace", &core_v1::NAMESPACE),
     ("v1", "ConfigMap", &core_v1::CONFIG_MAP),
@@ -71,6 +73,7 @@ static KINDS: &[(&str, &str, &Message)] = &[
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &rbac::CLUSTER_ROLE_BINDING),
     // Not in the resource table: a create-only review endpoint, never stored.
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", &authorization::SELF_SUBJECT_ACCESS_REVIEW),
+    ("authentication.k8s.io/v1", "TokenRequest", &authentication::TOKEN_REQUEST),
 ];
 
 fn schema_for(api_version: &str, kind: &str) -> Option<&'static Message> {

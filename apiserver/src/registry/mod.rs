@@ -96,6 +96,9 @@ impl ObjectList {
 pub struct Registry {
     storage: Storage,
     ranges: allocator::ServiceRanges,
+    /// New pods go through the ServiceAccount admission step
+    /// ([`crate::serviceaccount::admission`]): this server issues tokens.
+    service_account_tokens: bool,
 }
 
 impl Registry {
@@ -105,7 +108,13 @@ impl Registry {
     }
 
     pub fn with_ranges(storage: Storage, ranges: allocator::ServiceRanges) -> Self {
-        Self { storage, ranges }
+        Self { storage, ranges, service_account_tokens: false }
+    }
+
+    /// Mount ServiceAccount tokens in new pods (see [`crate::serviceaccount::admission`]).
+    pub fn with_service_account_tokens(mut self, on: bool) -> Self {
+        self.service_account_tokens = on;
+        self
     }
 
     pub fn storage(&self) -> &Storage {
@@ -222,6 +231,9 @@ impl Registry {
             (true, Some(ns)) => Some(self.namespace_guard(ns).await?),
             _ => None,
         };
+        if res.plural == "pods" && self.service_account_tokens {
+            self.admit_service_account(ns, &mut obj).await?;
+        }
         let explicit_name = meta::name(&obj).map(String::from);
         let generate = meta::meta_str(&obj, "generateName").map(String::from);
         // Each attempt makes fresh random choices (name suffix, service IP and ports); a
@@ -258,6 +270,22 @@ impl Registry {
             "could not create {} after {MAX_GENERATE_ATTEMPTS} attempts: every random choice collided",
             res.plural
         )))
+    }
+
+    /// The ServiceAccount admission step on new pod `pod` (403 when it names a missing
+    /// ServiceAccount).
+    async fn admit_service_account(&self, ns: Option<&str>, pod: &mut Value) -> ApiResult<()> {
+        use crate::serviceaccount::admission;
+        let accounts = crate::resources::lookup("", "v1", "serviceaccounts").expect("serviceaccounts are served");
+        let account = match self.get(accounts, ns, admission::account_name(pod)).await {
+            Ok(account) => Some(account),
+            Err(ApiError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        admission::admit(pod, account.as_ref()).map_err(|why| {
+            let name = meta::name(pod).or_else(|| meta::meta_str(pod, "generateName")).unwrap_or_default();
+            ApiError::Forbidden(format!("pods \"{name}\" is forbidden: {why}"))
+        })
     }
 
     /// The allocation keys `obj` must hold (Services: cluster IP, node ports), assigning

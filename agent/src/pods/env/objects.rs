@@ -3,7 +3,8 @@
 //! volume contents are then computed without I/O (and tested without a server).
 //!
 //! Invariants:
-//! - Only objects the pod references are fetched, from the pod's own namespace.
+//! - Only objects the pod references are fetched, from the pod's own namespace. Tokens are
+//!   not fetched here but through [`crate::pods::tokens::TokenCache`], which reuses them.
 //! - "Not found" is an answer (`None` in the map): whether it is an error depends on
 //!   `optional`, which the pure code decides. Any other failure (no server answering) is
 //!   returned as is, so the caller retries instead of starting a half-configured container.
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::api::ApiPool;
 use crate::error::AgentError;
 use crate::pods::spec::quantity::Quantity;
+use crate::pods::tokens::TokenRef;
 
 /// What to fetch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub struct Refs {
     pub claims: BTreeSet<String>,
     /// The node's allocatable is needed (a `resourceFieldRef` to a limit).
     pub node: bool,
+    /// The pod's ServiceAccount tokens (projected `serviceAccountToken` sources).
+    pub tokens: BTreeSet<TokenRef>,
 }
 
 impl Refs {
@@ -57,6 +61,7 @@ impl Refs {
             for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
                 refs.config_maps.extend(source.config_map.as_ref().map(|c| c.name.clone()));
                 refs.secrets.extend(source.secret.as_ref().map(|s| s.name.clone()));
+                refs.tokens.extend(source.service_account_token.as_ref().map(TokenRef::of));
                 let items = source.downward_api.iter().flat_map(|d| d.items.iter().flatten());
                 refs.node |= items.clone().any(|i| i.resource_field_ref.is_some());
             }
@@ -74,6 +79,7 @@ impl Refs {
         self.secrets.extend(other.secrets);
         self.claims.extend(other.claims);
         self.node |= other.node;
+        self.tokens.extend(other.tokens);
     }
 }
 
@@ -87,6 +93,8 @@ pub struct Objects {
     pub volumes: BTreeMap<String, Option<PersistentVolume>>,
     /// The node's allocatable, if it was needed.
     pub allocatable: BTreeMap<String, Quantity>,
+    /// The pod's ServiceAccount tokens ([`crate::pods::tokens`]).
+    pub tokens: BTreeMap<TokenRef, String>,
 }
 
 impl Objects {
@@ -123,6 +131,7 @@ impl Objects {
         self.claims.extend(other.claims);
         self.volumes.extend(other.volumes);
         self.allocatable.extend(other.allocatable);
+        self.tokens.extend(other.tokens);
     }
 }
 

@@ -59,6 +59,7 @@ fn context(rt: Arc<FakeRuntime>) -> Context {
         volumes: crate::pods::volumes::VolumeManager::new(None),
         allow_privileged: false,
         dns: Default::default(),
+        tokens: Default::default(),
     }
 }
 

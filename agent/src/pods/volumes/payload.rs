@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, DownwardAPIVolumeFile, KeyToPath, Po
 
 use crate::pods::env::field::{self, NodeFacts};
 use crate::pods::env::objects::Objects;
+use crate::pods::tokens::TokenRef;
 
 /// Upstream's default mode of configMap, secret, downwardAPI and projected files.
 pub const DEFAULT_MODE: u32 = 0o644;
@@ -173,12 +174,9 @@ fn add_projection(
         add_downward(files, pod, p.items.iter().flatten(), mode, facts)?;
     }
     if let Some(t) = &source.service_account_token {
-        // Tokens come with authentication (issue 9); the file is left out until then.
-        tracing::info!(
-            pod = crate::pods::spec::key(pod),
-            path = t.path,
-            "serviceAccountToken projection skipped: no token issuer yet"
-        );
+        let token = objects.tokens.get(&TokenRef::of(t));
+        let token = token.ok_or_else(|| format!("no service account token for {:?} yet", t.path))?;
+        insert(files, &t.path, token.clone().into_bytes(), mode)?;
     }
     Ok(())
 }

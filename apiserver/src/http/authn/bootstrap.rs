@@ -26,16 +26,6 @@ pub const SECRET_PREFIX: &str = "bootstrap-token-";
 /// Their type.
 pub const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
 
-/// Bootstrap token lookups under way at once. Each reads the store before the caller is
-/// known, ahead of the per-client limits, so a flood of made-up tokens waits here instead
-/// of loading the store.
-const MAX_LOOKUPS: usize = 16;
-/// How long a lookup may wait for its turn before the request is refused.
-const LOOKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_LOOKUPS);
-/// Why a request waited too long for a lookup: answered 429, so the client tries again.
-pub const BUSY: &str = "too many bootstrap token checks at once";
-
 /// `(id, secret)` of a string shaped like a bootstrap token.
 pub fn parse(token: &str) -> Option<(&str, &str)> {
     let (id, secret) = token.split_once('.')?;
@@ -44,11 +34,9 @@ pub fn parse(token: &str) -> Option<(&str, &str)> {
 }
 
 /// The user of bootstrap token `token` (already [`parse`]d as `id`, `secret`), from its
-/// Secret; `Err` with the reason for a 401.
+/// Secret; `Err` with the reason for a 401 (or [`super::BUSY`]).
 pub async fn authenticate(registry: &Registry, id: &str, secret: &str) -> Result<super::UserInfo, &'static str> {
-    let Ok(Ok(_turn)) = tokio::time::timeout(LOOKUP_WAIT, LOOKUPS.acquire()).await else {
-        return Err(BUSY);
-    };
+    let _turn = super::lookup_turn().await?;
     let secrets = resources::lookup("", "v1", "secrets").expect("secrets are served");
     let Ok(stored) = registry.get(secrets, Some(NAMESPACE), &format!("{SECRET_PREFIX}{id}")).await else {
         return Err("no such bootstrap token");

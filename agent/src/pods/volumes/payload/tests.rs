@@ -35,6 +35,8 @@ fn objects() -> Objects {
     let mut o = Objects::default();
     o.config_maps.insert("cfg".into(), Some(cm));
     o.secrets.insert("sec".into(), Some(secret));
+    let token = crate::pods::tokens::TokenRef { audience: String::new(), expiration_seconds: 3600 };
+    o.tokens.insert(token, "header.claims.signature".into());
     o
 }
 
@@ -136,7 +138,16 @@ fn downward_and_projected_volumes_combine_their_sources() {
         projected: Some(ProjectedVolumeSource { sources: Some(sources), default_mode: Some(0o400) }),
         ..Volume::default()
     };
-    let names: Vec<(String, u32)> = files(&projected).unwrap().into_iter().map(|(p, _, m)| (p, m)).collect();
-    assert_eq!(names, [("a".to_string(), 0o400), ("labels".to_string(), 0o400), ("token".to_string(), 0o400)]);
+    let got = files(&projected).unwrap();
+    let names: Vec<(String, u32)> = got.iter().map(|(p, _, m)| (p.clone(), *m)).collect();
+    let want = ["a", "labels", "token", "token-sa"].map(|n| (n.to_string(), 0o400));
+    assert_eq!(names, want);
+    assert_eq!(got[3].1, b"header.claims.signature", "the pod's token for the default audience and an hour");
+    // A token the agent could not get fails the volume instead of leaving the file out.
+    let mut other = projected.clone();
+    let sources = other.projected.as_mut().unwrap().sources.as_mut().unwrap();
+    sources[3].service_account_token.as_mut().unwrap().audience = Some("vault".into());
+    let err = files(&other).unwrap_err();
+    assert!(err.contains("no service account token for \"token-sa\""), "{err}");
     assert!(of(&pod(), &Volume { name: "e".into(), ..Volume::default() }, &objects(), &NodeFacts::default()).is_none());
 }
