@@ -48,6 +48,20 @@ impl ClientTls {
     }
 }
 
+impl ClientTls {
+    /// Trust the CA in `ca_pem`, presenting no certificate.
+    pub fn from_pem(ca_pem: &str) -> anyhow::Result<Self> {
+        let config = flotilla_pki::client_config(ca_pem, None).context("client TLS configuration")?;
+        Ok(Self(Arc::new(config)))
+    }
+
+    /// Verify no server at all: ONLY for a first contact whose answer the caller checks by
+    /// other means (a replica fetching the CA its join token names by hash).
+    pub fn unverified() -> anyhow::Result<Self> {
+        Ok(Self(Arc::new(flotilla_pki::client_config_unverified()?)))
+    }
+}
+
 /// Where a URL points: its socket address, its host (for the certificate check) and whether
 /// it is `https`.
 #[derive(Clone, Debug)]

@@ -2,6 +2,7 @@
 
 mod agent;
 mod api_security;
+mod auto_pki;
 mod bench;
 mod bench_api;
 mod bench_handover;

@@ -19,7 +19,7 @@ use clap::{Args, Subcommand};
 use flotilla_pki::{Ca, Issued, MASTERS_GROUP as ADMIN_GROUP, REPLICAS_GROUP};
 
 /// How long the CA is valid (10 years, as kubeadm's).
-const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long issued certificates are valid by default (1 year, as kubeadm's).
 const DEFAULT_VALIDITY: &str = "8760h";
 /// The same, as a duration.
@@ -137,8 +137,19 @@ pub fn new_ca(dir: &Path) -> anyhow::Result<Ca> {
 /// The replicas' server certificate for `hosts` (`server.crt`/`.key`) and the admin's client
 /// certificate (`admin.crt`/`.key`) in `dir`, signed by `ca`; returns the admin's pair.
 pub fn issue_replicas_and_admin(ca: &Ca, dir: &Path, hosts: &[String], validity: Duration) -> anyhow::Result<Issued> {
+    issue_replica(ca, dir, hosts, validity)?;
+    issue_admin(ca, dir, validity)
+}
+
+/// The replicas' server certificate for `hosts` (`server.crt`/`.key` in `dir`, replaced).
+pub fn issue_replica(ca: &Ca, dir: &Path, hosts: &[String], validity: Duration) -> anyhow::Result<()> {
     let server = ca.issue_server("flotilla-apiserver", &[REPLICAS_GROUP.to_string()], hosts, validity)?;
     server.save(dir, "server")?;
+    Ok(())
+}
+
+/// The admin's client certificate (`admin.crt`/`.key` in `dir`).
+pub fn issue_admin(ca: &Ca, dir: &Path, validity: Duration) -> anyhow::Result<Issued> {
     let admin = ca.issue_client(ADMIN_USER, &[ADMIN_GROUP.to_string()], validity)?;
     admin.save(dir, "admin")?;
     Ok(admin)

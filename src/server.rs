@@ -151,12 +151,14 @@ pub struct ServerArgs {
     api_security: crate::api_security::ApiSecurityArgs,
     #[command(flatten)]
     store_security: crate::store_security::StoreSecurityArgs,
+    #[command(flatten)]
+    auto_pki: crate::auto_pki::AutoPkiArgs,
 }
 
 /// How long SIGTERM waits for the replica to stop before the process exits anyway.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
     let peer_url = args.initial_advertise_peer_urls.clone().unwrap_or_else(|| args.listen_peer_urls.clone());
     if urls::list(&peer_url).len() != 1 || urls::list(&args.listen_peer_urls).len() != 1 {
         bail!("exactly one peer URL is supported");
@@ -169,13 +171,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     for u in advertise.iter().chain([&peer_url]) {
         urls::socket_addr_tls(u)?;
     }
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.flotilla", args.name)));
+    let plan = crate::auto_pki::Plan {
+        data_dir: &data_dir,
+        urls: [&peer_url, &args.listen_peer_urls]
+            .into_iter()
+            .chain(&client_listen)
+            .chain(&advertise)
+            .cloned()
+            .collect(),
+        api_url: args.listen_api_url.clone(),
+    };
+    let auto_pki =
+        crate::auto_pki::prepare(&args.auto_pki, &plan, &mut args.store_security, &mut args.api_security).await?;
     let peer_https = all_https("peer URLs", &[peer_url.as_str(), args.listen_peer_urls.as_str()])?;
     let client_urls: Vec<&str> = client_listen.iter().chain(&advertise).map(String::as_str).collect();
     let store_tls = args.store_security.resolve(peer_https, all_https("client URLs", &client_urls)?)?;
     let token = args.initial_cluster_token.clone();
     let cfg = Config {
         name: args.name.clone(),
-        data_dir: args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.flotilla", args.name))),
+        data_dir: data_dir.clone(),
         heartbeat_interval: Duration::from_millis(args.heartbeat_interval),
         election_timeout: Duration::from_millis(args.election_timeout),
         snapshot_logs: args.snapshot_count,
@@ -237,6 +252,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if args.join.is_some() {
         tokio::spawn(crate::join::promote_when_caught_up(replica.node.clone(), background.clone()));
     }
+    if let Some((_, hosts)) = &auto_pki {
+        let (dir, validity) = (data_dir.join("pki"), args.auto_pki.auto_pki_validity);
+        tokio::spawn(crate::auto_pki::renew(dir, hosts.clone(), validity, background.clone()));
+    }
     if !args.snapshot_interval.is_zero() {
         let schedule = crate::snapshot::Schedule {
             dir: args.snapshot_dir.clone().unwrap_or_else(|| data_dir.join("snapshots")),
@@ -272,6 +291,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             node_tls: security.node_tls,
             signer: security.signer,
             service_accounts: security.service_accounts,
+            cluster_pki: auto_pki.as_ref().map(|(pki, _)| pki.clone()),
             ..Default::default()
         };
         let registry = flotilla_apiserver::registry(replica.node.clone(), ranges.clone(), encryption.clone())

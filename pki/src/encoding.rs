@@ -39,6 +39,13 @@ pub fn certificates_der(pem: &str) -> Result<Vec<Vec<u8>>> {
     Ok(certificates(pem, "certificate")?.into_iter().map(|c| c.as_ref().to_vec()).collect())
 }
 
+/// Hex SHA-256 of the DER of the first certificate in `pem` (how a join token names its CA).
+pub fn certificate_sha256(pem: &str) -> Result<String> {
+    let der = certificates(pem, "certificate")?.remove(0);
+    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    Ok(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 pub(crate) fn single_certificate(pem: &str, what: &'static str) -> Result<CertificateDer<'static>> {
     let mut certs = certificates(pem, what)?;
     if certs.len() > 1 {

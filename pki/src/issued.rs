@@ -44,6 +44,16 @@ pub fn validity(cert_pem: &str) -> Result<(SystemTime, SystemTime)> {
     Ok((v.not_before.to_datetime().into(), v.not_after.to_datetime().into()))
 }
 
+/// When a certificate is due for renewal: two thirds into its lifetime, counted from when it
+/// was issued (its not-before, which the CA backdates by [`crate::CLOCK_SKEW`]); now for a
+/// certificate that does not parse.
+pub fn renew_at(cert_pem: &str) -> SystemTime {
+    let Ok((not_before, not_after)) = validity(cert_pem) else { return SystemTime::now() };
+    let issued = (not_before + crate::CLOCK_SKEW).min(not_after);
+    let lifetime = not_after.duration_since(issued).unwrap_or_default();
+    issued + lifetime * 2 / 3
+}
+
 /// A new P-256 key and a certificate signing request for it (PEM, subject CN = `common_name`):
 /// what a client sends to have its own key certified, keeping the key to itself. Returns
 /// `(request_pem, key_pem)`.
@@ -74,6 +84,15 @@ fn check_file_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renewal_is_due_two_thirds_into_the_lifetime() {
+        let ca = crate::Ca::generate("ca", std::time::Duration::from_secs(86_400)).unwrap();
+        let issued = ca.issue_client("system:node:n1", &[], std::time::Duration::from_secs(300)).unwrap();
+        let at = renew_at(&issued.cert_pem);
+        let from_now = at.duration_since(SystemTime::now()).unwrap_or_default().as_secs();
+        assert!((195..=200).contains(&from_now), "renewal {from_now} s from now, want about 200");
+    }
 
     #[test]
     fn file_names_stay_in_their_directory() {

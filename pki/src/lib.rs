@@ -50,12 +50,13 @@ pub const REPLICAS_GROUP: &str = "system:flotilla-replicas";
 
 pub use accept::{Accepted, TlsIncoming};
 pub use ca::Ca;
-pub use encoding::{certificates_der, read_pem};
+pub use encoding::{certificate_sha256, certificates_der, read_pem};
 pub use error::{PkiError, Result};
 pub use identity::{cert_identity, CertIdentity};
-pub use issued::{signing_request, validity, Issued};
+pub use issued::{renew_at, signing_request, validity, Issued};
 pub use profile::CLOCK_SKEW;
 pub use reload::CertFiles;
 pub use tls::{
-    check_client_pair, client_config, client_config_any_server, server_config, server_config_mutual, with_alpn, ALPN_H2,
+    check_client_pair, client_config, client_config_any_server, client_config_unverified, server_config,
+    server_config_mutual, with_alpn, ALPN_H2,
 };

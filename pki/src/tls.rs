@@ -109,18 +109,31 @@ pub(crate) fn certified_key(cert_pem: &str, key_pem: &str) -> Result<rustls::sig
 /// kube-apiserver's default without `--kubelet-certificate-authority`. What protects the
 /// call is the other direction: the agent admits only replicas' certificates.
 pub fn client_config_any_server(cert_pem: &str, key_pem: &str) -> Result<ClientConfig> {
-    let provider = provider();
-    let verifier = Arc::new(AnyServer(provider.clone()));
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(
-            encoding::certificates(cert_pem, "client certificate")?,
-            encoding::private_key(key_pem, "client private key")?,
-        )?;
+    let mut config = any_server()?.with_client_auth_cert(
+        encoding::certificates(cert_pem, "client certificate")?,
+        encoding::private_key(key_pem, "client private key")?,
+    )?;
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     Ok(config)
+}
+
+/// rustls client config that verifies no server certificate and presents none: ONLY for a
+/// first contact whose answer the caller checks by other means (a replica fetching the
+/// cluster CA, whose hash its join token names).
+pub fn client_config_unverified() -> Result<ClientConfig> {
+    let mut config = any_server()?.with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(config)
+}
+
+/// A client config builder that accepts any server certificate ([`AnyServer`]).
+fn any_server() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>> {
+    let provider = provider();
+    let verifier = Arc::new(AnyServer(provider.clone()));
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier))
 }
 
 /// Accepts any server certificate, but checks the handshake signatures made with its key.

@@ -69,6 +69,22 @@ struct ClusterFile {
 }
 
 /// The `flotilla` binary under test.
+/// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cmd` started with its stdout discarded and its stderr written to `log`.
+pub fn spawn_logged(mut cmd: Command, log: &Path) -> Proc {
+    let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    Proc(cmd.stdout(Stdio::null()).stderr(file).spawn().unwrap_or_else(|e| panic!("starting {cmd:?}: {e}")))
+}
+
 pub fn flotilla_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("FLOTILLA_BIN") {
         return PathBuf::from(p);

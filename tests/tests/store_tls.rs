@@ -4,19 +4,10 @@
 //! joins with its peer certificate; a replica whose certificate another CA signed cannot.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use flotilla_tests::{flotilla_bin, free_port, require_etcdctl, wait_for};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use flotilla_tests::{flotilla_bin, free_port, require_etcdctl, spawn_logged, wait_for, Proc};
 
 struct Member {
     name: String,
@@ -35,9 +26,8 @@ fn member(name: &str) -> Member {
 /// `flotilla server` for `m` with the certificates in `pki` and `extra` flags.
 fn server(dir: &Path, pki: &Path, m: &Member, extra: &[&str]) -> Proc {
     let file = |name: &str| pki.join(name).display().to_string();
-    let log = std::fs::File::create(dir.join(format!("{}.log", m.name))).expect("log");
-    let child = Command::new(flotilla_bin())
-        .args(["server", "--name", &m.name, "--data-dir"])
+    let mut cmd = Command::new(flotilla_bin());
+    cmd.args(["server", "--name", &m.name, "--data-dir"])
         .arg(dir.join(&m.name))
         .args(["--listen-api-url", &format!("http://127.0.0.1:{}", free_port())])
         .args(["--listen-peer-urls", &m.peer, "--listen-client-urls", &m.client])
@@ -46,12 +36,8 @@ fn server(dir: &Path, pki: &Path, m: &Member, extra: &[&str]) -> Proc {
         .args(["--cert-file", &file("server.crt"), "--key-file", &file("server.key")])
         .args(["--trusted-ca-file", &file("ca.crt"), "--client-cert-auth"])
         .args(["--heartbeat-interval", "50", "--election-timeout", "1000"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start flotilla server");
-    Proc(child)
+        .args(extra);
+    spawn_logged(cmd, &dir.join(format!("{}.log", m.name)))
 }
 
 fn pki_init(dir: &Path, name: &str) -> PathBuf {

@@ -149,7 +149,7 @@ impl NodeCertificate {
     /// Renew the certificate `pool` uses as the module doc says, until `cancel` fires.
     pub async fn renew(self, pool: Arc<ApiPool>, mut current: ApiTls, cancel: CancellationToken) {
         loop {
-            let wait = renew_at(&current.cert_pem).duration_since(SystemTime::now()).unwrap_or_default();
+            let wait = flotilla_pki::renew_at(&current.cert_pem).duration_since(SystemTime::now()).unwrap_or_default();
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(wait.min(RETRY)) => {}
@@ -196,27 +196,9 @@ impl NodeCertificate {
     }
 }
 
-/// When a certificate is due for renewal: two thirds into its lifetime, counted from when it
-/// was issued (its not-before, which the CA backdates by [`flotilla_pki::CLOCK_SKEW`]).
-pub fn renew_at(cert_pem: &str) -> SystemTime {
-    let Ok((not_before, not_after)) = flotilla_pki::validity(cert_pem) else { return SystemTime::now() };
-    let issued = (not_before + flotilla_pki::CLOCK_SKEW).min(not_after);
-    let lifetime = not_after.duration_since(issued).unwrap_or_default();
-    issued + lifetime * 2 / 3
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn renewal_is_due_two_thirds_into_the_lifetime() {
-        let ca = flotilla_pki::Ca::generate("ca", Duration::from_secs(86_400)).unwrap();
-        let issued = ca.issue_client("system:node:n1", &[], Duration::from_secs(300)).unwrap();
-        let at = renew_at(&issued.cert_pem);
-        let from_now = at.duration_since(SystemTime::now()).unwrap_or_default().as_secs();
-        assert!((195..=200).contains(&from_now), "renewal {from_now} s from now, want about 200");
-    }
 
     #[test]
     fn a_kept_certificate_is_used_only_when_it_is_this_nodes_and_usable() {

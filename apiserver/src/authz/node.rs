@@ -15,8 +15,9 @@
 //!    - `get` of a Secret, ConfigMap or PersistentVolumeClaim that a pod bound to `N`
 //!      references, and of the PersistentVolume such a claim is bound to;
 //!    - the node-proxy token Secret;
-//!    - `create` of `serviceaccounts/token`, which the TokenRequest handler narrows to
-//!      tokens bound to a pod bound to `N` (`serviceaccount::request`).
+//!    - `create` of `serviceaccounts/token` for a ServiceAccount a pod bound to `N` runs
+//!      as; the TokenRequest handler then also requires the token to be bound to such a pod
+//!      (`serviceaccount::request`).
 //! 2. [`restrict`] runs after an authorizer allowed a write (NodeRestriction). It refuses
 //!    writes to Nodes, Leases and pods that are not `N`'s own.
 //! 3. A create names its object in the body, which neither step reads. Such a create is let
@@ -110,7 +111,9 @@ pub async fn authorize(registry: &Registry, node: &str, attrs: &Attributes) -> A
             read_related(registry, node, attrs).await
         }
         ("coordination.k8s.io", "leases") => Ok(lease(node, verb, namespace, name)),
-        ("", "serviceaccounts") if subresource == "token" && verb == "create" => Ok(Decision::Allow),
+        ("", "serviceaccounts") if subresource == "token" && verb == "create" => {
+            token_for_own_pod(registry, node, namespace, name).await
+        }
         _ if NODE_RULES.iter().any(|r| r.allows(attrs)) => Ok(Decision::Allow),
         _ => Ok(Decision::NoOpinion(String::new())),
     }
@@ -150,6 +153,15 @@ async fn read_related(registry: &Registry, node: &str, attrs: &Attributes) -> Ap
         return Ok(Decision::Allow);
     }
     no(&format!("no relationship found between node '{node}' and this object"))
+}
+
+/// A token for ServiceAccount `namespace/account`, which a pod bound to `node` runs as.
+async fn token_for_own_pod(registry: &Registry, node: &str, namespace: &str, account: &str) -> ApiResult<Decision> {
+    let pods = pods_on(registry, node, Some(namespace)).await?;
+    if pods.iter().any(|p| crate::serviceaccount::admission::account_name(p) == account) {
+        return Ok(Decision::Allow);
+    }
+    Ok(Decision::NoOpinion(format!("no relationship found between node '{node}' and this object")))
 }
 
 /// Whether PersistentVolume `volume` is bound to a claim that a pod bound to `node` uses.

@@ -75,19 +75,31 @@ impl UserInfo {
     }
 }
 
-/// Token lookups in the store (bootstrap and ServiceAccount tokens) under way at once. Each
-/// reads the store before the caller is known, ahead of the per-client limits, so a flood of
-/// made-up tokens waits here instead of loading the store.
+/// Token lookups in the store under way at once, per kind of token (bootstrap tokens and
+/// ServiceAccount tokens each have a queue, so a flood of one kind does not lock out the
+/// other). Each reads the store before the caller is known, ahead of the per-client
+/// limits, so a flood of made-up tokens waits here instead of loading the store.
 const MAX_LOOKUPS: usize = 16;
 /// How long a lookup may wait for its turn before the request is refused.
 const LOOKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_LOOKUPS);
 /// Why a request waited too long for a lookup: answered 429, so the client tries again.
 pub const BUSY: &str = "too many token checks at once";
+/// Why a token could not be checked now (the store did not answer): 503, tried again.
+pub const UNAVAILABLE: &str = "the token cannot be checked now";
 
-/// A turn to read the store for a token, or [`BUSY`].
-pub(crate) async fn lookup_turn() -> Result<tokio::sync::SemaphorePermit<'static>, &'static str> {
-    match tokio::time::timeout(LOOKUP_WAIT, LOOKUPS.acquire()).await {
+/// A queue of token lookups ([`MAX_LOOKUPS`] at once).
+pub(crate) type LookupQueue = tokio::sync::Semaphore;
+
+/// A new queue, for a `static`.
+pub(crate) const fn lookup_queue() -> LookupQueue {
+    tokio::sync::Semaphore::const_new(MAX_LOOKUPS)
+}
+
+/// A turn in `queue` to read the store for a token, or [`BUSY`].
+pub(crate) async fn lookup_turn(
+    queue: &'static LookupQueue,
+) -> Result<tokio::sync::SemaphorePermit<'static>, &'static str> {
+    match tokio::time::timeout(LOOKUP_WAIT, queue.acquire()).await {
         Ok(Ok(turn)) => Ok(turn),
         _ => Err(BUSY),
     }
@@ -176,6 +188,7 @@ pub async fn authenticate(
             next.run(req).await
         }
         Err(BUSY) => ApiError::TooManyRequests(BUSY.into()).into_response(),
+        Err(UNAVAILABLE) => ApiError::Unavailable(UNAVAILABLE.into()).into_response(),
         Err(why) => {
             tracing::debug!(path = req.uri().path(), why, "request not authenticated");
             ApiError::Unauthorized.into_response()

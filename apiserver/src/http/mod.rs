@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod authn;
 mod authz;
+pub mod cluster_pki;
 mod health;
 pub mod limits;
 pub mod metrics;
@@ -75,6 +76,9 @@ pub struct ApiConfig {
     /// How ServiceAccount tokens are issued and checked (none: they are not; see
     /// [`crate::serviceaccount`]).
     pub service_accounts: Option<Arc<crate::serviceaccount::ServiceAccounts>>,
+    /// What this replica hands to replicas that join with the server token (none: it was
+    /// not started with `--auto-pki`; see [`cluster_pki`]).
+    pub cluster_pki: Option<Arc<cluster_pki::ClusterPki>>,
 }
 
 impl Default for ApiConfig {
@@ -91,6 +95,7 @@ impl Default for ApiConfig {
             node_tls: None,
             signer: None,
             service_accounts: None,
+            cluster_pki: None,
         }
     }
 }
@@ -112,6 +117,7 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
     let audit_log = config.audit.clone();
     let authenticator = config.authn.clone();
     let limiter = Arc::new(limits::Limits::new(&config.limits));
+    let cluster_pki = config.cluster_pki.clone();
     let state = Arc::new(ApiState { registry, config });
     let routes = Router::new()
         .route("/version", get(version))
@@ -153,6 +159,11 @@ pub fn router(registry: Registry, config: ApiConfig) -> Router {
             .layer(audit)
             .layer(axum::middleware::from_fn_with_state((a, state.clone()), authn::authenticate)),
         None => routes.layer(limits).layer(audit),
+    };
+    // A joining replica has no identity yet: the PKI hand-over is served outside authentication.
+    let routes = match cluster_pki {
+        Some(pki) => routes.merge(cluster_pki::routes(pki)),
+        None => routes,
     };
     routes
         .layer(axum::middleware::from_fn(metrics::track))

@@ -40,7 +40,9 @@ pub fn admit(pod: &mut Value, account: Option<&Value>) -> Result<(), String> {
     if !pod["spec"].is_object() {
         return Ok(()); // validation refuses it
     }
+    // The deprecated field follows the new one, so no reader sees another account.
     pod["spec"]["serviceAccountName"] = json!(name);
+    pod["spec"]["serviceAccount"] = json!(name);
     if account.is_none() && name != DEFAULT_NAME {
         return Err(format!(
             "error looking up service account {namespace}/{name}: serviceaccount \"{name}\" not found"
@@ -119,6 +121,7 @@ mod tests {
             {"name": "b", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}));
         admit(&mut p, Some(&json!({"metadata": {"name": "default"}}))).unwrap();
         assert_eq!(p["spec"]["serviceAccountName"], "default");
+        assert_eq!(p["spec"]["serviceAccount"], "default");
         let volume = &p["spec"]["volumes"][0];
         let name = volume["name"].as_str().unwrap();
         assert!(name.starts_with(VOLUME_PREFIX) && name.len() == VOLUME_PREFIX.len() + 5, "{name}");

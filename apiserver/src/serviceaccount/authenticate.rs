@@ -2,11 +2,15 @@
 //! on the token alone ([`check_token`]: signature, issuer, audience, lifetime, subject),
 //! then the objects it names ([`check_objects`]: the ServiceAccount, the bound object).
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 
 use super::{Bound, ServiceAccounts, ALL_GROUP, USER_PREFIX};
 use crate::error::ApiError;
-use crate::http::authn::{lookup_turn, UserInfo};
+use crate::http::authn::{lookup_queue, lookup_turn, LookupQueue, UserInfo, UNAVAILABLE};
 use crate::registry::Registry;
 use crate::resources;
 
@@ -15,8 +19,18 @@ use crate::resources;
 /// stop working (upstream's grace).
 const LEEWAY_SECONDS: i64 = 60;
 
+/// How long a passed object check stands for the same claims: a token used again within
+/// it is not looked up again, so a pod calling in a loop costs the store nothing.
+/// Upstream checks against informer caches, which lag behind the store too. The cost: a
+/// token keeps working up to this long after its ServiceAccount or bound object is deleted.
+const CHECKED_FOR: Duration = Duration::from_secs(5);
+/// Bound on remembered checks; when full, expired ones go, and if none has, all.
+const CHECKED_MAX: usize = 4096;
+static CHECKED: LazyLock<Mutex<HashMap<Claims, Instant>>> = LazyLock::new(Default::default);
+static QUEUE: LookupQueue = lookup_queue();
+
 /// What a token that passed [`check_token`] says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Claims {
     pub namespace: String,
     pub name: String,
@@ -46,9 +60,29 @@ pub async fn authenticate(
     now: i64,
 ) -> Result<UserInfo, &'static str> {
     let claims = check_token(sa, token, now)?;
-    let _turn = lookup_turn().await?;
+    if recently_checked(&claims) {
+        return Ok(claims.user());
+    }
+    let _turn = lookup_turn(&QUEUE).await?;
     check_objects(registry, &claims, now).await?;
+    remember(&claims);
     Ok(claims.user())
+}
+
+fn recently_checked(claims: &Claims) -> bool {
+    let checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    checked.get(claims).is_some_and(|at| at.elapsed() < CHECKED_FOR)
+}
+
+fn remember(claims: &Claims) {
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if checked.len() >= CHECKED_MAX {
+        checked.retain(|_, at| at.elapsed() < CHECKED_FOR);
+        if checked.len() >= CHECKED_MAX {
+            checked.clear();
+        }
+    }
+    checked.insert(claims.clone(), Instant::now());
 }
 
 /// The checks that need nothing but the token and the clock.
@@ -110,6 +144,9 @@ pub async fn check_objects(registry: &Registry, claims: &Claims, now: i64) -> Re
     if account["metadata"]["uid"].as_str() != Some(claims.uid.as_str()) {
         return Err("the service account was deleted and recreated since the token was issued");
     }
+    if deleting_since(&account, now - LEEWAY_SECONDS) {
+        return Err("the service account is being deleted");
+    }
     let Some(bound) = &claims.bound else { return Ok(()) };
     let (plural, namespace) = match bound.kind.as_str() {
         "Pod" => ("pods", Some(claims.namespace.as_str())),
@@ -121,11 +158,16 @@ pub async fn check_objects(registry: &Registry, claims: &Claims, now: i64) -> Re
     if object["metadata"]["uid"].as_str() != Some(bound.uid.as_str()) {
         return Err("the token's bound object was replaced since the token was issued");
     }
-    let deleting = object["metadata"]["deletionTimestamp"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    if deleting.is_some_and(|at| at.as_second() < now - LEEWAY_SECONDS) {
+    if deleting_since(&object, now - LEEWAY_SECONDS) {
         return Err("the token's bound object is being deleted");
     }
     Ok(())
+}
+
+/// Whether `object`'s deletion started before `before` (Unix seconds).
+fn deleting_since(object: &Value, before: i64) -> bool {
+    let deleting = object["metadata"]["deletionTimestamp"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    deleting.is_some_and(|at| at.as_second() < before)
 }
 
 /// The stored object, `None` if there is none; a failing store is also a refusal (the client
@@ -141,7 +183,7 @@ async fn get(
         Err(ApiError::NotFound(_)) => Ok(None),
         Err(e) => {
             tracing::warn!(error = %e, "cannot check a service account token's objects");
-            Err("the token's objects cannot be read now")
+            Err(UNAVAILABLE)
         }
     }
 }

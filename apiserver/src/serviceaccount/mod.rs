@@ -62,7 +62,7 @@ pub struct ServiceAccounts {
 }
 
 /// The object a token is bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bound {
     /// `Pod`, `Secret` or `Node` (in the claims, its lower-case name is the key).
     pub kind: String,

@@ -39,6 +39,10 @@ pub async fn create(
         ));
     };
     check_type(&body)?;
+    // A node learns nothing of objects it has no business with: its checks come first.
+    if let Some(node) = node {
+        check_node(registry, node, namespace, name, &body["spec"]["boundObjectRef"]).await?;
+    }
     let lifetime = lifetime(&body["spec"]["expirationSeconds"], name, accounts.max_expiration)?;
     let audiences = audiences(&body["spec"]["audiences"], accounts)?;
     let sa_res = resources::lookup("", "v1", "serviceaccounts").expect("served");
@@ -49,9 +53,6 @@ pub async fn create(
         true => (None, None),
         false => bind(registry, namespace, name, reference).await?,
     };
-    if let Some(node) = node {
-        check_node(node, name, bound.as_ref(), node_of_pod.as_ref())?;
-    }
     let grant = Grant {
         namespace: namespace.to_string(),
         name: name.to_string(),
@@ -189,16 +190,41 @@ async fn bind(
     Ok((Some(Bound { kind: kind.to_string(), name: name.to_string(), uid }), node))
 }
 
-/// A node may ask only for tokens bound to a pod bound to it.
-fn check_node(node: &str, account: &str, bound: Option<&Bound>, pod_node: Option<&(String, String)>) -> ApiResult<()> {
-    let ok = bound.is_some_and(|b| b.kind == "Pod") && pod_node.is_some_and(|(n, _)| n == node);
+/// A node may ask only for tokens bound (by uid) to a pod bound to it that runs as
+/// `account`; every other request gets the same 403, whatever exists.
+async fn check_node(
+    registry: &Registry,
+    node: &str,
+    namespace: &str,
+    account: &str,
+    reference: &Value,
+) -> ApiResult<()> {
+    let refuse = || {
+        ApiError::Forbidden(format!(
+            "serviceaccounts \"{account}\" is forbidden: node \"{node}\" can only request tokens bound to pods \
+             scheduled to it that run as this service account"
+        ))
+    };
+    let (kind, api_version) = (reference["kind"].as_str(), reference["apiVersion"].as_str().unwrap_or("v1"));
+    let (Some("Pod"), "v1") = (kind, api_version) else { return Err(refuse()) };
+    let (Some(name), Some(uid)) = (reference["name"].as_str(), reference["uid"].as_str().filter(|u| !u.is_empty()))
+    else {
+        return Err(refuse());
+    };
+    let pods = resources::lookup("", "v1", "pods").expect("served");
+    let pod = match registry.get(pods, Some(namespace), name).await {
+        Ok(pod) => pod,
+        Err(ApiError::NotFound(_)) => return Err(refuse()),
+        Err(e) => return Err(e),
+    };
+    let ok = pod["metadata"]["uid"].as_str() == Some(uid)
+        && pod["spec"]["nodeName"].as_str() == Some(node)
+        && super::admission::account_name(&pod) == account;
     if ok {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(refuse())
     }
-    Err(ApiError::Forbidden(format!(
-        "serviceaccounts \"{account}\" is forbidden: node \"{node}\" can only request tokens bound to pods \
-         scheduled to it"
-    )))
 }
 
 #[cfg(test)]
@@ -224,17 +250,5 @@ mod tests {
         assert!(check_type(&json!({"apiVersion": API_VERSION, "kind": KIND})).is_ok());
         assert!(check_type(&json!({"kind": "Pod"})).is_err());
         assert!(check_type(&json!([1])).is_err());
-    }
-
-    #[test]
-    fn nodes_get_only_tokens_bound_to_their_own_pods() {
-        let pod = Bound { kind: "Pod".into(), name: "p".into(), uid: "u".into() };
-        let on = |n: &str| (n.to_string(), "nu".to_string());
-        assert!(check_node("n1", "sa", Some(&pod), Some(&on("n1"))).is_ok());
-        assert!(matches!(check_node("n1", "sa", Some(&pod), Some(&on("n2"))), Err(ApiError::Forbidden(_))));
-        assert!(check_node("n1", "sa", Some(&pod), None).is_err());
-        assert!(check_node("n1", "sa", None, None).is_err());
-        let secret = Bound { kind: "Secret".into(), name: "s".into(), uid: "u".into() };
-        assert!(check_node("n1", "sa", Some(&secret), Some(&on("n1"))).is_err());
     }
 }

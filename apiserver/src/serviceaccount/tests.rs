@@ -125,3 +125,49 @@ async fn a_token_dies_with_its_account_and_its_bound_pod() {
         Err("the service account was deleted and recreated since the token was issued")
     );
 }
+
+/// A node gets a token only bound by uid to its own pod running as the account; every
+/// other ask is the same 403, whether or not what it names exists.
+#[tokio::test]
+async fn a_node_gets_tokens_only_for_its_own_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, registry) = crate::testing::solo_registry(dir.path()).await;
+    let (accounts_res, pods) =
+        (resources::lookup("", "v1", "serviceaccounts").unwrap(), resources::lookup("", "v1", "pods").unwrap());
+    let opts = WriteOptions::default();
+    registry.create(accounts_res, Some("default"), json!({"metadata": {"name": "builder"}}), &opts).await.unwrap();
+    let pod = json!({"metadata": {"name": "p"}, "spec": {"serviceAccountName": "builder", "nodeName": "n1",
+        "containers": [{"name": "c", "image": "busybox"}]}});
+    let p = registry.create(pods, Some("default"), pod, &opts).await.unwrap();
+    let uid = p["metadata"]["uid"].as_str().unwrap();
+    let sa = accounts();
+    let ask = |node: &'static str, account: &'static str, bound: serde_json::Value| {
+        let body = json!({"spec": {"boundObjectRef": bound}});
+        let (registry, sa) = (&registry, &sa);
+        async move { request::create(registry, Some(sa), "default", account, Some(node), body).await }
+    };
+    let own = json!({"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": uid});
+    let answer = ask("n1", "builder", own.clone()).await.expect("its own pod's token");
+    let token = answer["status"]["token"].as_str().unwrap();
+    let claims = check_token(&sa, token, jiff::Timestamp::now().as_second()).unwrap();
+    assert_eq!(claims.bound.map(|b| b.uid), Some(uid.to_string()));
+    let refused =
+        |r: crate::error::ApiResult<serde_json::Value>| matches!(r, Err(crate::error::ApiError::Forbidden(_)));
+    assert!(refused(ask("n2", "builder", own.clone()).await), "another node's pod");
+    assert!(refused(ask("n1", "default", own.clone()).await), "another account than the pod's");
+    assert!(refused(ask("n1", "builder", json!({"kind": "Pod", "name": "p"})).await), "no uid");
+    assert!(refused(ask("n1", "builder", json!({"kind": "Pod", "name": "gone", "uid": "x"})).await), "no such pod");
+    assert!(refused(ask("n1", "builder", json!({"kind": "Secret", "name": "s", "uid": "x"})).await), "a Secret");
+    assert!(refused(ask("n1", "builder", serde_json::Value::Null).await), "unbound");
+    // The same asks by a user (no node) are the registry's business: a missing pod is 404.
+    let by_user = request::create(
+        &registry,
+        Some(&sa),
+        "default",
+        "builder",
+        None,
+        json!({"spec": {"boundObjectRef": {"kind": "Pod", "name": "gone"}}}),
+    )
+    .await;
+    assert!(matches!(by_user, Err(crate::error::ApiError::NotFound(_))));
+}

@@ -147,6 +147,34 @@ fn validate_volume_source(vol: &Value, path: &Path, errs: &mut Errors) {
             }
         }
     }
+    if let Some(projected) = field(vol, "projected") {
+        let sources = path.child("projected").child("sources");
+        for (i, source) in arr_field(projected, "sources").iter().enumerate() {
+            if let Some(token) = field(source, "serviceAccountToken") {
+                validate_token_projection(token, &sources.index(i).child("serviceAccountToken"), errs);
+            }
+        }
+    }
+}
+
+/// Upstream's checks of a projected `serviceAccountToken`: a path, and a lifetime the
+/// TokenRequest the agent makes for it accepts (at least 10 minutes, below 2^32 seconds).
+fn validate_token_projection(token: &Value, path: &Path, errs: &mut Errors) {
+    if str_field(token, "path").is_empty() {
+        errs.required(&path.child("path"), "");
+    }
+    let Some(v) = field(token, "expirationSeconds") else { return };
+    let p = path.child("expirationSeconds");
+    match v.as_i64() {
+        Some(s) if s < 600 => {
+            errs.invalid(&p, Bad::Raw(v.to_string()), "may not specify a duration less than 10 minutes")
+        }
+        Some(s) if s >= 1 << 32 => {
+            errs.invalid(&p, Bad::Raw(v.to_string()), "may not specify a duration larger than 2^32 seconds")
+        }
+        Some(_) => {}
+        None => errs.invalid(&p, Bad::Raw(v.to_string()), "must be an integer"),
+    }
 }
 
 fn validate_tolerations(tolerations: &[Value], path: &Path, errs: &mut Errors) {

@@ -179,3 +179,22 @@ fn not_found_and_too_long_format() {
     assert_eq!(errs.0[1].message, "data: Too long: may not be more than 10 bytes");
     assert_eq!(errs.0[1].reason, "FieldValueTooLong");
 }
+
+#[test]
+fn a_projected_token_needs_a_path_and_a_lifetime_its_request_accepts() {
+    let pod = |token: Value| {
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox",
+            "imagePullPolicy": "Always", "terminationMessagePolicy": "File"}], "restartPolicy": "Always",
+            "dnsPolicy": "ClusterFirst", "volumes": [{"name": "t", "projected": {"sources": [
+                {"serviceAccountToken": token}]}}]}})
+    };
+    assert!(validate_create("pods", &pod(json!({"path": "token", "expirationSeconds": 600}))).is_empty());
+    let field = "spec.volumes[0].projected.sources[0].serviceAccountToken";
+    let short = validate_create("pods", &pod(json!({"path": "token", "expirationSeconds": 60})));
+    assert_eq!(short[0].field, format!("{field}.expirationSeconds"));
+    assert!(short[0].body().contains("less than 10 minutes"), "{}", short[0].body());
+    let long = validate_create("pods", &pod(json!({"path": "token", "expirationSeconds": 1_i64 << 32})));
+    assert!(long[0].body().contains("larger than 2^32"), "{}", long[0].body());
+    let pathless = validate_create("pods", &pod(json!({})));
+    assert_eq!(pathless[0].field, format!("{field}.path"));
+}

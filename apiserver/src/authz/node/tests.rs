@@ -140,6 +140,14 @@ async fn a_node_reads_what_its_pods_use_and_nothing_else_of_that_kind() {
     assert_eq!(ask(res("list", "", "secrets", "", "default", "")).await, only_get);
     assert_eq!(ask(res("watch", "", "secrets", "", "", "")).await, only_get);
     assert_eq!(ask(res("update", "", "secrets", "", "default", "s1")).await, only_get);
+    // Tokens: only for the ServiceAccount its pods run as (p1 runs as `default`).
+    assert_eq!(ask(res("create", "", "serviceaccounts", "token", "default", "default")).await, Decision::Allow);
+    assert_eq!(ask(res("create", "", "serviceaccounts", "token", "default", "builder")).await, unrelated);
+    assert_eq!(ask(res("create", "", "serviceaccounts", "token", "other", "default")).await, unrelated);
+    assert_eq!(
+        ask(res("get", "", "serviceaccounts", "", "default", "default")).await,
+        Decision::NoOpinion(String::new())
+    );
     // The reference is read at request time: once p1 is gone, so is s1.
     let pods = resources::lookup("", "v1", "pods").expect("served");
     let now = crate::registry::DeleteOptions { grace_period_seconds: Some(0), ..Default::default() };
@@ -436,6 +444,8 @@ async fn every_request_the_agent_makes_is_allowed() {
         (Method::GET, "/api/v1/namespaces/default/persistentvolumeclaims/c1", None),
         (Method::GET, "/api/v1/persistentvolumes/pv1", None),
         (Method::POST, "/api/v1/namespaces/default/events", Some(event)),
+        // Authorized; this server issues no tokens (503), which is the handler's business.
+        (Method::POST, "/api/v1/namespaces/default/serviceaccounts/default/token", Some(json!({"spec": {}}))),
     ];
     for (method, path, body) in requests {
         let (code, answer) = call(&app, "n1", method.clone(), path, body).await;

@@ -36,7 +36,8 @@ pub fn parse(token: &str) -> Option<(&str, &str)> {
 /// The user of bootstrap token `token` (already [`parse`]d as `id`, `secret`), from its
 /// Secret; `Err` with the reason for a 401 (or [`super::BUSY`]).
 pub async fn authenticate(registry: &Registry, id: &str, secret: &str) -> Result<super::UserInfo, &'static str> {
-    let _turn = super::lookup_turn().await?;
+    static QUEUE: super::LookupQueue = super::lookup_queue();
+    let _turn = super::lookup_turn(&QUEUE).await?;
     let secrets = resources::lookup("", "v1", "secrets").expect("secrets are served");
     let Ok(stored) = registry.get(secrets, Some(NAMESPACE), &format!("{SECRET_PREFIX}{id}")).await else {
         return Err("no such bootstrap token");
@@ -99,7 +100,7 @@ fn is_extra_group(group: &str) -> bool {
 }
 
 /// Equal contents, compared in time that depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
