@@ -48,6 +48,10 @@ const TOKEN_PREFIX: &str = "F10";
 const TOKEN_FILE: &str = "server-token";
 /// How long a joining replica keeps trying to reach the member it fetches the PKI from.
 const FETCH_FOR: Duration = Duration::from_secs(120);
+/// Shortest validity of the certificates made here (tests shorten it to watch renewals).
+const MIN_VALIDITY: Duration = Duration::from_secs(30);
+/// Bound on the unverified answer with the CA certificate.
+const MAX_CA_BYTES: usize = 64 * 1024;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct AutoPkiArgs {
@@ -79,6 +83,34 @@ pub struct Plan<'a> {
     pub urls: Vec<String>,
     /// The Kubernetes API URL for the admin's kubeconfig.
     pub api_url: String,
+    /// The replica joins a running cluster (`--join`).
+    pub joining: bool,
+}
+
+/// Turn on --auto-pki for a replica whose URLs are all `https://` and that names no
+/// certificate files: TLS by default, with certificates the replicas make (as k3s). A
+/// replica that joins (`--join`) that way needs the first one's `--server-token`, since a
+/// CA of its own would not be the cluster's.
+pub fn imply<S: AsRef<str>>(
+    a: &mut AutoPkiArgs,
+    urls: &[S],
+    joining: bool,
+    store: &StoreSecurityArgs,
+    api: &ApiSecurityArgs,
+) -> anyhow::Result<()> {
+    let all_https = urls.iter().all(|u| u.as_ref().starts_with("https://"));
+    if a.auto_pki || !all_https || refuse_given_files(store, api).is_err() {
+        return Ok(());
+    }
+    if joining && a.server_token.is_none() {
+        bail!(
+            "a replica that joins over https:// needs certificate flags, or --server-token and --join-api-url \
+             (the first replica's DATA_DIR/pki/server-token, with --auto-pki)"
+        );
+    }
+    tracing::info!("https:// URLs and no certificate flags: the replicas make the PKI (--auto-pki)");
+    a.auto_pki = true;
+    Ok(())
 }
 
 /// The PKI of this replica, made or fetched if needed, with the security flags set to it;
@@ -102,12 +134,26 @@ pub async fn prepare(
     if let Some(url) = plan.urls.iter().chain([&plan.api_url]).find(|u| !u.starts_with("https://")) {
         bail!("--auto-pki serves TLS only: {url} must be https://");
     }
+    if let Some(url) = a.join_api_url.as_deref().filter(|u| !u.starts_with("https://")) {
+        bail!("--join-api-url {url} must be https://");
+    }
+    if a.auto_pki_validity < MIN_VALIDITY {
+        bail!("--auto-pki-validity must be at least {MIN_VALIDITY:?}");
+    }
     let dir = plan.data_dir.join("pki");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    make_private_dir(&dir)?;
+    // A set-up that stopped between the CA's key and its certificate starts over.
+    if !dir.join("ca.crt").exists() && dir.join("ca.key").exists() {
+        std::fs::remove_file(dir.join("ca.key")).context("removing a CA key left without its certificate")?;
+    }
     let hosts = hosts(&plan.urls, &a.tls_san);
     if !dir.join("ca.crt").exists() {
         match (&a.server_token, &a.join_api_url) {
             (Some(token), Some(url)) => fetch(&dir, url, token).await?,
+            _ if plan.joining => bail!(
+                "--auto-pki with --join needs --server-token and --join-api-url: a CA of this replica's own would \
+                 not be the cluster's"
+            ),
             _ => found(&dir, &hosts, &kubeconfig_url(&plan.api_url, &hosts), a.auto_pki_validity)?,
         }
     }
@@ -241,6 +287,7 @@ async fn fetch(dir: &Path, url: &str, token: &str) -> anyhow::Result<()> {
             Err(e) => return Err(e.context(format!("--auto-pki: fetching the cluster CA from {url}"))),
         }
     };
+    // One certificate, and the one the token names: nothing else may ride along into trust.
     if !flotilla_pki::certificate_sha256(&ca_pem)?.eq_ignore_ascii_case(hash) {
         bail!("--auto-pki: the CA at {url} is not the one the server token names; not sending the secret");
     }
@@ -257,6 +304,7 @@ async fn fetch(dir: &Path, url: &str, token: &str) -> anyhow::Result<()> {
         bail!("--auto-pki: {url} handed over another CA than it serves");
     }
     let ca = Ca::from_pem(&ca_cert, &ca_key).context("--auto-pki: the CA handed over")?;
+    flotilla_pki::jwt::JwtSigner::from_pem(&sa_key).context("--auto-pki: the service account key handed over")?;
     write_private(&dir.join(SERVICE_ACCOUNT_KEY), &sa_key)?;
     write_private(&dir.join(TOKEN_FILE), &format!("{token}\n"))?;
     ca.save(dir)?;
@@ -267,7 +315,18 @@ async fn fetch(dir: &Path, url: &str, token: &str) -> anyhow::Result<()> {
 async fn fetch_ca(url: &str) -> anyhow::Result<String> {
     let mut conn = Conn::connect_with(url, Some(&ClientTls::unverified()?)).await?;
     let pem = conn.call(Method::GET, CA_PATH, None, StatusCode::OK).await?;
+    if pem.len() > MAX_CA_BYTES {
+        bail!("the CA certificate is {} bytes, over {MAX_CA_BYTES}", pem.len());
+    }
     Ok(String::from_utf8(pem.to_vec())?)
+}
+
+/// `dir`, made if missing, readable by its owner only.
+fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
 }
 
 /// Renew this replica's server certificate in `dir` two thirds into its lifetime, for
@@ -278,7 +337,8 @@ pub async fn renew(dir: PathBuf, hosts: Vec<String>, validity: Duration, cancel:
             Ok(pem) => flotilla_pki::renew_at(&pem),
             Err(_) => SystemTime::now(),
         };
-        let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+        // At least a second between renewals, whatever the certificate says.
+        let wait = due.duration_since(SystemTime::now()).unwrap_or_default().max(Duration::from_secs(1));
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -315,6 +375,15 @@ mod tests {
     }
 
     #[test]
+    fn a_second_certificate_cannot_ride_along_with_the_hashed_ca() {
+        let hour = Duration::from_secs(3600);
+        let (ca, rogue) = (Ca::generate("ca", hour).unwrap(), Ca::generate("rogue", hour).unwrap());
+        assert_eq!(flotilla_pki::certificate_sha256(ca.cert_pem()).unwrap().len(), 64);
+        let both = format!("{}{}", ca.cert_pem(), rogue.cert_pem());
+        assert!(flotilla_pki::certificate_sha256(&both).is_err(), "two certificates are refused before hashing");
+    }
+
+    #[test]
     fn the_certificate_covers_every_url_host_but_wildcards() {
         let urls = ["https://10.0.0.1:2380", "https://0.0.0.0:6443", "https://[fd00::1]:2379", "https://n1.lan:2379"];
         let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
@@ -328,6 +397,24 @@ mod tests {
         assert_eq!(kubeconfig_url("https://0.0.0.0:6443", &hosts), "https://10.0.0.1:6443");
         assert_eq!(kubeconfig_url("https://10.0.0.9:6443", &hosts), "https://10.0.0.9:6443");
         assert_eq!(kubeconfig_url("https://0.0.0.0:7000", &hosts[..2]), "https://127.0.0.1:7000");
+    }
+
+    #[test]
+    fn https_without_certificate_flags_means_auto_pki() {
+        let (store, mut api) = (StoreSecurityArgs::default(), ApiSecurityArgs::default());
+        let https = ["https://127.0.0.1:2379", "https://127.0.0.1:6443"];
+        let mut a = AutoPkiArgs::default();
+        imply(&mut a, &https, false, &store, &api).unwrap();
+        assert!(a.auto_pki, "TLS by default");
+        let mut plain = AutoPkiArgs::default();
+        imply(&mut plain, &["http://127.0.0.1:6443", "https://127.0.0.1:2379"], false, &store, &api).unwrap();
+        assert!(!plain.auto_pki);
+        let err = imply(&mut AutoPkiArgs::default(), &https, true, &store, &api).unwrap_err().to_string();
+        assert!(err.contains("--server-token"), "{err}");
+        api.tls_cert_file = Some("/x/server.crt".into());
+        let mut files = AutoPkiArgs::default();
+        imply(&mut files, &https, true, &store, &api).unwrap();
+        assert!(!files.auto_pki, "certificate flags: the files given");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod join;
 mod lb;
 mod member;
 mod pki;
+mod plaintext;
 mod server;
 mod snapshot;
 mod status;

@@ -185,25 +185,31 @@ pub fn kubeconfig(server: &str, ca_pem: &str, client: &Issued) -> String {
     )
 }
 
-/// Write `text` to `path` readable by its owner only (it holds a private key or a token).
-/// Whatever was at `path` is removed first and the file is created anew (never opened
-/// through a symlink, never keeping an older file's mode).
+/// Write `text` to `path` readable by its owner only (it holds a private key or a token):
+/// into a new temporary file next to it (never opened through a symlink, never keeping an
+/// older file's mode), synced, then renamed over `path`, so a crash leaves the old file or
+/// the new one, never half of one.
 pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::remove_file(path) {
+    let name = path.file_name().with_context(|| format!("{} names no file", path.display()))?;
+    let temp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    match std::fs::remove_file(&temp) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("replacing {}", path.display()));
+            return Err(e).with_context(|| format!("removing {}", temp.display()));
         }
         _ => {}
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -37,13 +37,13 @@ pub struct ServerArgs {
     #[arg(long, env = "FLOTILLA_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// URLs to serve the etcd v3 API on (comma-separated).
-    #[arg(long, env = "FLOTILLA_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    #[arg(long, env = "FLOTILLA_LISTEN_CLIENT_URLS", default_value = "https://127.0.0.1:2379")]
     listen_client_urls: String,
     /// Client URLs to advertise to the cluster [default: --listen-client-urls].
     #[arg(long, env = "FLOTILLA_ADVERTISE_CLIENT_URLS")]
     advertise_client_urls: Option<String>,
     /// URL to serve Raft and forwarding to other members on.
-    #[arg(long, env = "FLOTILLA_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    #[arg(long, env = "FLOTILLA_LISTEN_PEER_URLS", default_value = "https://127.0.0.1:2380")]
     listen_peer_urls: String,
     /// Peer URL to advertise to the cluster [default: --listen-peer-urls].
     #[arg(long, env = "FLOTILLA_INITIAL_ADVERTISE_PEER_URLS")]
@@ -64,8 +64,9 @@ pub struct ServerArgs {
     #[arg(long, env = "FLOTILLA_ELECTION_TIMEOUT", default_value_t = 1000)]
     election_timeout: u64,
     /// URL to serve the Kubernetes API on: `https://` (with --tls-cert-file and
-    /// --tls-private-key-file) or plain `http://`; `--listen-api-url ''` turns it off.
-    #[arg(long, env = "FLOTILLA_LISTEN_API_URL", default_value = "http://127.0.0.1:6443")]
+    /// --tls-private-key-file, or --auto-pki) or, with --insecure-plaintext, `http://`;
+    /// `--listen-api-url ''` turns it off.
+    #[arg(long, env = "FLOTILLA_LISTEN_API_URL", default_value = "https://127.0.0.1:6443")]
     listen_api_url: String,
     /// Seal Secrets at rest with these keys: `name=<base64 of 32 random bytes>` per line, the
     /// first sealing new writes, all opening (rotation: prepend a new key, restart every
@@ -153,6 +154,10 @@ pub struct ServerArgs {
     store_security: crate::store_security::StoreSecurityArgs,
     #[command(flatten)]
     auto_pki: crate::auto_pki::AutoPkiArgs,
+    /// Allow plain http:// URLs: no TLS and no authentication on those ports. For local
+    /// experiments only; said loudly on stderr.
+    #[arg(long, env = "FLOTILLA_INSECURE_PLAINTEXT", default_value_t = false)]
+    insecure_plaintext: bool,
 }
 
 /// How long SIGTERM waits for the replica to stop before the process exits anyway.
@@ -172,6 +177,20 @@ pub async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
         urls::socket_addr_tls(u)?;
     }
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.flotilla", args.name)));
+    let every_url: Vec<&String> = [&peer_url, &args.listen_peer_urls, &args.listen_api_url]
+        .into_iter()
+        .chain(&client_listen)
+        .chain(&advertise)
+        .filter(|u| !u.is_empty())
+        .collect();
+    crate::plaintext::check("URL", &every_url, args.insecure_plaintext)?;
+    crate::auto_pki::imply(
+        &mut args.auto_pki,
+        &every_url,
+        args.join.is_some(),
+        &args.store_security,
+        &args.api_security,
+    )?;
     let plan = crate::auto_pki::Plan {
         data_dir: &data_dir,
         urls: [&peer_url, &args.listen_peer_urls]
@@ -181,6 +200,7 @@ pub async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
             .cloned()
             .collect(),
         api_url: args.listen_api_url.clone(),
+        joining: args.join.is_some(),
     };
     let auto_pki =
         crate::auto_pki::prepare(&args.auto_pki, &plan, &mut args.store_security, &mut args.api_security).await?;

@@ -39,9 +39,10 @@ pub fn certificates_der(pem: &str) -> Result<Vec<Vec<u8>>> {
     Ok(certificates(pem, "certificate")?.into_iter().map(|c| c.as_ref().to_vec()).collect())
 }
 
-/// Hex SHA-256 of the DER of the first certificate in `pem` (how a join token names its CA).
+/// Hex SHA-256 of the DER of the one certificate in `pem` (how a join token names its CA);
+/// more than one is an error, so no other certificate can ride along with the hashed one.
 pub fn certificate_sha256(pem: &str) -> Result<String> {
-    let der = certificates(pem, "certificate")?.remove(0);
+    let der = single_certificate(pem, "certificate")?;
     let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
     Ok(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }

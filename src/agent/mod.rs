@@ -19,7 +19,7 @@ use runtime::{RuntimeArgs, RuntimeKind};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// A TOML file of flags (`server = ["http://…:6443", …]`, `node-ip = "…"`); flags given
+    /// A TOML file of flags (`server = ["https://…:6443", …]`, `node-ip = "…"`); flags given
     /// on the command line win.
     #[arg(long, value_name = "FILE")]
     #[allow(dead_code)] // read by `config_file::expand` before parsing
@@ -29,9 +29,14 @@ pub struct AgentArgs {
         long = "server",
         env = "FLOTILLA_AGENT_SERVERS",
         value_delimiter = ',',
-        default_value = "http://127.0.0.1:6443"
+        default_value = "https://127.0.0.1:6443"
     )]
     servers: Vec<String>,
+    /// Allow plain http:// --server URLs: no TLS, no authentication, and the agent's own
+    /// endpoint guarded only by a token every node can read. For local experiments only;
+    /// said loudly on stderr.
+    #[arg(long, env = "FLOTILLA_INSECURE_PLAINTEXT", default_value_t = false)]
+    insecure_plaintext: bool,
     /// The CA that signed the API servers' certificates (PEM); the agent speaks TLS to
     /// https:// --server URLs with --api-cert-file and --api-key-file, or with its own
     /// certificate, got with --token and kept in DATA_DIR/pki.
@@ -124,6 +129,7 @@ pub struct AgentArgs {
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    crate::plaintext::check("--server", &args.servers, args.insecure_plaintext)?;
     let mut config = AgentConfig {
         servers: args.servers.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         pod_resync: Duration::from_secs(args.pod_resync_seconds),

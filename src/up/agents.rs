@@ -147,7 +147,7 @@ pub fn plan(
                 dns_port.to_string(),
             ];
             let mut argv = argv;
-            argv.extend(tls.map(TlsInfo::agent_flags).unwrap_or_default());
+            argv.extend(tls.map(TlsInfo::agent_flags).unwrap_or_else(|| vec!["--insecure-plaintext".into()]));
             if runtime == RuntimeChoice::Containerd {
                 argv.extend(["--containerd-address".into(), containerd_socket.to_string_lossy().into_owned()]);
             }

@@ -146,7 +146,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         bail!("--replicas must be 1, 3, 5 or 7 (got {})", args.replicas);
     }
     if args.insecure_plaintext {
-        eprintln!("{}", tls::PLAINTEXT_WARNING);
+        eprintln!("{}", crate::plaintext::WARNING);
     }
     let mut cluster = plan(&args).await?;
     let demo = match cluster.agents.first() {
@@ -156,12 +156,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let steps = 2 + if cluster.agents.is_empty() { 0 } else { 2 } + usize::from(demo.is_some());
     let mut progress = Progress::new(steps);
     let mut children = Vec::new();
-    let started = match start(&mut cluster, demo, &mut children, &mut progress).await {
-        Ok(started) => started,
-        Err(e) => {
-            progress.failed();
-            stop(children).await;
-            return Err(e);
+    let mut attempt = 1;
+    let started = loop {
+        match start(&mut cluster, demo, &mut children, &mut progress).await {
+            Ok(started) => break started,
+            // Ports are chosen before the replicas bind them, so another process may take
+            // one first; a new cluster then starts over on new ports.
+            Err(e) if cluster.fresh && attempt < PORT_ATTEMPTS && port_taken(&e) => {
+                progress.failed();
+                stop(std::mem::take(&mut children)).await;
+                eprintln!("flotilla: a port was taken by another process; starting over on new ports");
+                attempt += 1;
+                cluster = replan(&args, cluster).await?;
+                progress = Progress::new(steps);
+            }
+            Err(e) => {
+                progress.failed();
+                stop(children).await;
+                return Err(e);
+            }
         }
     };
     let (file, kubeconfig) = (cluster.file(), cluster.kubeconfig());
@@ -187,6 +200,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many times a new cluster may start over because a port it chose was taken.
+const PORT_ATTEMPTS: usize = 3;
+
+/// Whether `e` is a replica that exited because it could not listen on its port.
+fn port_taken(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("exited") && (text.contains("cannot listen") || text.contains("already in use"))
+}
+
+/// A new cluster planned again on new ports, its replicas' data removed (they never got
+/// going: nothing of theirs is kept).
+async fn replan(args: &UpArgs, c: Cluster) -> anyhow::Result<Cluster> {
+    for r in &c.replicas {
+        std::fs::remove_dir_all(&r.data_dir)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .with_context(|| format!("removing {}", r.data_dir.display()))?;
+    }
+    fresh(args, c.dir, c.tls).await
+}
+
 /// The processes of a new cluster, or those `DIR/cluster.json` lists.
 async fn plan(args: &UpArgs) -> anyhow::Result<Cluster> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
@@ -204,19 +237,24 @@ async fn plan(args: &UpArgs) -> anyhow::Result<Cluster> {
             Ok(Cluster { dir, replicas, agents, lb, tls, fresh: false })
         }
         Err(_) => {
-            let nodes: Vec<String> = (1..=args.agents).map(agents::node_name).collect();
             let tls = match args.insecure_plaintext {
                 true => None,
                 false => Some(TlsInfo::create(&dir.join("pki")).context("making the cluster's certificates")?),
             };
-            let replicas = fresh_plan(&dir, args.replicas, args.node_monitor_grace_period, tls.as_ref())?;
-            let socket = &args.containerd_address;
-            let runtime = agents::resolve(args.agent_runtime, args.agents, socket).await?;
-            let agents = agents::plan(&dir, &replicas, &nodes, runtime, socket, tls.as_ref())?;
-            let lb = access::plan_lb(&replicas, tls.as_ref())?;
-            Ok(Cluster { dir, replicas, agents, lb, tls, fresh: true })
+            fresh(args, dir, tls).await
         }
     }
+}
+
+/// A new cluster in `dir`, on ports chosen now.
+async fn fresh(args: &UpArgs, dir: PathBuf, tls: Option<TlsInfo>) -> anyhow::Result<Cluster> {
+    let nodes: Vec<String> = (1..=args.agents).map(agents::node_name).collect();
+    let replicas = fresh_plan(&dir, args.replicas, args.node_monitor_grace_period, tls.as_ref())?;
+    let socket = &args.containerd_address;
+    let runtime = agents::resolve(args.agent_runtime, args.agents, socket).await?;
+    let agents = agents::plan(&dir, &replicas, &nodes, runtime, socket, tls.as_ref())?;
+    let lb = access::plan_lb(&replicas, tls.as_ref())?;
+    Ok(Cluster { dir, replicas, agents, lb, tls, fresh: true })
 }
 
 /// What [`start`] found out.
@@ -369,7 +407,7 @@ fn fresh_plan(dir: &Path, n: usize, node_grace: u64, tls: Option<&TlsInfo>) -> a
                 "--node-monitor-grace-period".into(),
                 node_grace.to_string(),
             ];
-            argv.extend(tls.map(TlsInfo::replica_flags).unwrap_or_default());
+            argv.extend(tls.map(TlsInfo::replica_flags).unwrap_or_else(|| vec!["--insecure-plaintext".into()]));
             let peer_url = peer_urls[i].clone();
             ReplicaInfo { name: names[i].clone(), pid: 0, argv, client_url, peer_url, api_url, data_dir }
         })
@@ -438,10 +476,11 @@ async fn wait_ready(
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         // `children` holds the replicas, in order, then the balancer.
-        let names = plan.iter().map(|r| r.name.as_str()).chain(["the load balancer"]);
-        for (c, name) in children.iter_mut().zip(names) {
+        let names = plan.iter().map(|r| (r.name.as_str(), r.name.as_str())).chain([("the load balancer", "lb")]);
+        for (c, (name, file)) in children.iter_mut().zip(names) {
             if let Some(status) = c.try_wait()? {
-                bail!("{name} exited ({status}); see its log in {}", logs_dir(plan));
+                let log = Path::new(&logs_dir(plan)).join(format!("{file}.log"));
+                bail!("{name} exited ({status}); the end of {}:\n{}", log.display(), log_tail(&log, 5));
             }
         }
         if let Some(leader) = agreed_leader(plan, etcd_tls.as_ref()).await {
@@ -454,6 +493,13 @@ async fn wait_ready(
         }
         tokio::time::sleep(PROBE_INTERVAL).await;
     }
+}
+
+/// The last `n` lines of the log at `path` (what a process that exited said last).
+fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The directory the logs are in (next to the replicas' data dirs).
@@ -516,5 +562,30 @@ async fn stop(children: Vec<Child>) {
         if tokio::time::timeout(STOP_GRACE, c.wait()).await.is_err() {
             let _ = c.kill().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_replica_that_could_not_listen_starts_the_cluster_over() {
+        let taken = anyhow::anyhow!("r1 exited (exit status: 1); the end of r1.log:\nError: cannot listen on https://127.0.0.1:40001\n\nCaused by:\n    Address already in use (os error 98)");
+        assert!(port_taken(&taken));
+        let other = anyhow::anyhow!(
+            "r1 exited (exit status: 1); the end of r1.log:\nError: --initial-cluster must list this member"
+        );
+        assert!(!port_taken(&other));
+        assert!(!port_taken(&anyhow::anyhow!("the cluster did not elect a leader within 60s")));
+    }
+
+    #[test]
+    fn a_log_tail_is_its_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("r1.log");
+        std::fs::write(&log, "a\nb\nc\nd\n").unwrap();
+        assert_eq!(log_tail(&log, 2), "c\nd");
+        assert_eq!(log_tail(&dir.path().join("none.log"), 2), "");
     }
 }

@@ -133,13 +133,6 @@ pub fn scheme(tls: Option<&TlsInfo>) -> &'static str {
     }
 }
 
-/// Said on stderr when `--insecure-plaintext` is given, before anything starts.
-pub const PLAINTEXT_WARNING: &str = "\
-flotilla: WARNING: --insecure-plaintext: the Kubernetes API, the etcd API, Raft and the agents'
-flotilla: WARNING: endpoints are plain HTTP without authentication. Anyone who can reach these
-flotilla: WARNING: loopback ports (any user of this machine) can read every Secret and run
-flotilla: WARNING: anything on the agents. For local experiments only.";
-
 #[cfg(test)]
 mod tests {
     use super::*;

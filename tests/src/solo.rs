@@ -44,6 +44,8 @@ impl Solo {
             .arg(self.dir.join("data"))
             .args(["--listen-client-urls", &self.client, "--listen-peer-urls", &self.peer])
             .args(["--listen-api-url", &self.api])
+            // The store's ports are plain HTTP (SecureSolo puts only the API on https).
+            .arg("--insecure-plaintext")
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)

@@ -45,7 +45,7 @@ fn an_agent_given_one_replica_carries_on_after_that_replica_dies() {
     let log = std::fs::File::create(c.dir.path().join("solo.log")).expect("agent log");
     let child = Command::new(flotilla_bin())
         .args(["agent", "--runtime", "fake", "--node-name", NODE, "--port", "0", "--address", "127.0.0.1"])
-        .args(["--node-ip", "127.0.0.1", "--server", &c.replicas[leader].api_url])
+        .args(["--node-ip", "127.0.0.1", "--server", &c.replicas[leader].api_url, "--insecure-plaintext"])
         .arg("--data-dir")
         .arg(data.path())
         .stdout(Stdio::null())

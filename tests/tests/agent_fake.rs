@@ -23,7 +23,7 @@ fn start_agent(c: &UpCluster, data_dir: &std::path::Path) -> Agent {
     let servers: Vec<&str> = c.replicas.iter().map(|r| r.api_url.as_str()).collect();
     let child = Command::new(flotilla_bin())
         .args(["agent", "--runtime", "fake", "--simulate", "2", "--node-name-prefix", "sim-"])
-        .args(["--server", &servers.join(",")])
+        .args(["--server", &servers.join(","), "--insecure-plaintext"])
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::null())

@@ -278,6 +278,7 @@ fn security_flags_without_https_or_a_key_stop_the_server_with_the_reason() {
             .args(["server", "--name", "solo", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &solo.client, "--listen-peer-urls", &solo.peer, "--listen-api-url", api])
+            .arg("--insecure-plaintext")
             .args(extra)
             .output()
             .expect("flotilla runs");

@@ -1,5 +1,6 @@
-//! `flotilla server --auto-pki` with the real binary: the first replica makes the cluster's
-//! CA, certificates, admin kubeconfig and server token; a second replica joins with the
+//! `flotilla server --auto-pki` with the real binary: plain HTTP is refused without
+//! `--insecure-plaintext`; the first replica, given https:// URLs and no certificate flags,
+//! makes the cluster's CA, certificates, admin kubeconfig and server token; a second replica joins with the
 //! token and gets the CA from it; a replica with a wrong secret, or with a token naming
 //! another CA, gets nothing and stops. The joined replica's server certificate (45 s here)
 //! is renewed by the replica itself, and its API still answers after the first certificate
@@ -26,7 +27,7 @@ fn server(dir: &Path, name: &'static str, extra: &[&str]) -> (Replica, Proc) {
         client: format!("https://127.0.0.1:{}", free_port()),
     };
     let mut cmd = Command::new(flotilla_bin());
-    cmd.args(["server", "--name", name, "--auto-pki", "--auto-pki-validity", "45s", "--data-dir"])
+    cmd.args(["server", "--name", name, "--auto-pki-validity", "45s", "--data-dir"])
         .arg(dir.join(name))
         .args(["--listen-api-url", &r.api, "--listen-client-urls", &r.client])
         .args(["--listen-peer-urls", &format!("https://127.0.0.1:{}", free_port())])
@@ -47,7 +48,7 @@ fn members(pki: &Path, endpoints: &str) -> String {
 
 /// Start a replica that must fail to get the PKI; its log.
 fn refused(dir: &Path, name: &'static str, api: &str, token: &str) -> String {
-    let (_, mut p) = server(dir, name, &["--join-api-url", api, "--server-token", token]);
+    let (_, mut p) = server(dir, name, &["--auto-pki", "--join-api-url", api, "--server-token", token]);
     let exit = wait_for(Duration::from_secs(30), "the replica gives up", || p.0.try_wait().expect("wait"));
     assert!(!exit.success());
     assert!(!dir.join(name).join("pki/ca.crt").exists(), "{name} got no CA");
@@ -58,6 +59,17 @@ fn refused(dir: &Path, name: &'static str, api: &str, token: &str) -> String {
 fn replicas_make_share_and_renew_the_clusters_pki() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
+    // Plain HTTP is refused without --insecure-plaintext, and says why.
+    let plain = Command::new(flotilla_bin())
+        .args(["server", "--name", "plain", "--data-dir"])
+        .arg(dir.join("plain"))
+        .args(["--listen-api-url", &format!("http://127.0.0.1:{}", free_port())])
+        .output()
+        .expect("flotilla runs");
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert!(!plain.status.success() && said.contains("--insecure-plaintext"), "{said}");
+
+    // The first replica: https:// URLs and no certificate flags mean --auto-pki.
     let (n1, _p1) = server(dir, "n1", &[]);
     let pki = dir.join("n1/pki");
     let admin = Kubectl::with_kubeconfig(&pki.join("admin.kubeconfig"));
@@ -69,7 +81,8 @@ fn replicas_make_share_and_renew_the_clusters_pki() {
     assert!(token.starts_with("F10") && token.contains("::"), "{token}");
 
     // The second replica joins with the token, over TLS it never had files for.
-    let (n2, _p2) = server(dir, "n2", &["--join", &n1.client, "--join-api-url", &n1.api, "--server-token", token]);
+    let joining = ["--auto-pki", "--join", &n1.client, "--join-api-url", &n1.api, "--server-token", token];
+    let (n2, _p2) = server(dir, "n2", &joining);
     wait_for(Duration::from_secs(60), "n2 joined as a voter", || {
         let list = members(&pki, &n1.client);
         list.lines().any(|l| l.contains(n2.name) && l.contains("voter")).then_some(())

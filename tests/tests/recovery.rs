@@ -55,7 +55,7 @@ impl Ports {
             .args(["server", "--name", &self.name, "--data-dir"])
             .arg(data)
             .args(["--listen-client-urls", &self.client, "--listen-peer-urls", &self.peer])
-            .args(["--listen-api-url", &self.api])
+            .args(["--listen-api-url", &self.api, "--insecure-plaintext"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("log file"))
@@ -231,7 +231,7 @@ fn a_dead_replica_is_replaced_by_a_fresh_one_that_joins_and_is_promoted() {
         .args(["server", "--name", "dup", "--data-dir"])
         .arg(c.dir.path().join("dup"))
         .args(["--listen-peer-urls", &fresh.peer, "--listen-client-urls", &format!("http://127.0.0.1:{}", free_port())])
-        .args(["--listen-api-url", "", "--join", &live, "--initial-cluster-token", &token])
+        .args(["--listen-api-url", "", "--join", &live, "--initial-cluster-token", &token, "--insecure-plaintext"])
         .output()
         .expect("run");
     assert!(!again.status.success());

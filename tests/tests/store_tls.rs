@@ -29,7 +29,7 @@ fn server(dir: &Path, pki: &Path, m: &Member, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(flotilla_bin());
     cmd.args(["server", "--name", &m.name, "--data-dir"])
         .arg(dir.join(&m.name))
-        .args(["--listen-api-url", &format!("http://127.0.0.1:{}", free_port())])
+        .args(["--listen-api-url", &format!("http://127.0.0.1:{}", free_port()), "--insecure-plaintext"])
         .args(["--listen-peer-urls", &m.peer, "--listen-client-urls", &m.client])
         .args(["--peer-cert-file", &file("server.crt"), "--peer-key-file", &file("server.key")])
         .args(["--peer-trusted-ca-file", &file("ca.crt")])

@@ -271,6 +271,8 @@ impl Cluster {
             argv.push(flag.into());
             argv.push(value);
         }
+        // The harness's clients speak plain HTTP (docs/JEPSEN.md).
+        argv.push("--insecure-plaintext".into());
         argv.extend(self.opts.extra_server_args.iter().cloned());
         argv
     }

@@ -314,13 +314,25 @@ async fn signal_and_wait(inner: &Inner, id: &str, signal: i32, limit: Duration) 
         // An exited task refuses signals; the wait below tells.
         tracing::debug!(container = id, error = %s.message(), "signal not delivered");
     }
+    let deadline = tokio::time::Instant::now() + limit;
     let mut tasks = api.tasks();
     let wait = tasks.wait(api.req(WaitRequest { container_id: id.into(), exec_id: String::new() }));
-    match tokio::time::timeout(limit, wait).await {
+    match tokio::time::timeout_at(deadline, wait).await {
         Err(_) => Ok(false),
         Ok(Ok(_)) => Ok(true),
         Ok(Err(s)) if client::is_not_found(&s) => Ok(true),
-        Ok(Err(s)) => Err(failed("task", id, s)),
+        // The wait's connection to the shim can close as the task exits ("ttrpc: closed"):
+        // the task's status tells whether it did.
+        Ok(Err(s)) => {
+            tracing::debug!(container = id, error = %s.message(), "wait failed; polling the task's status");
+            while tokio::time::Instant::now() < deadline {
+                if matches!(task_status(inner, id).await?, None | Some(TaskStatus::Stopped)) {
+                    return Ok(true);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(failed("task", id, s))
+        }
     }
 }
 

@@ -38,7 +38,7 @@ impl Agent {
         let log = std::fs::File::create(dir.join("agent.log")).context("creating agent.log")?;
         let child = Command::new(&binary)
             .args(["agent", "--runtime", "fake", "--simulate", &NODES.to_string()])
-            .args(["--node-name-prefix", prefix, "--server", &urls.join(",")])
+            .args(["--node-name-prefix", prefix, "--server", &urls.join(","), "--insecure-plaintext"])
             .arg("--data-dir")
             .arg(dir.join("data"))
             .stdin(Stdio::null())
