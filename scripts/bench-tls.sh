@@ -20,10 +20,12 @@ start() {
   local scheme=$1 dir=$2
   shift 2
   local cluster="n1=$scheme://127.0.0.1:23180,n2=$scheme://127.0.0.1:23280,n3=$scheme://127.0.0.1:23380"
+  local plain=()
+  [ "$scheme" = http ] && plain=(--insecure-plaintext)
   for i in 1 2 3; do
     "$bin" server --name "n$i" --data-dir "$dir/n$i" --listen-api-url "" \
       --listen-peer-urls "$scheme://127.0.0.1:23${i}80" --listen-client-urls "$scheme://127.0.0.1:23${i}79" \
-      --initial-cluster "$cluster" "$@" >"$dir/n$i.log" 2>&1 &
+      --initial-cluster "$cluster" "${plain[@]}" "$@" >"$dir/n$i.log" 2>&1 &
     echo $! >"$dir/n$i.pid"
   done
 }

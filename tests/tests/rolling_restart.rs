@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,8 +65,9 @@ fn with_retries(endpoints: &[String], first: usize, args: &[&str]) -> (Result<St
     (last, ATTEMPTS)
 }
 
-/// Write a fresh key, then read it back (linearizable), until `stop`.
-fn client(id: usize, endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Report {
+/// Write a fresh key, then read it back (linearizable), until `stop`; `written` counts the
+/// acknowledged writes of every client as they happen.
+fn client(id: usize, endpoints: Vec<String>, stop: Arc<AtomicBool>, written: Arc<AtomicUsize>) -> Report {
     let mut r = Report::default();
     let mut n = id;
     while !stop.load(Ordering::SeqCst) {
@@ -77,6 +78,7 @@ fn client(id: usize, endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Report {
         match put {
             Ok(_) => {
                 r.acked.insert(key.clone(), value.clone());
+                written.fetch_add(1, Ordering::SeqCst);
             }
             Err(e) => {
                 r.failed.push(format!("put {key}: {e}"));
@@ -146,12 +148,20 @@ fn rolling_restart_under_client_load_fails_no_request() {
     let mut c = UpCluster::start(3).expect("cluster");
     let endpoints: Vec<String> = c.replicas.iter().map(|r| r.client_url.clone()).collect();
     let stop_client = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
     let load: Vec<_> = (0..CLIENTS)
         .map(|id| {
-            let (endpoints, stop) = (endpoints.clone(), stop_client.clone());
-            std::thread::spawn(move || client(id, endpoints, stop))
+            let (endpoints, stop, written) = (endpoints.clone(), stop_client.clone(), written.clone());
+            std::thread::spawn(move || client(id, endpoints, stop, written))
         })
         .collect();
+    // The load must overlap every step: each waits until the clients have written more
+    // since the step before (however fast the restarts are on this machine).
+    let writes_since = |mark: usize, what: &str| {
+        wait_for(Duration::from_secs(60), what, || (written.load(Ordering::SeqCst) >= mark + 2).then_some(()));
+        written.load(Ordering::SeqCst)
+    };
+    let mut mark = writes_since(0, "the clients writing before the restarts");
 
     // Followers first, then the leader, after handing leadership to a restarted follower:
     // one leadership change in all, and never an election.
@@ -176,6 +186,7 @@ fn rolling_restart_under_client_load_fails_no_request() {
         c.restart(i).expect("restart the replica");
         wait_caught_up(&c, i);
         took.push(format!("{}: down and catching up {:?}", c.replicas[i].name, stopped.elapsed()));
+        mark = writes_since(mark, "the clients writing after the restart");
     }
     stop_client.store(true, Ordering::SeqCst);
     let mut report = Report::default();
@@ -189,7 +200,7 @@ fn rolling_restart_under_client_load_fails_no_request() {
     eprintln!("rolling restart: {} operations, {} needed another endpoint; {took:?}", report.ops, report.retried);
     assert!(report.failed.is_empty(), "operations failed on every endpoint: {:#?}", report.failed);
     assert!(report.stale.is_empty(), "reads missed an acknowledged write: {:#?}", report.stale);
-    assert!(report.acked.len() >= 10, "the client kept working: {} writes", report.acked.len());
+    assert!(report.acked.len() >= 8, "the clients kept working through the steps: {} writes", report.acked.len());
     // Every acknowledged write survived the three restarts.
     let all = etcdctl_ok(&c.endpoints(), &["get", "--prefix", "rr/"]);
     let seen: BTreeMap<String, String> =
