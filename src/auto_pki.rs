@@ -63,8 +63,17 @@ pub struct AutoPkiArgs {
     /// replica then fetches the cluster's CA from --join-api-url.
     #[arg(long, env = "FLOTILLA_SERVER_TOKEN", hide_env_values = true, requires = "join_api_url")]
     pub server_token: Option<String>,
+    /// The same, read from a file (the command line is visible to every user of the machine).
+    #[arg(
+        long,
+        env = "FLOTILLA_SERVER_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "server_token",
+        requires = "join_api_url"
+    )]
+    pub server_token_file: Option<PathBuf>,
     /// With --server-token: a running replica's Kubernetes API (https://host:6443).
-    #[arg(long, env = "FLOTILLA_JOIN_API_URL", value_name = "URL", requires = "server_token")]
+    #[arg(long, env = "FLOTILLA_JOIN_API_URL", value_name = "URL")]
     pub join_api_url: Option<String>,
     /// With --auto-pki: more names or addresses for this replica's server certificate (its
     /// URLs' hosts, localhost and 127.0.0.1 are always in it).
@@ -102,7 +111,7 @@ pub fn imply<S: AsRef<str>>(
     if a.auto_pki || !all_https || refuse_given_files(store, api).is_err() {
         return Ok(());
     }
-    if joining && a.server_token.is_none() {
+    if joining && a.server_token.is_none() && a.server_token_file.is_none() {
         bail!(
             "a replica that joins over https:// needs certificate flags, or --server-token and --join-api-url \
              (the first replica's DATA_DIR/pki/server-token, with --auto-pki)"
@@ -122,10 +131,22 @@ pub async fn prepare(
     api: &mut ApiSecurityArgs,
 ) -> anyhow::Result<Option<(Arc<ClusterPki>, Vec<String>)>> {
     if !a.auto_pki {
-        if a.server_token.is_some() || !a.tls_san.is_empty() {
-            bail!("--server-token and --tls-san need --auto-pki");
+        if a.server_token.is_some() || a.server_token_file.is_some() || !a.tls_san.is_empty() {
+            bail!("--server-token, --server-token-file and --tls-san need --auto-pki");
         }
         return Ok(None);
+    }
+    let token = match &a.server_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--server-token-file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => a.server_token.clone(),
+    };
+    if a.join_api_url.is_some() != token.is_some() {
+        bail!("--join-api-url and --server-token (or --server-token-file) go together");
     }
     refuse_given_files(store, api)?;
     if plan.api_url.is_empty() {
@@ -148,7 +169,7 @@ pub async fn prepare(
     }
     let hosts = hosts(&plan.urls, &a.tls_san);
     if !dir.join("ca.crt").exists() {
-        match (&a.server_token, &a.join_api_url) {
+        match (&token, &a.join_api_url) {
             (Some(token), Some(url)) => fetch(&dir, url, token).await?,
             _ if plan.joining => bail!(
                 "--auto-pki with --join needs --server-token and --join-api-url: a CA of this replica's own would \
@@ -158,7 +179,11 @@ pub async fn prepare(
         }
     }
     let ca = Ca::load(&dir).context("the CA in DATA_DIR/pki")?;
-    if !dir.join("server.crt").exists() {
+    let current = std::fs::read_to_string(dir.join("server.crt")).ok();
+    if !current.as_deref().is_some_and(|pem| covers(pem, &hosts)) {
+        if current.is_some() {
+            tracing::info!(?hosts, "--auto-pki: this replica's hosts changed; issuing its server certificate again");
+        }
         crate::pki::issue_replica(&ca, &dir, &hosts, a.auto_pki_validity)?;
     }
     set_flags(&dir, store, api);
@@ -208,6 +233,15 @@ fn set_flags(dir: &Path, store: &mut StoreSecurityArgs, api: &mut ApiSecurityArg
     (api.cluster_signing_cert_file, api.cluster_signing_key_file) = (file("ca.crt"), file("ca.key"));
     api.service_account_signing_key_file = file(SERVICE_ACCOUNT_KEY);
     api.enable_bootstrap_token_auth = true;
+}
+
+/// Whether certificate `pem` names every one of `hosts` (IP addresses compared as addresses).
+fn covers(pem: &str, hosts: &[String]) -> bool {
+    let canonical =
+        |h: &str| h.parse::<std::net::IpAddr>().map_or_else(|_| h.to_ascii_lowercase(), |ip| ip.to_string());
+    let Ok(named) = flotilla_pki::certificate_hosts(pem) else { return false };
+    let named: Vec<String> = named.iter().map(|h| canonical(h)).collect();
+    hosts.iter().all(|h| named.contains(&canonical(h)))
 }
 
 /// The hosts of `urls` (but not the wildcard addresses), `extra`, localhost and 127.0.0.1.
@@ -381,6 +415,19 @@ mod tests {
         assert_eq!(flotilla_pki::certificate_sha256(ca.cert_pem()).unwrap().len(), 64);
         let both = format!("{}{}", ca.cert_pem(), rogue.cert_pem());
         assert!(flotilla_pki::certificate_sha256(&both).is_err(), "two certificates are refused before hashing");
+    }
+
+    #[test]
+    fn a_certificate_is_issued_again_when_the_hosts_grow() {
+        let ca = Ca::generate("ca", Duration::from_secs(3600)).unwrap();
+        let hosts = |h: &[&str]| h.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        let issued = ca.issue_server("s", &[], &hosts(&["127.0.0.1", "localhost", "fd00::1"]), MIN_VALIDITY).unwrap();
+        assert!(
+            covers(&issued.cert_pem, &hosts(&["localhost", "FD00:0::1"])),
+            "a subset, an address spelled otherwise"
+        );
+        assert!(!covers(&issued.cert_pem, &hosts(&["127.0.0.1", "lb.example"])), "a new --tls-san");
+        assert!(!covers("garbage", &hosts(&["localhost"])));
     }
 
     #[test]

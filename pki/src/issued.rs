@@ -44,6 +44,30 @@ pub fn validity(cert_pem: &str) -> Result<(SystemTime, SystemTime)> {
     Ok((v.not_before.to_datetime().into(), v.not_after.to_datetime().into()))
 }
 
+/// The hosts a certificate names in its subjectAltName: DNS names as written, IP addresses
+/// in their canonical text form.
+pub fn certificate_hosts(cert_pem: &str) -> Result<Vec<String>> {
+    use x509_parser::extensions::GeneralName;
+    let der = encoding::certificates(cert_pem, "certificate")?.remove(0);
+    let cert = encoding::parse_certificate(&der, "certificate")?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| crate::PkiError::Certificate { what: "certificate", reason: e.to_string() })?;
+    let names = san.map(|s| s.value.general_names.clone()).unwrap_or_default();
+    Ok(names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).ok()?).to_string()),
+                16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).ok()?).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect())
+}
+
 /// When a certificate is due for renewal: two thirds into its lifetime, counted from when it
 /// was issued (its not-before, which the CA backdates by [`crate::CLOCK_SKEW`]); now for a
 /// certificate that does not parse.
@@ -84,6 +108,20 @@ fn check_file_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificates_hosts_are_its_dns_names_and_addresses() {
+        let ca = crate::Ca::generate("ca", std::time::Duration::from_secs(86_400)).unwrap();
+        let hosts: Vec<String> =
+            ["127.0.0.1", "localhost", "fd00::1", "n1.lan"].iter().map(|h| h.to_string()).collect();
+        let issued = ca.issue_server("s", &[], &hosts, std::time::Duration::from_secs(300)).unwrap();
+        let mut got = certificate_hosts(&issued.cert_pem).unwrap();
+        got.sort();
+        let mut want = hosts.clone();
+        want.sort();
+        assert_eq!(got, want);
+        assert!(certificate_hosts("not a certificate").is_err());
+    }
 
     #[test]
     fn renewal_is_due_two_thirds_into_the_lifetime() {

@@ -53,7 +53,7 @@ pub use ca::Ca;
 pub use encoding::{certificate_sha256, certificates_der, read_pem};
 pub use error::{PkiError, Result};
 pub use identity::{cert_identity, CertIdentity};
-pub use issued::{renew_at, signing_request, validity, Issued};
+pub use issued::{certificate_hosts, renew_at, signing_request, validity, Issued};
 pub use profile::CLOCK_SKEW;
 pub use reload::CertFiles;
 pub use tls::{

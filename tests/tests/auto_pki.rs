@@ -81,7 +81,8 @@ fn replicas_make_share_and_renew_the_clusters_pki() {
     assert!(token.starts_with("F10") && token.contains("::"), "{token}");
 
     // The second replica joins with the token, over TLS it never had files for.
-    let joining = ["--auto-pki", "--join", &n1.client, "--join-api-url", &n1.api, "--server-token", token];
+    let token_file = pki.join("server-token").display().to_string();
+    let joining = ["--auto-pki", "--join", &n1.client, "--join-api-url", &n1.api, "--server-token-file", &token_file];
     let (n2, _p2) = server(dir, "n2", &joining);
     wait_for(Duration::from_secs(60), "n2 joined as a voter", || {
         let list = members(&pki, &n1.client);
