@@ -34,7 +34,6 @@ use anyhow::{bail, Context};
 use flotilla_apiserver::http::cluster_pki::{ClusterPki, BUNDLE_PATH, CA_PATH};
 use flotilla_pki::Ca;
 use hyper::{Method, StatusCode};
-use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::api_security::ApiSecurityArgs;
@@ -193,7 +192,7 @@ pub async fn prepare(
     let (_, secret) = parse_token(token.trim())?;
     let pki = ClusterPki {
         secret: secret.to_string(),
-        ca_cert: read("ca.crt")?,
+        ca_cert: ca.cert_pem().to_string(),
         ca_key: read("ca.key")?,
         service_account_key: read(SERVICE_ACCOUNT_KEY)?,
     };
@@ -277,11 +276,7 @@ fn found(dir: &Path, hosts: &[String], api_url: &str, validity: Duration) -> any
     let admin = crate::pki::issue_admin(&ca, dir, crate::pki::VALIDITY)?;
     crate::pki::service_account_key(dir)?;
     write_private(&dir.join("admin.kubeconfig"), &crate::pki::kubeconfig(api_url, ca.cert_pem(), &admin))?;
-    let secret: String = {
-        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-        let mut rng = rand::thread_rng();
-        (0..32).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
-    };
+    let secret = crate::token::random(32);
     let token = format!("{TOKEN_PREFIX}{}::{secret}", flotilla_pki::certificate_sha256(ca.cert_pem())?);
     write_private(&dir.join(TOKEN_FILE), &format!("{token}\n"))?;
     ca.save(dir)?;

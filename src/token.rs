@@ -99,7 +99,8 @@ async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
-fn random(len: usize) -> String {
+/// `len` random characters of `[a-z0-9]`.
+pub(crate) fn random(len: usize) -> String {
     let mut rng = rand::thread_rng();
     (0..len).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
 }

@@ -12,7 +12,6 @@
 //!   [`MOUNT_PATH`] in every container and init container that does not mount something
 //!   there already.
 
-use rand::Rng;
 use serde_json::{json, Value};
 
 use super::DEFAULT_NAME;
@@ -93,14 +92,12 @@ fn projected_volume(name: &str) -> Value {
     ]}})
 }
 
-/// `kube-api-access-` and five random characters (upstream's alphabet), not among `volumes`.
+/// `kube-api-access-` and a generateName suffix (five characters, upstream's alphabet), not
+/// among `volumes`.
 fn volume_name(volumes: &Value) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let taken = |n: &str| volumes.as_array().is_some_and(|v| v.iter().any(|v| v["name"].as_str() == Some(n)));
-    let mut rng = rand::thread_rng();
     loop {
-        let suffix: String = (0..5).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
-        let name = format!("{VOLUME_PREFIX}{suffix}");
+        let name = crate::registry::meta::generated_name(VOLUME_PREFIX);
         if !taken(&name) {
             return name;
         }

@@ -39,10 +39,12 @@ pub async fn create(
         ));
     };
     check_type(&body)?;
-    // A node learns nothing of objects it has no business with: its checks come first.
-    if let Some(node) = node {
-        check_node(registry, node, namespace, name, &body["spec"]["boundObjectRef"]).await?;
-    }
+    // A node learns nothing of objects it has no business with: its checks come first, and
+    // the pod they read is the one the token is bound to.
+    let checked_pod = match node {
+        Some(node) => Some(check_node(registry, node, namespace, name, &body["spec"]["boundObjectRef"]).await?),
+        None => None,
+    };
     let lifetime = lifetime(&body["spec"]["expirationSeconds"], name, accounts.max_expiration)?;
     let audiences = audiences(&body["spec"]["audiences"], accounts)?;
     let sa_res = resources::lookup("", "v1", "serviceaccounts").expect("served");
@@ -51,7 +53,7 @@ pub async fn create(
     let reference = &body["spec"]["boundObjectRef"];
     let (bound, node_of_pod) = match reference.is_null() {
         true => (None, None),
-        false => bind(registry, namespace, name, reference).await?,
+        false => bind(registry, namespace, name, reference, checked_pod).await?,
     };
     let grant = Grant {
         namespace: namespace.to_string(),
@@ -132,13 +134,14 @@ fn audiences(requested: &Value, accounts: &ServiceAccounts) -> ApiResult<Vec<Str
         .ok_or_else(|| ApiError::BadRequest("spec.audiences must be non-empty strings".into()))
 }
 
-/// The object `reference` names, checked (see the module doc), and a bound pod's node
-/// (name, uid).
+/// The object `reference` names (`known` when it was read already), checked (see the module
+/// doc), and a bound pod's node (name, uid).
 async fn bind(
     registry: &Registry,
     namespace: &str,
     account: &str,
     reference: &Value,
+    known: Option<Value>,
 ) -> ApiResult<(Option<Bound>, Option<(String, String)>)> {
     let kind = reference["kind"].as_str().unwrap_or_default();
     let api_version = reference["apiVersion"].as_str().unwrap_or("v1");
@@ -155,7 +158,10 @@ async fn bind(
     let name = reference["name"].as_str().filter(|n| !n.is_empty());
     let name = name.ok_or_else(|| ApiError::BadRequest("spec.boundObjectRef.name is required".into()))?;
     let res = resources::lookup("", "v1", plural).expect("served");
-    let object = registry.get(res, ns, name).await?;
+    let object = match known {
+        Some(object) => object,
+        None => registry.get(res, ns, name).await?,
+    };
     let uid = object["metadata"]["uid"].as_str().unwrap_or_default().to_string();
     match reference["uid"].as_str().filter(|u| !u.is_empty()) {
         Some(asked) if asked != uid => {
@@ -171,7 +177,7 @@ async fn bind(
     }
     let mut node = None;
     if kind == "Pod" {
-        let runs_as = object["spec"]["serviceAccountName"].as_str().unwrap_or(super::DEFAULT_NAME);
+        let runs_as = super::admission::account_name(&object);
         if runs_as != account {
             return Err(ApiError::BadRequest(format!(
                 "cannot bind token for pod {name:?}: the pod runs as service account {runs_as:?}, not {account:?}"
@@ -191,14 +197,14 @@ async fn bind(
 }
 
 /// A node may ask only for tokens bound (by uid) to a pod bound to it that runs as
-/// `account`; every other request gets the same 403, whatever exists.
+/// `account`; every other request gets the same 403, whatever exists. Returns that pod.
 async fn check_node(
     registry: &Registry,
     node: &str,
     namespace: &str,
     account: &str,
     reference: &Value,
-) -> ApiResult<()> {
+) -> ApiResult<Value> {
     let refuse = || {
         ApiError::Forbidden(format!(
             "serviceaccounts \"{account}\" is forbidden: node \"{node}\" can only request tokens bound to pods \
@@ -221,7 +227,7 @@ async fn check_node(
         && pod["spec"]["nodeName"].as_str() == Some(node)
         && super::admission::account_name(&pod) == account;
     if ok {
-        Ok(())
+        Ok(pod)
     } else {
         Err(refuse())
     }
